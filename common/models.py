@@ -1,0 +1,125 @@
+"""The model zoo: torchvision models by name, or a user's module by `package.module:factory`.
+
+Weights come from a local file when one is given (nothing is downloaded); otherwise the model is
+built with random weights from a fixed seed, so that an edge agent and a cloud worker that build the
+same model independently hold the same weights.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from common.errors import ModelLoadError
+
+__all__ = ["ZOO", "ModelSpec", "load_model", "example_input", "input_shape_for"]
+
+#: torchvision models we support by name, with their natural input resolution.
+ZOO: dict[str, int] = {
+    "alexnet": 224,
+    "vgg16": 224,
+    "resnet18": 224,
+    "resnet50": 224,
+    "googlenet": 224,
+    "inception_v3": 299,
+    "mobilenet_v2": 224,
+    "mobilenet_v3_large": 224,
+    "densenet121": 224,
+    "efficientnet_b0": 224,
+    "regnet_y_400mf": 224,
+    "shufflenet_v2_x1_0": 224,
+    "squeezenet1_0": 224,
+    "convnext_tiny": 224,
+    "vit_b_16": 224,
+    "swin_t": 224,
+}
+
+# Auxiliary training heads: built without them (eval never runs them), and their keys in a
+# checkpoint are ignored rather than rejected.
+_AUX_FREE = {"googlenet": ("aux1.", "aux2."), "inception_v3": ("AuxLogits.",)}
+DEFAULT_SEED = 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What names a model: a zoo name or `package.module:factory`, plus an optional weights file."""
+
+    name: str
+    weights: str | None = None
+    seed: int = DEFAULT_SEED
+
+
+def _build(name: str) -> nn.Module:
+    if name in ZOO:
+        import torchvision.models as tvm
+
+        kwargs: dict[str, object] = {"weights": None}
+        if name in _AUX_FREE:
+            kwargs.update(aux_logits=False, init_weights=True)
+        return getattr(tvm, name)(**kwargs)
+    if ":" in name:
+        module_path, _, attr = name.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_path), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ModelLoadError(f"cannot import {name!r}: {exc}") from exc
+        model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+        if not isinstance(model, nn.Module):
+            raise ModelLoadError(f"{name!r} gave {type(model).__name__}, not a torch.nn.Module")
+        return model
+    known = ", ".join(sorted(ZOO))
+    raise ModelLoadError(
+        f"unknown model {name!r}: use one of {known}, or 'package.module:factory' for your own"
+    )
+
+
+def _load_weights(model: nn.Module, name: str, path: str) -> None:
+    file = Path(path)
+    if not file.is_file():
+        raise ModelLoadError(f"weights file {path!r} does not exist")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several kinds for a bad file
+        raise ModelLoadError(f"cannot read weights from {path!r}: {exc}") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"{path!r} holds a {type(state).__name__}, not a state dict")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    ignored = _AUX_FREE.get(name, ())
+    state = {k: v for k, v in state.items() if not k.startswith(ignored)}
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelLoadError(
+            f"weights in {path!r} do not fit {name}: "
+            f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+
+
+def load_model(name: str, weights: str | None = None, seed: int = DEFAULT_SEED) -> nn.Module:
+    """Build a model in eval mode; real weights from `weights` if given, else seeded random ones."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _build(name)
+    if weights is not None:
+        _load_weights(model, name, weights)
+    return model.eval()
+
+
+def input_shape_for(name: str, batch: int = 1) -> tuple[int, int, int, int]:
+    """The natural NCHW input shape of a model (224x224 unless the zoo says otherwise)."""
+    side = ZOO.get(name, 224)
+    return (batch, 3, side, side)
+
+
+def example_input(
+    name: str, shape: tuple[int, ...] | None = None, seed: int = DEFAULT_SEED
+) -> torch.Tensor:
+    """A deterministic random input of the model's natural shape (or `shape`)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(shape or input_shape_for(name), generator=gen)

@@ -1,0 +1,140 @@
+"""Split execution: a cut turns one traced model into an edge part and a cloud part.
+
+Invariant (as in torch.fx's split_module): for every valid cut E,
+`cloud_part(*edge_part(x))` computes exactly what `model(x)` computes — the same ops, in the same
+order, on the same weights (both parts share the original module's parameters, nothing is copied).
+
+What crosses is a flat tuple of tensors, one per wire frame: each node in `sends` contributes its
+output flattened by its ValueSpec (a tensor as is; a tuple of tensors, e.g. `chunk`, one tensor per
+element; Python ints/floats/bools as 0-d tensors; a torch.Size as an int64 vector). `sends` is the
+plan's `transfer` list (DESIGN §3, graph order), followed by any node of the model's output that
+was computed on the edge and no cloud node consumes (for edge-only, the whole result).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from common import dag
+from common.graph import ModelGraph, ValueSpec, trace
+
+__all__ = ["EdgePart", "CloudPart", "split", "split_graph", "flatten", "unflatten"]
+
+_SCALAR_DTYPES = {"int": torch.int64, "float": torch.float64, "bool": torch.bool}
+
+
+def flatten(value: Any, spec: ValueSpec, out: list[torch.Tensor]) -> None:
+    """Append the tensors that carry `value` (structured as `spec`) to `out`."""
+    kind = spec.kind
+    if kind == "tensor":
+        out.append(value)
+    elif kind == "size":
+        out.append(torch.tensor(list(value), dtype=torch.int64))
+    elif kind in _SCALAR_DTYPES:
+        out.append(torch.tensor(value, dtype=_SCALAR_DTYPES[kind]))
+    elif kind in ("tuple", "list"):
+        for item, item_spec in zip(value, spec.items, strict=True):
+            flatten(item, item_spec, out)
+
+
+def unflatten(spec: ValueSpec, tensors: Iterator[torch.Tensor]) -> Any:
+    """Rebuild one value of structure `spec` from the tensors that carry it."""
+    kind = spec.kind
+    if kind == "tensor":
+        return next(tensors)
+    if kind == "size":
+        return torch.Size(next(tensors).tolist())
+    if kind in _SCALAR_DTYPES:
+        return next(tensors).item()
+    if kind == "none":
+        return None
+    items = [unflatten(s, tensors) for s in spec.items]
+    return tuple(items) if kind == "tuple" else items
+
+
+class EdgePart(nn.Module):
+    """The edge side of a cut: model inputs in, the crossing tensors out (wire order)."""
+
+    def __init__(self, gm: fx.GraphModule, sends: list[str], specs: list[ValueSpec]) -> None:
+        super().__init__()
+        self.gm = gm
+        self.sends = tuple(sends)
+        self.specs = tuple(specs)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        values = self.gm(*inputs)
+        out: list[torch.Tensor] = []
+        for value, spec in zip(values, self.specs, strict=True):
+            flatten(value, spec, out)
+        return tuple(out)
+
+
+class CloudPart(nn.Module):
+    """The cloud side of a cut: the crossing tensors in, the model's output out."""
+
+    def __init__(self, gm: fx.GraphModule, receives: list[str], specs: list[ValueSpec]) -> None:
+        super().__init__()
+        self.gm = gm
+        self.receives = tuple(receives)
+        self.specs = tuple(specs)
+        self.num_tensors = sum(s.num_tensors for s in specs)
+
+    def forward(self, *tensors: torch.Tensor) -> Any:
+        if len(tensors) != self.num_tensors:
+            raise ValueError(
+                f"cloud part expects {self.num_tensors} tensors for {list(self.receives)}, "
+                f"got {len(tensors)}"
+            )
+        it = iter(tensors)
+        values = [unflatten(spec, it) for spec in self.specs]
+        return self.gm(*values)
+
+
+def split_graph(graph: ModelGraph, edge_nodes: Iterable[str]) -> tuple[EdgePart, CloudPart]:
+    """Cut a traced model; raises InvalidCut (naming the node) when `edge_nodes` is not a cut."""
+    edge = dag.check_cut(graph.dag, edge_nodes)
+    sends = dag.transfer(graph.dag, edge)
+    sends += [v for v in graph.outputs if v in edge and v not in sends]
+    specs = [graph.nodes[v].spec for v in sends]
+
+    src = graph.module.graph
+    edge_g, cloud_g = fx.Graph(), fx.Graph()
+    edge_env: dict[fx.Node, fx.Node] = {}
+    cloud_env: dict[fx.Node, fx.Node] = {}
+    by_name = {n.name: n for n in src.nodes}
+    for v in sends:
+        cloud_env[by_name[v]] = cloud_g.placeholder(v)
+    for n in src.nodes:
+        if n.op == "output":
+            edge_g.output(tuple(edge_env[by_name[v]] for v in sends))
+            cloud_g.output(fx.map_arg(n.args[0], cloud_env.__getitem__))
+        elif n.name in edge:
+            edge_env[n] = edge_g.node_copy(n, edge_env.__getitem__)
+        else:
+            cloud_env[n] = cloud_g.node_copy(n, cloud_env.__getitem__)
+    edge_gm = fx.GraphModule(graph.module, edge_g, class_name="EdgeGraph")
+    cloud_gm = fx.GraphModule(graph.module, cloud_g, class_name="CloudGraph")
+    return EdgePart(edge_gm, sends, specs), CloudPart(cloud_gm, sends, specs)
+
+
+def split(
+    model: nn.Module | ModelGraph,
+    example_input: torch.Tensor | tuple[torch.Tensor, ...] | None,
+    edge_nodes: Iterable[str],
+) -> tuple[EdgePart, CloudPart]:
+    """DESIGN §7: `edge_part(x)` gives the crossing tensors, `cloud_part(*them)` the output.
+
+    Pass a ModelGraph (from `common.graph.trace`) to skip tracing when splitting one model often.
+    """
+    if isinstance(model, ModelGraph):
+        graph = model
+    else:
+        if example_input is None:
+            raise ValueError("split() needs an example input to trace a module")
+        graph = trace(model, example_input)
+    return split_graph(graph, edge_nodes)
