@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "DadsError",
     "ModelLoadError",
+    "TraceError",
     "InvalidCut",
     "CostGraphError",
     "ProfileMismatch",
@@ -17,6 +18,10 @@ class DadsError(Exception):
 
 class ModelLoadError(DadsError):
     """A model name, import path or weights file could not be turned into a module."""
+
+
+class TraceError(DadsError):
+    """A model that torch.fx cannot trace, or that fails on the example input."""
 
 
 class InvalidCut(DadsError, ValueError):

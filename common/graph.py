@@ -19,6 +19,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from common.errors import TraceError
+
 __all__ = ["ValueSpec", "NodeInfo", "ModelGraph", "trace"]
 
 SpecKind = Literal["tensor", "int", "float", "bool", "none", "size", "tuple", "list"]
@@ -206,11 +208,24 @@ def trace(
 ) -> ModelGraph:
     """Trace `model` with torch.fx and annotate every node from one run on `example_input`."""
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
-    gm = model if isinstance(model, fx.GraphModule) else fx.symbolic_trace(model)
+    try:
+        gm = model if isinstance(model, fx.GraphModule) else fx.symbolic_trace(model)
+    except Exception as exc:  # fx raises many kinds for untraceable Python
+        raise TraceError(
+            f"torch.fx cannot trace {type(model).__name__}: {exc}. Make the forward free of "
+            "data-dependent control flow, or wrap such parts with torch.fx.wrap"
+        ) from exc
     gm.eval()
     recorder = _Recorder(gm)
-    with torch.no_grad():
-        recorder.run(*inputs)
+    try:
+        with torch.no_grad():
+            recorder.run(*inputs)
+    except Exception as exc:
+        shapes = [list(x.shape) for x in inputs]
+        raise TraceError(
+            f"the example input {shapes} does not fit the model: {str(exc).splitlines()[0]}; "
+            "give the right shape with --input-shape"
+        ) from exc
     modules = dict(gm.named_modules())
     nodes: dict[str, NodeInfo] = {}
     outputs: list[str] = []

@@ -23,7 +23,9 @@ from torch import nn
 from common import dag
 from common.graph import ModelGraph, ValueSpec, trace
 
-__all__ = ["EdgePart", "CloudPart", "split", "split_graph", "flatten", "unflatten"]
+__all__ = [
+    "EdgePart", "CloudPart", "split", "split_graph", "flatten", "unflatten", "relative_error", "check_cut",
+]
 
 _SCALAR_DTYPES = {"int": torch.int64, "float": torch.float64, "bool": torch.bool}
 
@@ -138,3 +140,19 @@ def split(
             raise ValueError("split() needs an example input to trace a module")
         graph = trace(model, example_input)
     return split_graph(graph, edge_nodes)
+
+
+def relative_error(out: Any, ref: Any) -> float:
+    """max |out - ref| over the output scale max |ref| (outputs may be tensors or tuples)."""
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    refs = ref if isinstance(ref, (tuple, list)) else (ref,)
+    diff = max(float((a.double() - b.double()).abs().max()) for a, b in zip(outs, refs, strict=True))
+    scale = max(float(b.double().abs().max()) for b in refs)
+    return diff / max(scale, 1e-30)
+
+
+def check_cut(graph: ModelGraph, edge_nodes: Iterable[str], x: tuple[torch.Tensor, ...], ref: Any) -> float:
+    """Split at `edge_nodes`, run both parts on `x`, return the relative error against `ref`."""
+    edge_part, cloud_part = split_graph(graph, edge_nodes)
+    with torch.no_grad():
+        return relative_error(cloud_part(*edge_part(*x)), ref)

@@ -1,0 +1,125 @@
+"""The cost graph (DESIGN §3): the planner's input, a public and stable JSON format.
+
+networkx node-link JSON; graph attributes `model`, `fingerprint`, `inputs`; node attributes
+`edge_time_s`, `cloud_time_s`, `output_bytes`, `op` and optionally `exit`; edges are data
+dependencies. Plain data: no torch here, so planners and external tools can read it anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from common.errors import CostGraphError
+from common.profile import Profile
+
+__all__ = ["NODE_FIELDS", "build", "validate", "to_json", "from_json", "load", "save"]
+
+NODE_FIELDS = ("edge_time_s", "cloud_time_s", "output_bytes")
+
+
+def build(
+    dag: nx.DiGraph,
+    edge: Profile,
+    cloud: Profile,
+    input_bytes: int | dict[str, int] | None = None,
+) -> nx.DiGraph:
+    """Combine a model DAG (`ModelGraph.dag`) with an edge and a cloud profile.
+
+    `input_bytes` is what crossing the raw input really costs (the encoded frame); by default an
+    input node costs its tensor's bytes.
+    """
+    fp = dag.graph["fingerprint"]
+    edge.check(fp)
+    cloud.check(fp)
+    g = nx.DiGraph(
+        model=dag.graph["model"],
+        fingerprint=fp,
+        inputs=list(dag.graph["inputs"]),
+        edge_device=edge.device.key,
+        cloud_device=cloud.device.key,
+    )
+    for v, attrs in dag.nodes(data=True):
+        g.add_node(
+            v,
+            op=attrs["op"],
+            edge_time_s=float(edge.node_times_s[v]),
+            cloud_time_s=float(cloud.node_times_s[v]),
+            output_bytes=int(attrs["output_bytes"]),
+        )
+    g.add_edges_from(dag.edges)
+    if input_bytes is not None:
+        sizes = input_bytes if isinstance(input_bytes, dict) else dict.fromkeys(g.graph["inputs"], input_bytes)
+        for v, b in sizes.items():
+            g.nodes[v]["output_bytes"] = int(b)
+    validate(g)
+    return g
+
+
+def _number(v: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CostGraphError(f"node {v!r}: {key} must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise CostGraphError(f"node {v!r}: {key} must be finite and >= 0, got {value!r}")
+    return float(value)
+
+
+def validate(g: nx.DiGraph) -> None:
+    """Raise CostGraphError with a precise message unless `g` is a usable cost graph."""
+    if not isinstance(g, nx.DiGraph) or g.is_multigraph():
+        raise CostGraphError("a cost graph is a directed simple graph (networkx DiGraph)")
+    if g.number_of_nodes() == 0:
+        raise CostGraphError("the cost graph has no nodes")
+    inputs = g.graph.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise CostGraphError("graph attribute 'inputs' must list the input node ids")
+    for v in inputs:
+        if v not in g:
+            raise CostGraphError(f"input {v!r} is not a node of the graph")
+        if g.in_degree(v):
+            raise CostGraphError(f"input {v!r} has predecessors; inputs are sources")
+    if not nx.is_directed_acyclic_graph(g):
+        cycle = nx.find_cycle(g)
+        raise CostGraphError(f"the cost graph has a cycle: {cycle}")
+    for v, attrs in g.nodes(data=True):
+        for key in NODE_FIELDS:
+            if key not in attrs:
+                raise CostGraphError(f"node {v!r} lacks {key!r}")
+            _number(v, key, attrs[key])
+
+
+def to_json(g: nx.DiGraph) -> dict[str, Any]:
+    return nx.node_link_data(g, edges="edges")
+
+
+def from_json(doc: dict[str, Any]) -> nx.DiGraph:
+    if not isinstance(doc, dict) or "nodes" not in doc:
+        raise CostGraphError("not a node-link cost graph: expected an object with 'nodes'")
+    if not doc.get("directed", True) or doc.get("multigraph", False):
+        raise CostGraphError("a cost graph must be directed and not a multigraph")
+    try:
+        g = nx.node_link_graph(doc, directed=True, multigraph=False, edges="edges")
+    except (KeyError, TypeError, nx.NetworkXError) as exc:
+        raise CostGraphError(f"malformed node-link JSON: {exc!r}") from exc
+    validate(g)
+    return g
+
+
+def load(path: str | os.PathLike[str]) -> nx.DiGraph:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CostGraphError(f"cannot read cost graph {str(path)!r}: {exc}") from exc
+    return from_json(doc)
+
+
+def save(g: nx.DiGraph, path: str | os.PathLike[str]) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(to_json(g), indent=1))
+    return out

@@ -1,0 +1,93 @@
+"""Profiles: per-node latency of one model on one device, as a JSON document.
+
+This module is plain data (no torch) so that the planner can read profiles without importing the
+deep-learning stack; `common.profiler` measures them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.errors import ProfileMismatch
+
+__all__ = ["FORMAT", "DeviceInfo", "Profile", "cache_dir", "cache_path"]
+
+FORMAT = "dads-profile/1"
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    kind: str  # "cpu" or "cuda"
+    name: str  # CPU model or GPU name
+    threads: int  # torch intra-op threads the numbers were taken with
+    torch: str
+
+    @property
+    def key(self) -> str:
+        """A short file-name-safe id: profiles are keyed by fingerprint + this."""
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", self.name).strip("_")[:40]
+        return f"{self.kind}-{slug}-{self.threads}t"
+
+
+@dataclass
+class Profile:
+    model: str
+    fingerprint: str
+    device: DeviceInfo
+    input_shapes: list[list[int]]
+    node_times_s: dict[str, float]  # median per node, graph order
+    total_s: float  # median of whole forward passes (not the sum: fusion and caching differ)
+    warmup: int
+    repeats: int
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def summed_s(self) -> float:
+        return sum(self.node_times_s.values())
+
+    def check(self, fingerprint: str) -> None:
+        """Refuse a profile taken on a different model than the one in hand."""
+        if self.fingerprint != fingerprint:
+            raise ProfileMismatch(
+                f"profile of {self.model!r} has fingerprint {self.fingerprint}, but the model in "
+                f"hand has {fingerprint}: re-profile it (`dads profile`)"
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["format"] = FORMAT
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Profile:
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} document (format={doc.get('format')!r})")
+        body = {k: v for k, v in doc.items() if k != "format"}
+        body["device"] = DeviceInfo(**body["device"])
+        return cls(**body)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(self.to_json(), indent=1))
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Profile:
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+
+def cache_dir() -> Path:
+    """Where profiles are cached: $DADS_CACHE, else ~/.cache/dads."""
+    return Path(os.environ.get("DADS_CACHE") or Path.home() / ".cache" / "dads")
+
+
+def cache_path(model: str, fingerprint: str, device: DeviceInfo) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
+    return cache_dir() / "profiles" / f"{safe}-{fingerprint[:12]}-{device.key}.json"

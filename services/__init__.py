@@ -1,0 +1,1 @@
+"""The dads services (edge agent, broker, cloud workers, planner) and the `dads` command line."""
