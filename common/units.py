@@ -1,0 +1,56 @@
+"""Bandwidth in text and numbers: one parser for every command line and environment variable."""
+
+from __future__ import annotations
+
+import math
+import re
+
+__all__ = ["PRESETS", "parse_bandwidth", "format_bandwidth", "format_bytes"]
+
+#: The uplinks of DADS Table I, in bit/s.
+PRESETS: dict[str, float] = {
+    "cat1": 0.13e6,
+    "3g": 1.1e6,
+    "4g": 5.85e6,
+    "wifi": 18.88e6,
+}
+
+_UNITS = {"bps": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9,
+          "kbps": 1e3, "mbps": 1e6, "gbps": 1e9, "": 1.0}
+_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z/]*)\s*$", re.IGNORECASE)
+
+
+def parse_bandwidth(text: str | float) -> float:
+    """'5.85mbit', '300kbit', '1e6bps', '4g' (a DADS preset) or a number of bit/s -> bit/s."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        key = text.strip().lower()
+        if key in PRESETS:
+            return PRESETS[key]
+        m = _PATTERN.match(key)
+        unit = m.group(2).removesuffix("/s") if m else None
+        if not m or unit not in _UNITS:
+            presets = ", ".join(PRESETS)
+            raise ValueError(
+                f"bandwidth {text!r} not understood: use e.g. 5.85mbit, 300kbit, 2gbit, 1e6bps "
+                f"or a preset ({presets})"
+            )
+        value = float(m.group(1)) * _UNITS[unit]
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"bandwidth must be a positive, finite rate, got {text!r}")
+    return value
+
+
+def format_bandwidth(bps: float) -> str:
+    for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if bps >= scale:
+            return f"{bps / scale:.3g} {unit}"
+    return f"{bps:.3g} bit/s"
+
+
+def format_bytes(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} B"
