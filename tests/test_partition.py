@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common import dag, partition
+from common.bwmap import bandwidth_map
 from common.costgraph import to_json
 from common.errors import CostGraphError
 from tests.strategies import bandwidths, cost_graphs
@@ -159,3 +160,20 @@ def test_workers_must_be_positive() -> None:
     with pytest.raises(CostGraphError, match="workers"):
         partition.dsh(chain_loses_graph(), 1e6, 0)
     to_json(chain_loses_graph())
+
+
+@PROPS
+@given(cost_graphs(), st.lists(st.floats(1e3, 1e11), min_size=1, max_size=8))
+def test_bandwidth_map_agrees_with_dsl(g: nx.DiGraph, probes: list[float]) -> None:
+    bmap = bandwidth_map(g)
+    segs = bmap.segments
+    assert segs and segs[0].min_bps == pytest.approx(1e3) and segs[-1].max_bps == pytest.approx(1e11)
+    for a, b in zip(segs, segs[1:], strict=False):
+        assert a.max_bps == pytest.approx(b.min_bps, rel=1e-12)
+        assert a.transfer_bytes <= b.transfer_bytes  # more bandwidth, more sent
+    assert bmap.solves <= 2 * len(segs) + 1
+    for bw in probes + bmap.breakpoints_bps:
+        want = partition.dsl(g, bw).predicted.latency_s
+        assert rel_close(bmap.latency_s(bw), want), (bw, bmap.latency_s(bw), want)
+        seg = bmap.lookup(bw)
+        assert rel_close(partition.evaluate(g, seg.edge_nodes, bw).latency_s, want)

@@ -1,0 +1,103 @@
+"""Load regime (DESIGN §4, DADS Algorithm 3): light → DSL, heavy → DSH, overloaded → say so.
+
+Light load means every stage of the DSL plan finishes before the next frame arrives:
+Q · max(edge_s, transfer_s, cloud_s / k) < 1. The decision is a pure function of the observations
+and the previous state, with hysteresis (separate thresholds to enter and to leave heavy load, a
+queue that says "heavy" whatever the estimate, a minimum dwell time), so the planner neither
+flaps nor needs a clock of its own: `now` is passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+import networkx as nx
+
+from common import partition
+from common.mincut import CutSolver
+
+__all__ = ["Regime", "Hysteresis", "RegimeState", "Decision", "next_regime", "decide"]
+
+
+class Regime(StrEnum):
+    LIGHT = "light"
+    HEAVY = "heavy"
+
+
+@dataclass(frozen=True)
+class Hysteresis:
+    enter_heavy: float = 1.0  # load factor Q·bottleneck(DSL) at or above which we go heavy
+    leave_heavy: float = 0.8  # ... and at or below which we come back to light
+    queue_high: int = 4  # frames waiting at the edge: heavy, whatever the estimate says
+    min_dwell_s: float = 5.0  # time in a regime before leaving it
+
+    def __post_init__(self) -> None:
+        if not 0 < self.leave_heavy <= self.enter_heavy:
+            raise ValueError("need 0 < leave_heavy <= enter_heavy")
+
+
+@dataclass(frozen=True)
+class RegimeState:
+    regime: Regime = Regime.LIGHT
+    since: float = -math.inf
+
+
+@dataclass(frozen=True)
+class Decision:
+    regime: Regime
+    plan: partition.Plan  # the plan to run: DSL (light) or DSH (heavy)
+    dsl: partition.Plan
+    load_factor: float  # Q · bottleneck of the plan chosen; >= 1 means it cannot keep up
+    overloaded: bool
+    reason: str
+
+
+def next_regime(
+    state: RegimeState, load_factor: float, queue_depth: int, now: float, cfg: Hysteresis
+) -> RegimeState:
+    """The regime after one observation (load factor of the DSL plan, frames queued)."""
+    if now - state.since < cfg.min_dwell_s:
+        return state
+    if state.regime is Regime.LIGHT:
+        if load_factor >= cfg.enter_heavy or queue_depth >= cfg.queue_high:
+            return RegimeState(Regime.HEAVY, now)
+    elif load_factor <= cfg.leave_heavy and queue_depth < cfg.queue_high:
+        return RegimeState(Regime.LIGHT, now)
+    return state
+
+
+def decide(
+    g: nx.DiGraph,
+    bandwidth_bps: float,
+    fps: float,
+    workers: int = 1,
+    state: RegimeState | None = None,
+    now: float = 0.0,
+    queue_depth: int = 0,
+    cfg: Hysteresis | None = None,
+    solver: CutSolver | None = None,
+) -> tuple[Decision, RegimeState]:
+    """DADS Algorithm 3 with hysteresis: solve DSL; under heavy load solve DSH; flag overload."""
+    if not (math.isfinite(fps) and fps >= 0):
+        raise ValueError(f"frame rate must be finite and >= 0, got {fps!r}")
+    cfg = cfg or Hysteresis()
+    solver = solver or CutSolver(g)
+    light = partition.dsl(g, bandwidth_bps, workers, solver=solver)
+    factor = fps * light.predicted.bottleneck_s
+    state = next_regime(state or RegimeState(), factor, queue_depth, now, cfg)
+    if state.regime is Regime.LIGHT:
+        return Decision(state.regime, light, light, factor, factor >= 1.0,
+                        f"light load: DSL's slowest stage takes {factor:.0%} of the frame interval"
+                        ), state
+    heavy = partition.dsh(g, bandwidth_bps, workers, solver=solver)
+    heavy_factor = fps * heavy.predicted.bottleneck_s
+    overloaded = heavy_factor >= 1.0
+    if overloaded:
+        reason = (f"overloaded: even DSH's slowest stage takes {heavy_factor:.0%} of the frame "
+                  f"interval; lower the rate to {heavy.predicted.throughput_fps:.3g} fps or add "
+                  "cloud workers")
+    else:
+        reason = f"heavy load: DSH keeps up at {heavy_factor:.0%} of the frame interval"
+    return Decision(state.regime, heavy, light, heavy_factor, overloaded, reason), state
