@@ -16,7 +16,7 @@ from typing import Any
 
 from common.errors import ProfileMismatch
 
-__all__ = ["FORMAT", "DeviceInfo", "Profile", "cache_dir", "cache_path"]
+__all__ = ["FORMAT", "DeviceInfo", "Profile", "cache_dir", "cache_path", "scaled"]
 
 FORMAT = "dads-profile/1"
 
@@ -91,3 +91,21 @@ def cache_dir() -> Path:
 def cache_path(model: str, fingerprint: str, device: DeviceInfo) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
     return cache_dir() / "profiles" / f"{safe}-{fingerprint[:12]}-{device.key}.json"
+
+
+def scaled(profile: Profile, speedup: float) -> Profile:
+    """A modelled profile: every time divided by `speedup` (a cloud when none was measured)."""
+    if not speedup > 0:
+        raise ValueError("speedup must be > 0")
+    return Profile(
+        model=profile.model,
+        fingerprint=profile.fingerprint,
+        device=DeviceInfo("model", f"{profile.device.name} / {speedup:g}", profile.device.threads,
+                          profile.device.torch),
+        input_shapes=profile.input_shapes,
+        node_times_s={k: v / speedup for k, v in profile.node_times_s.items()},
+        total_s=profile.total_s / speedup,
+        warmup=profile.warmup,
+        repeats=profile.repeats,
+        created_at=profile.created_at,
+    )

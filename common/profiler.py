@@ -20,9 +20,9 @@ import torch.fx as fx
 from tqdm import tqdm
 
 from common.graph import ModelGraph
-from common.profile import DeviceInfo, Profile
+from common.profile import DeviceInfo, Profile, cache_path
 
-__all__ = ["resolve_device", "describe_device", "profile_graph"]
+__all__ = ["resolve_device", "describe_device", "profile_graph", "cached_profile"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -160,3 +160,27 @@ def profile_graph(
         warmup=warmup,
         repeats=repeats,
     )
+
+
+def cached_profile(
+    graph: ModelGraph,
+    device: str = "auto",
+    threads: int | None = None,
+    progress: bool = True,
+    **kwargs: Any,
+) -> Profile:
+    """The cached profile of this model on this device, measuring (and caching) it if missing."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    path = cache_path(graph.name, graph.fingerprint, describe_device(dev))
+    if path.is_file():
+        try:
+            prof = Profile.load(path)
+            prof.check(graph.fingerprint)
+            return prof
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable or stale cache: measure again
+    prof = profile_graph(graph, str(dev), progress=progress, **kwargs)
+    prof.save(path)
+    return prof

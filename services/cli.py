@@ -14,12 +14,18 @@ from common.errors import DadsError
 
 __all__ = ["main", "build_parser"]
 
+DEFAULT_MODEL = "googlenet"
+DEFAULT_CLOUD_SPEEDUP = 10.0
+
 EPILOG = """\
 examples:
-  dads profile resnet18 --plot plots/          profile on this machine, save figures
+  dads demo                                     profile + plan the default model here
+  dads profile resnet18 --plot plots/           profile on this machine, save figures
   dads split-check googlenet --cuts 20          verify the split on 20 random cuts
   dads costgraph resnet18 --edge E.json --cloud C.json --out costs.json
-  dads split-check mypkg.models:build --input-shape 1,3,128,128
+  dads plan --graph costs.json --bandwidth 4g   the DSL plan at DADS's 4G uplink
+  dads plan resnet18 --bandwidth 3mbit --algorithm dsh --workers 4 --json
+  dads bwmap googlenet --plot map.png           every bandwidth breakpoint of the DSL plan
 """
 
 
@@ -107,13 +113,215 @@ def cmd_costgraph(args: argparse.Namespace) -> int:
     from common.profile import Profile
 
     graph = _trace(args)
-    g = costgraph.build(graph.dag, Profile.load(args.edge), Profile.load(args.cloud), args.input_bytes)
+    g = costgraph.build(graph.dag, Profile.load(args.edge), Profile.load(args.cloud),
+                        _resolve_input_bytes(args.input_bytes, graph))
     if args.out:
         print(f"cost graph of {graph.name} ({len(g)} nodes) written to {costgraph.save(g, args.out)}")
     else:
         json.dump(costgraph.to_json(g), sys.stdout)
         print()
     return 0
+
+
+def _bandwidth(text: str) -> float:
+    from common.units import parse_bandwidth
+
+    try:
+        return parse_bandwidth(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_costs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", help="a model (as for `dads profile`), when no --graph")
+    p.add_argument("--graph", metavar="COSTS.json", help="a cost graph (DESIGN §3) to plan on")
+    p.add_argument("--weights", metavar="PATH", help="local .pth weights of the model")
+    p.add_argument("--seed", type=int, default=0, help="seed of random weights (default 0)")
+    p.add_argument("--input-shape", type=_shape, metavar="N,C,H,W", help="example input shape")
+    p.add_argument("--edge-profile", metavar="P.json",
+                   help="edge profile (default: measure here, cached)")
+    p.add_argument("--cloud-profile", metavar="P.json",
+                   help="cloud profile (default: the edge profile / --cloud-speedup)")
+    p.add_argument("--cloud-speedup", type=float, default=DEFAULT_CLOUD_SPEEDUP, metavar="F",
+                   help=f"model the cloud as F times faster when no cloud profile is given "
+                   f"(default {DEFAULT_CLOUD_SPEEDUP:g})")
+    p.add_argument("--input-bytes", type=_input_bytes, metavar="N|frame",
+                   help="bytes sent when the raw input crosses: a number, or 'frame' for a uint8 "
+                   "RGB frame of the input's size (default: the input tensor's bytes)")
+
+
+def _input_bytes(text: str) -> int | str:
+    if text == "frame":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a number of bytes, or 'frame'") from None
+
+
+def _resolve_input_bytes(value: int | str | None, graph) -> int | None:
+    """'frame': the input sent as a uint8 frame, one byte per element of the input tensor."""
+    if value != "frame":
+        return value  # type: ignore[return-value]
+    numel = 1
+    for d in graph.example_inputs[0].shape:
+        numel *= d
+    return numel
+
+
+def _costs(args: argparse.Namespace):  # -> nx.DiGraph
+    from common import costgraph
+    from common.profile import Profile, scaled
+
+    if args.graph:
+        if args.model:
+            raise DadsError("give a model or --graph, not both")
+        return costgraph.load(args.graph)
+    if not args.model:
+        raise DadsError("say what to plan: a model name, or --graph COSTS.json")
+    from common.profiler import cached_profile
+
+    graph = _trace(args)
+    edge = Profile.load(args.edge_profile) if args.edge_profile else cached_profile(graph, "cpu")
+    if args.cloud_profile:
+        cloud = Profile.load(args.cloud_profile)
+    else:
+        cloud = scaled(edge, args.cloud_speedup)
+        print(f"note: no --cloud-profile, the cloud is modelled as {args.cloud_speedup:g}x "
+              "faster than this machine", file=sys.stderr)
+    return costgraph.build(graph.dag, edge, cloud, _resolve_input_bytes(args.input_bytes, graph))
+
+
+def _plan_report(g, plan, baselines: dict) -> str:  # -> the readable table of `dads plan`
+    from common.units import format_bandwidth, format_bytes
+
+    p = plan.predicted
+    n = g.number_of_nodes()
+    lines = [
+        f"{g.graph.get('model', '?')}: {plan.algorithm.upper()} plan at "
+        f"{format_bandwidth(plan.bandwidth_bps)}, {plan.workers} cloud worker(s)",
+        f"  {'stage':<10}{'time':>12}   detail",
+        f"  {'edge':<10}{p.edge_s * 1e3:>9.2f} ms   {len(plan.edge_nodes)} of {n} nodes",
+        f"  {'transfer':<10}{p.transfer_s * 1e3:>9.2f} ms   {len(plan.transfer)} tensor(s), "
+        f"{format_bytes(plan.transfer_bytes)}",
+        f"  {'cloud':<10}{p.cloud_s * 1e3:>9.2f} ms   {n - len(plan.edge_nodes)} nodes",
+        f"  {'latency':<10}{p.latency_s * 1e3:>9.2f} ms   throughput {p.throughput_fps:.3g} fps "
+        f"(pipelined)",
+    ]
+    for v in plan.transfer[:8]:
+        lines.append(f"    crosses: {v} ({format_bytes(g.nodes[v]['output_bytes'])})")
+    if len(plan.transfer) > 8:
+        lines.append(f"    ... and {len(plan.transfer) - 8} more")
+    for name, other in baselines.items():
+        q = other.predicted
+        lines.append(f"  vs {name:<13} latency {q.latency_s * 1e3:9.2f} ms "
+                     f"({q.latency_s / p.latency_s:5.2f}x),  throughput {q.throughput_fps:8.3g} fps "
+                     f"({p.throughput_fps / q.throughput_fps if q.throughput_fps else float('inf'):5.2f}x)")
+    if plan.extra:
+        lines.append("  " + ", ".join(f"{k}={v}" for k, v in plan.extra.items()))
+    return "\n".join(lines)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from common import partition
+    from common.regime import decide
+
+    g = _costs(args)
+    reason = ""
+    if args.algorithm == "auto":
+        if args.fps is None:
+            plan = partition.dsl(g, args.bandwidth, args.workers)
+        else:
+            decision, _ = decide(g, args.bandwidth, args.fps, args.workers)
+            plan, reason = decision.plan, decision.reason
+    else:
+        plan = partition.solve(g, args.algorithm, args.bandwidth, args.workers)
+    plan = plan.stamped(plan.plan_id, time.time())
+    if args.json:
+        json.dump(plan.to_json(), sys.stdout, indent=1)
+        print()
+    else:
+        baselines = {name: partition.solve(g, name, args.bandwidth, args.workers)
+                     for name in ("edge_only", "cloud_only", "neurosurgeon")
+                     if name != plan.algorithm}
+        print(_plan_report(g, plan, baselines))
+        if reason:
+            print(f"  load: {reason}")
+    if args.plot:
+        from common.plots import plot_cut
+
+        out = plot_cut(g, plan.edge_nodes, f"{g.graph.get('model', '')}: {plan.algorithm} cut",
+                       Path(args.plot))
+        print(f"figure written to {out}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_bwmap(args: argparse.Namespace) -> int:
+    from common import partition
+    from common.bwmap import bandwidth_map
+    from common.units import PRESETS, format_bandwidth, format_bytes
+
+    g = _costs(args)
+    t0 = time.perf_counter()
+    bmap = bandwidth_map(g, args.min, args.max)
+    took = time.perf_counter() - t0
+    if args.json:
+        json.dump(bmap.to_json(), sys.stdout, indent=1)
+        print()
+    else:
+        print(f"{g.graph.get('model', '?')}: {len(bmap.segments)} optimal cuts between "
+              f"{format_bandwidth(args.min)} and {format_bandwidth(args.max)} "
+              f"({bmap.solves} min-cut solves, {took * 1e3:.1f} ms)")
+        print(f"  {'from':>14} {'to':>14} {'edge nodes':>10} {'crossing':>9} {'sent':>10} "
+              f"{'compute':>10}")
+        for s in bmap.segments:
+            print(f"  {format_bandwidth(s.min_bps):>14} {format_bandwidth(s.max_bps):>14} "
+                  f"{len(s.edge_nodes):>10} {len(s.transfer):>9} {format_bytes(s.transfer_bytes):>10} "
+                  f"{s.compute_s * 1e3:>7.2f} ms")
+    if args.plot:
+        from common.plots import plot_bandwidth_map
+
+        cloud = partition.cloud_only(g, args.min)
+        edge = partition.edge_only(g, args.min)
+        out = plot_bandwidth_map(
+            str(g.graph.get("model", "")),
+            [(s.min_bps, s.max_bps, s.compute_s, s.transfer_bytes) for s in bmap.segments],
+            edge.predicted.latency_s,
+            (cloud.predicted.edge_s + cloud.predicted.cloud_s, cloud.transfer_bytes),
+            Path(args.plot), PRESETS)
+        print(f"figure written to {out}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Profile the default model here, then plan it for each DADS uplink (runtime: `dads up`)."""
+    from common import partition
+    from common.units import PRESETS, format_bandwidth
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ns = argparse.Namespace(model=args.model, graph=None, weights=None, seed=0, input_shape=None,
+                            edge_profile=None, cloud_profile=None, cloud_speedup=args.cloud_speedup,
+                            input_bytes="frame")
+    print(f"== profiling {args.model} on this machine (cached after the first run)")
+    g = _costs(ns)
+    print(f"== {args.model}: {len(g)} nodes; the raw input crosses as a uint8 frame; planning "
+          "for the uplinks of DADS Table I")
+    header = f"  {'uplink':<6}{'bandwidth':>12}{'edge-only':>12}{'cloud-only':>12}" \
+             f"{'neurosurg.':>12}{'DSL':>10}{'vs edge':>9}{'vs cloud':>9}  cut"
+    print(header)
+    for name, bw in PRESETS.items():
+        plans = {a: partition.solve(g, a, bw) for a in ("edge_only", "cloud_only", "neurosurgeon",
+                                                       "dsl")}
+        ms = {a: p.predicted.latency_s * 1e3 for a, p in plans.items()}
+        d = plans["dsl"]
+        print(f"  {name:<6}{format_bandwidth(bw):>12}{ms['edge_only']:>10.1f}ms"
+              f"{ms['cloud_only']:>10.1f}ms{ms['neurosurgeon']:>10.1f}ms{ms['dsl']:>8.1f}ms"
+              f"{ms['edge_only'] / ms['dsl']:>8.2f}x{ms['cloud_only'] / ms['dsl']:>8.2f}x"
+              f"  {len(d.edge_nodes)} edge nodes, {len(d.transfer)} tensor(s) cross")
+    print()
+    return cmd_bwmap(argparse.Namespace(**{**vars(ns), "min": 1e4, "max": 1e10, "json": False,
+                                          "plot": str(out / f"{args.model}-bwmap.png")}))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,10 +360,47 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--edge", required=True, metavar="PROFILE", help="edge device profile JSON")
     p.add_argument("--cloud", required=True, metavar="PROFILE", help="cloud device profile JSON")
-    p.add_argument("--input-bytes", type=int, metavar="N",
-                   help="bytes sent when the raw input crosses (default: the input tensor's)")
+    p.add_argument("--input-bytes", type=_input_bytes, metavar="N|frame",
+                   help="bytes sent when the raw input crosses: a number, or 'frame' (uint8 RGB)")
     p.add_argument("--out", metavar="FILE", help="output file (default: stdout)")
     p.set_defaults(func=cmd_costgraph)
+
+    from common.partition import ALGORITHMS
+
+    p = sub.add_parser("plan", help="compute a partition plan (DSL, DSH, baselines)",
+                       description="Plan where to cut: print per-stage times, crossing tensors and "
+                       "the speedup over edge-only and cloud-only; --json prints the DESIGN §3 plan.",
+                       epilog="bandwidth: a rate (5.85mbit, 300kbit, 2gbit, 1e6bps) or a DADS "
+                       "preset: cat1 (0.13 Mbit/s), 3g (1.1), 4g (5.85), wifi (18.88)")
+    _add_costs_args(p)
+    p.add_argument("--bandwidth", type=_bandwidth, required=True, metavar="RATE",
+                   help="uplink bandwidth (e.g. 5.85mbit or 4g)")
+    p.add_argument("--algorithm", default="auto", choices=["auto", *ALGORITHMS],
+                   help="auto (default): DSL, or DADS's light/heavy choice when --fps is given")
+    p.add_argument("--workers", type=int, default=1, metavar="K", help="cloud workers (default 1)")
+    p.add_argument("--fps", type=float, metavar="Q", help="frame arrival rate, for the load regime")
+    p.add_argument("--json", action="store_true", help="print the plan as DESIGN §3 JSON")
+    p.add_argument("--plot", metavar="FILE", help="draw the DAG with the cut to FILE (.png)")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("bwmap", help="the optimal DSL cut for every bandwidth",
+                       description="Compute every breakpoint of the optimal latency as a function "
+                       "of bandwidth (a few min-cut solves), so plans switch by lookup.")
+    _add_costs_args(p)
+    p.add_argument("--min", type=_bandwidth, default=1e4, metavar="RATE", help="default 10kbit")
+    p.add_argument("--max", type=_bandwidth, default=1e10, metavar="RATE", help="default 10gbit")
+    p.add_argument("--json", action="store_true", help="print the map as JSON")
+    p.add_argument("--plot", metavar="FILE", help="plot latency vs bandwidth to FILE (.png)")
+    p.set_defaults(func=cmd_bwmap)
+
+    p = sub.add_parser("demo", help="profile and plan the default model on this machine",
+                       description="Profile a model here (cached), then plan it for each DADS "
+                       "uplink and map its optimal cut over bandwidth.")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
+    p.add_argument("--cloud-speedup", type=float, default=DEFAULT_CLOUD_SPEEDUP, metavar="F",
+                   help=f"cloud modelled F times faster (default {DEFAULT_CLOUD_SPEEDUP:g})")
+    p.add_argument("--out", default="out/demo", metavar="DIR", help="figures (default out/demo)")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -164,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except DadsError as exc:
+    except (DadsError, ValueError) as exc:
         print(f"dads {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

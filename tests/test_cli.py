@@ -51,3 +51,69 @@ def test_errors_say_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["profile", "resnet18", "--input-shape", "1,a"])
     assert "is not a shape" in capsys.readouterr().err
+
+
+@pytest.fixture
+def costs_file(tmp_path: Path) -> Path:
+    from common import costgraph
+    from tests.test_partition import chain_loses_graph
+
+    return costgraph.save(chain_loses_graph(), tmp_path / "costs.json")
+
+
+def test_plan_json_is_the_design_plan(costs_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--graph", str(costs_file), "--bandwidth", "1mbit", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["algorithm"] == "dsl" and plan["transfer"] == ["s", "a2"]
+    assert plan["edge_nodes"] == ["a1", "a2", "s", "x"] and plan["bandwidth_bps"] == 1e6
+    assert plan["created_at"] > 0
+
+
+@pytest.mark.parametrize("algorithm", ["dsl", "dsh", "exact", "neurosurgeon", "edge_only",
+                                       "cloud_only", "brute"])
+def test_plan_table_for_every_algorithm(algorithm: str, costs_file: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--graph", str(costs_file), "--bandwidth", "4g", "--algorithm", algorithm,
+                 "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"{algorithm.upper()} plan at 5.85 Mbit/s, 2 cloud worker(s)" in out
+    assert "latency" in out and "vs " in out
+
+
+def test_plan_with_load_and_plot(costs_file: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    fig = tmp_path / "cut.png"
+    assert main(["plan", "--graph", str(costs_file), "--bandwidth", "1mbit", "--fps", "1000",
+                 "--plot", str(fig)]) == 0
+    out = capsys.readouterr().out
+    assert "DSH plan" in out and "overloaded" in out
+    assert fig.stat().st_size > 5_000
+
+
+def test_bwmap_table_json_and_plot(costs_file: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bwmap", "--graph", str(costs_file), "--plot", str(tmp_path / "m.png")]) == 0
+    out = capsys.readouterr().out
+    assert "optimal cuts between 10 kbit/s and 10 Gbit/s" in out
+    assert (tmp_path / "m.png").stat().st_size > 10_000
+    assert main(["bwmap", "--graph", str(costs_file), "--json", "--min", "cat1", "--max", "wifi"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["segments"][0]["min_bps"] == pytest.approx(0.13e6)
+
+
+def test_plan_errors(costs_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["plan", "--graph", str(costs_file), "--bandwidth", "fast"])
+    assert "not understood" in capsys.readouterr().err
+    assert main(["plan", "--bandwidth", "4g"]) == 2
+    assert "say what to plan" in capsys.readouterr().err
+    assert main(["plan", "--graph", str(costs_file) + ".missing", "--bandwidth", "4g"]) == 2
+    assert "cannot read cost graph" in capsys.readouterr().err
+
+
+def test_plan_a_model_profiles_it_once(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["plan", TOY, "--input-shape", "1,3,16,16", "--bandwidth", "100mbit", "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(args) == 0  # second run reads the cached profile
+    assert json.loads(capsys.readouterr().out)["fingerprint"] == first["fingerprint"]
