@@ -1,0 +1,49 @@
+"""Shared helpers of the benchmark scripts: cost graphs of zoo models, timing, tables."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import networkx as nx
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def zoo_costs(name: str, cloud_speedup: float = 10.0, repeats: int = 3) -> tuple[nx.DiGraph, float]:
+    """The cost graph of a zoo model: measured here (cached), cloud modelled as faster.
+
+    Returns the graph and the seconds spent building it (trace + profile when not cached).
+    """
+    from common import costgraph
+    from common.graph import trace
+    from common.models import example_input, load_model
+    from common.profile import scaled
+    from common.profiler import cached_profile
+
+    t0 = time.perf_counter()
+    graph = trace(load_model(name), example_input(name), name)
+    edge = cached_profile(graph, "cpu", progress=False, repeats=repeats, warmup=1)
+    numel = 1
+    for d in graph.example_inputs[0].shape:
+        numel *= d
+    g = costgraph.build(graph.dag, edge, scaled(edge, cloud_speedup), input_bytes=numel)
+    return g, time.perf_counter() - t0
+
+
+def median_time(fn: Callable[[], object], runs: int) -> float:
+    fn()  # warm
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
