@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/dads demo
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check common services tests bench
