@@ -16,7 +16,10 @@ from torch import nn
 
 from common.errors import ModelLoadError
 
-__all__ = ["ZOO", "ModelSpec", "load_model", "example_input", "input_shape_for"]
+__all__ = [
+    "ZOO", "ModelSpec", "load_model", "example_input", "input_shape_for", "Preprocess",
+    "load_served", "synthetic_frame",
+]
 
 #: torchvision models we support by name, with their natural input resolution.
 ZOO: dict[str, int] = {
@@ -123,3 +126,32 @@ def example_input(
     """A deterministic random input of the model's natural shape (or `shape`)."""
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(shape or input_shape_for(name), generator=gen)
+
+
+class Preprocess(nn.Module):
+    """uint8 NCHW frame in, model output out: normalisation is part of the traced graph.
+
+    So the graph's input is the camera frame itself, and a cut that sends the raw input sends
+    one byte per pixel and channel (what the cost graph charges), with exactly the same result.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        x = frame.float() / 255.0
+        return self.model((x - self.mean) / self.std)
+
+
+def load_served(name: str, weights: str | None = None, seed: int = DEFAULT_SEED) -> nn.Module:
+    """The model as the services run it: `Preprocess(load_model(...))`, in eval mode."""
+    return Preprocess(load_model(name, weights or None, seed)).eval()
+
+
+def synthetic_frame(frame_id: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """A deterministic uint8 frame: anyone can regenerate frame `frame_id` to check a result."""
+    gen = torch.Generator().manual_seed(1_000_003 * frame_id + 17)
+    return torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8)

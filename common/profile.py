@@ -75,7 +75,9 @@ class Profile:
     def save(self, path: str | os.PathLike[str]) -> Path:
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(self.to_json(), indent=1))
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1))
+        tmp.replace(out)  # atomic: services sharing a cache never read half a file
         return out
 
     @classmethod

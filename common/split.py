@@ -25,6 +25,7 @@ from common.graph import ModelGraph, ValueSpec, trace
 
 __all__ = [
     "EdgePart", "CloudPart", "split", "split_graph", "flatten", "unflatten", "relative_error", "check_cut",
+    "wire_names",
 ]
 
 _SCALAR_DTYPES = {"int": torch.int64, "float": torch.float64, "bool": torch.bool}
@@ -59,6 +60,11 @@ def unflatten(spec: ValueSpec, tensors: Iterator[torch.Tensor]) -> Any:
     return tuple(items) if kind == "tuple" else items
 
 
+def wire_names(nodes: Iterable[str], specs: Iterable[ValueSpec]) -> list[str]:
+    """One name per wire frame: a node whose output is a tuple sends one frame per element."""
+    return [n for n, spec in zip(nodes, specs, strict=True) for _ in range(spec.num_tensors)]
+
+
 class EdgePart(nn.Module):
     """The edge side of a cut: model inputs in, the crossing tensors out (wire order)."""
 
@@ -67,6 +73,7 @@ class EdgePart(nn.Module):
         self.gm = gm
         self.sends = tuple(sends)
         self.specs = tuple(specs)
+        self.wire_names = wire_names(sends, specs)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         values = self.gm(*inputs)
@@ -84,7 +91,8 @@ class CloudPart(nn.Module):
         self.gm = gm
         self.receives = tuple(receives)
         self.specs = tuple(specs)
-        self.num_tensors = sum(s.num_tensors for s in specs)
+        self.wire_names = wire_names(receives, specs)
+        self.num_tensors = len(self.wire_names)
 
     def forward(self, *tensors: torch.Tensor) -> Any:
         if len(tensors) != self.num_tensors:

@@ -324,6 +324,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                           "plot": str(out / f"{args.model}-bwmap.png")}))
 
 
+def cmd_ctl(args: argparse.Namespace) -> int:
+    """Send an operator control to the planner (e.g. force the bandwidth it plans for)."""
+    import asyncio
+
+    import zmq
+
+    from common.transport import Channel
+    from common.wire import Control
+
+    async def send() -> None:
+        ch = Channel.open(zmq.PUSH, args.planner, bind=False)
+        ch.sock.setsockopt(zmq.IMMEDIATE, 0)  # queue until connected
+        ch.sock.setsockopt(zmq.LINGER, 2000)
+        await ch.send(Control(args.bandwidth or 0.0))
+        ch.sock.close(linger=2000)
+
+    asyncio.run(send())
+    print(f"sent to {args.planner}: bandwidth "
+          f"{'probe estimate' if not args.bandwidth else f'{args.bandwidth:g} bit/s'}")
+    return 0
+
+
+def _service_command(module: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return int(importlib.import_module(module).main(args))
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dads",
@@ -401,6 +432,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"cloud modelled F times faster (default {DEFAULT_CLOUD_SPEEDUP:g})")
     p.add_argument("--out", default="out/demo", metavar="DIR", help="figures (default out/demo)")
     p.set_defaults(func=cmd_demo)
+
+    from services import up
+    from services.broker import service as broker
+    from services.cloud_worker import service as worker
+    from services.edge_agent import service as edge
+    from services.planner import service as planner
+
+    for name, mod, module, text in (
+        ("broker", broker, "services.broker.service", "run the broker (edges in front, workers behind)"),
+        ("cloud-worker", worker, "services.cloud_worker.service", "run a cloud worker"),
+        ("edge-agent", edge, "services.edge_agent.service", "run the edge agent"),
+        ("planner", planner, "services.planner.service", "run the planner"),
+        ("up", up, "services.up", "run the whole system on this machine (loopback)"),
+    ):
+        p = sub.add_parser(name, help=text, description=(mod.__doc__ or text).strip().split("\n\n")[0])
+        mod.add_arguments(p)
+        p.set_defaults(func=_service_command(module))
+
+    p = sub.add_parser("ctl", help="operator controls for a running planner",
+                       description="Force the bandwidth the planner plans for (0: back to the "
+                       "probe's estimate).")
+    from common import config
+
+    p.add_argument("--planner", default=config.endpoint("DADS_PLANNER_HOST", "DADS_TELEMETRY_PORT"),
+                   help="the planner's telemetry address")
+    p.add_argument("--bandwidth", type=lambda t: 0.0 if t in ("0", "probe") else _bandwidth(t),
+                   required=True, metavar="RATE", help="a rate, or 'probe' to lift the override")
+    p.set_defaults(func=cmd_ctl)
     return parser
 
 

@@ -1,0 +1,58 @@
+"""Defaults of every service setting, in one place; each can be set by an environment variable.
+
+The command-line flags of the services take their defaults from here, so `docker compose` (env
+vars) and a shell (flags) configure the same things. `ENV` documents every variable.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["ENV", "env", "env_int", "env_float", "endpoint"]
+
+#: variable -> (default, meaning). The README's settings table is generated from this.
+ENV: dict[str, tuple[str, str]] = {
+    "DADS_MODEL": ("googlenet", "model: a zoo name or package.module:factory"),
+    "DADS_WEIGHTS": ("", "local .pth weights (empty: seeded random weights)"),
+    "DADS_SEED": ("0", "seed of the random weights (must match on edge and cloud)"),
+    "DADS_BROKER_HOST": ("127.0.0.1", "where edge agents and workers find the broker"),
+    "DADS_FRONTEND_PORT": ("5555", "broker port for edge agents (ROUTER)"),
+    "DADS_BACKEND_PORT": ("5556", "broker port for cloud workers (ROUTER)"),
+    "DADS_PLANNER_HOST": ("127.0.0.1", "where services find the planner"),
+    "DADS_PLAN_PORT": ("5557", "planner port publishing plans (PUB)"),
+    "DADS_TELEMETRY_PORT": ("5558", "planner port taking profiles and telemetry (PULL)"),
+    "DADS_BIND_HOST": ("*", "interface the broker and planner bind"),
+    "DADS_METRICS_PORT": ("", "Prometheus /metrics port (default per service: broker 9101, "
+                          "planner 9102, worker 9103, edge 9104; 0 = any free port)"),
+    "DADS_DEVICE": ("auto", "torch device of the worker/edge: auto, cpu, cuda"),
+    "DADS_THREADS": ("0", "torch CPU threads (0: torch's default)"),
+    "DADS_UPLINK": ("", "edge: emulate an uplink of this rate in the sender (e.g. 4g, 5mbit)"),
+    "DADS_SOURCE": ("synthetic", "edge: frames from 'synthetic', an image folder, a video file, "
+                    "or camera:N"),
+    "DADS_FPS": ("10", "edge: frames per second read from the source (0: as fast as possible)"),
+    "DADS_INITIAL_BANDWIDTH": ("4g", "planner: bandwidth assumed before any measurement"),
+    "DADS_MAX_PAYLOAD_BYTES": (str(256 * 2**20), "largest tensor payload of one message"),
+}
+
+
+def env(name: str) -> str:
+    return os.environ.get(name, ENV[name][0])
+
+
+def env_int(name: str) -> int:
+    try:
+        return int(env(name) or 0)
+    except ValueError:
+        raise SystemExit(f"{name}={env(name)!r} is not a whole number") from None
+
+
+def env_float(name: str) -> float:
+    try:
+        return float(env(name) or 0)
+    except ValueError:
+        raise SystemExit(f"{name}={env(name)!r} is not a number") from None
+
+
+def endpoint(host_var: str, port_var: str, bind: bool = False) -> str:
+    host = env("DADS_BIND_HOST") if bind else env(host_var)
+    return f"tcp://{host}:{env(port_var)}"

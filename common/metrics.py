@@ -1,0 +1,107 @@
+"""Every Prometheus metric of every service, named once (DESIGN §6).
+
+Conventions: prefix `dads_`, base units (`_seconds`, `_bytes`), counters end in `_total`, labels
+only from bounded sets (stage, error code, event), never a request id. Each service builds the
+set it exports on its own registry, and serves it with `serve()`; handlers only observe.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+__all__ = ["LATENCY_BUCKETS", "EdgeMetrics", "BrokerMetrics", "WorkerMetrics", "PlannerMetrics",
+           "serve"]
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                   30.0, 60.0)
+STAGES = ("edge", "transfer", "cloud")
+
+
+def _errors(reg: CollectorRegistry) -> Counter:
+    return Counter("dads_errors_total", "Errors by kind (wire codes, timeouts, internal)",
+                   ["kind"], registry=reg)
+
+
+def _stage(reg: CollectorRegistry) -> Histogram:
+    return Histogram("dads_stage_seconds", "Measured time of one pipeline stage per frame",
+                     ["stage"], buckets=LATENCY_BUCKETS, registry=reg)
+
+
+def _plan_info(reg: CollectorRegistry) -> Info:
+    return Info("dads_plan", "The plan in force (id, algorithm, regime)", registry=reg)
+
+
+class EdgeMetrics:
+    def __init__(self) -> None:
+        self.registry = reg = CollectorRegistry()
+        self.frame_latency = Histogram("dads_frame_latency_seconds",
+                                       "End-to-end latency per frame (capture to result)",
+                                       buckets=LATENCY_BUCKETS, registry=reg)
+        self.stage = _stage(reg)
+        self.bytes_sent = Counter("dads_bytes_sent_total", "Tensor bytes sent to the cloud",
+                                  registry=reg)
+        self.frames_in = Counter("dads_frames_in_total", "Frames read from the source", registry=reg)
+        self.frames_out = Counter("dads_frames_out_total", "Frames with a result", registry=reg)
+        self.frames_dropped = Counter("dads_frames_dropped_total",
+                                      "Frames given up (deadline passed or refused)", registry=reg)
+        self.frames_retried = Counter("dads_frames_retried_total", "Requests sent again",
+                                      registry=reg)
+        self.queue_depth = Gauge("dads_queue_depth", "Frames waiting", ["queue"], registry=reg)
+        self.plan = _plan_info(reg)
+        self.plan_changes = Counter("dads_plan_changes_total", "Plans applied", registry=reg)
+        self.errors = _errors(reg)
+
+
+class BrokerMetrics:
+    def __init__(self) -> None:
+        self.registry = reg = CollectorRegistry()
+        self.workers_ready = Gauge("dads_workers_ready", "Workers alive and registered",
+                                   registry=reg)
+        self.queue_depth = Gauge("dads_queue_depth", "Requests waiting", ["queue"], registry=reg)
+        self.requests = Counter("dads_requests_total", "Requests by event",
+                                ["event"], registry=reg)  # received, dispatched, answered, requeued
+        self.queue_wait = Histogram("dads_queue_wait_seconds", "Time a request waited for a worker",
+                                    buckets=LATENCY_BUCKETS, registry=reg)
+        self.errors = _errors(reg)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = reg = CollectorRegistry()
+        self.stage = _stage(reg)
+        self.requests = Counter("dads_requests_total", "Requests by event", ["event"], registry=reg)
+        self.split_build = Histogram("dads_split_build_seconds", "Building a cloud part for a plan",
+                                     buckets=LATENCY_BUCKETS, registry=reg)
+        self.plans_cached = Gauge("dads_plans_cached", "Cloud parts held, one per plan",
+                                  registry=reg)
+        self.errors = _errors(reg)
+
+
+class PlannerMetrics:
+    def __init__(self) -> None:
+        self.registry = reg = CollectorRegistry()
+        self.bandwidth = Gauge("dads_bandwidth_estimate_bytes_per_second",
+                               "The planner's estimate of the uplink", registry=reg)
+        self.plan = _plan_info(reg)
+        self.plan_id = Gauge("dads_plan_id", "Id of the plan in force", registry=reg)
+        self.plan_changes = Counter("dads_plan_changes_total", "Plans published with a new id",
+                                    registry=reg)
+        self.predicted = Gauge("dads_predicted_stage_seconds", "The plan's predicted stage times",
+                               ["stage"], registry=reg)
+        self.load_factor = Gauge("dads_load_factor",
+                                 "Arrival rate x the plan's slowest stage (>= 1: cannot keep up)",
+                                 registry=reg)
+        self.arrival_rate = Gauge("dads_arrival_frames_per_second", "Observed frame arrival rate",
+                                  registry=reg)
+        self.workers = Gauge("dads_workers_ready", "Workers the plan is made for", registry=reg)
+        self.regime_heavy = Gauge("dads_regime_heavy", "1 under heavy load (DSH), 0 under light (DSL)",
+                                  registry=reg)
+        self.calibration = Gauge("dads_calibration_ratio", "Measured / predicted stage time",
+                                 ["stage"], registry=reg)
+        self.errors = _errors(reg)
+
+
+def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> int:
+    """Serve /metrics; port 0 picks a free port. Returns the port."""
+    server, _ = start_http_server(port, addr=addr, registry=registry)
+    return int(server.server_port)

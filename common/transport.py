@@ -1,0 +1,126 @@
+"""A thin channel over ZeroMQ sockets: options set deliberately, in one place.
+
+Services never touch socket options or the codec directly: they open a channel for a role and
+`send`/`recv` typed messages. Socket options:
+- LINGER 0: closing never blocks on unsent messages (the protocol retries what matters).
+- SNDHWM/RCVHWM: bounded queues; the edge's own window bounds its traffic first.
+- IMMEDIATE on connecting sockets: queue only to completed connections, so a message is not
+  parked on a peer that is not there.
+- ROUTER_MANDATORY on routers: sending to a vanished peer raises instead of dropping silently.
+- ZMTP heartbeats: dead TCP peers are noticed by the transport as well as by our own heartbeats.
+- MAXMSGSIZE: a peer announcing a frame larger than the limits is disconnected before its bytes
+  are buffered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from common.wire import LIMITS, Limits, Message, WireError, decode, encode
+
+__all__ = ["Envelope", "Channel", "context", "HWM"]
+
+HWM = 1000
+
+
+def context() -> zmq.asyncio.Context:
+    return zmq.asyncio.Context.instance()
+
+
+@dataclass
+class Envelope:
+    """One received message: who sent it (routers only), what, and its raw frames."""
+
+    peer: bytes | None
+    msg: Message
+    frames: list[Any]  # tensor frames (zmq.Frame), not yet copied
+    raw: list[Any]  # [kind, header, *frames] as received, to forward without re-encoding
+
+
+def _configure(sock: zmq.asyncio.Socket, limits: Limits) -> None:
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, HWM)
+    sock.setsockopt(zmq.RCVHWM, HWM)
+    sock.setsockopt(zmq.MAXMSGSIZE, limits.max_message_bytes)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, 3000)
+
+
+class Channel:
+    """One socket, typed messages. `recv` raises WireError for a bad message (count it, go on)."""
+
+    def __init__(self, sock: zmq.asyncio.Socket, limits: Limits = LIMITS) -> None:
+        self.sock = sock
+        self.limits = limits
+        self.routed = sock.socket_type == zmq.ROUTER
+
+    @classmethod
+    def open(
+        cls,
+        kind: int,
+        endpoint: str,
+        *,
+        bind: bool,
+        identity: bytes | None = None,
+        subscribe: bytes | None = None,
+        limits: Limits = LIMITS,
+        ctx: zmq.asyncio.Context | None = None,
+    ) -> Channel:
+        sock = (ctx or context()).socket(kind)
+        _configure(sock, limits)
+        if identity is not None:
+            sock.setsockopt(zmq.IDENTITY, identity)
+        if kind == zmq.ROUTER:
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting peer takes its name back
+        if kind == zmq.SUB:
+            sock.setsockopt(zmq.SUBSCRIBE, subscribe or b"")
+        if bind:
+            sock.bind(endpoint)
+        else:
+            if kind in (zmq.DEALER, zmq.PUSH):
+                sock.setsockopt(zmq.IMMEDIATE, 1)
+            sock.setsockopt(zmq.RECONNECT_IVL, 100)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+            sock.connect(endpoint)
+        return cls(sock, limits)
+
+    @property
+    def endpoint(self) -> str:
+        return self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    async def send(self, msg: Message, frames: Sequence[Any] = (), to: bytes | None = None,
+                   nowait: bool = False) -> None:
+        parts = encode(msg, frames)
+        await self.send_raw(parts, to=to, nowait=nowait)
+
+    async def send_raw(self, parts: list[Any], to: bytes | None = None, nowait: bool = False) -> None:
+        if self.routed:
+            if to is None:
+                raise ValueError("a ROUTER channel needs a peer to send to")
+            parts = [to, *parts]
+        flags = zmq.NOBLOCK if nowait else 0
+        await self.sock.send_multipart(parts, flags=flags, copy=False)
+
+    async def recv(self) -> Envelope:
+        """The next valid message; a WireError carries `.peer` so a router can still answer."""
+        parts = await self.sock.recv_multipart(copy=False)
+        peer = None
+        if self.routed:
+            peer, parts = parts[0].bytes, parts[1:]
+        head = [p.bytes for p in parts[:2]]
+        try:
+            msg, frames = decode(head + parts[2:], self.limits)
+        except WireError as exc:
+            exc.peer = peer  # type: ignore[attr-defined]
+            raise
+        return Envelope(peer, msg, frames, parts)
+
+    def close(self) -> None:
+        self.sock.close(linger=0)

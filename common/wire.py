@@ -1,0 +1,433 @@
+"""The wire contract (DESIGN §5): every message, its codec and its limits, in one place.
+
+A message on the wire is a multipart ZeroMQ message:
+
+    [kind: 1 byte] [header: msgpack map] [tensor frame 0] [tensor frame 1] ...
+
+The header carries `v` (protocol version) and the message's fields; tensors travel as raw frames
+(zero-copy on send), each described in the header by name, dtype, shape and byte length. msgpack-
+numpy serves small arrays inside control headers; its object arrays would unpickle, so the decoder
+refuses them (and any non-numeric array) before msgpack-numpy sees them. Nothing from the network
+is ever unpickled.
+
+`decode` validates everything before use: kind, version, header size, schema (field names and
+types), dtype whitelist, shape × itemsize == byte length == frame length, total payload limit.
+A bad message raises WireError with a short `code` that services count in metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Union
+
+import msgpack
+import msgpack_numpy
+import numpy as np
+
+from common.errors import DadsError
+
+__all__ = [
+    "PROTOCOL_VERSION", "Kind", "Limits", "LIMITS", "WireError", "TensorMeta", "Request",
+    "Result", "ErrorReply", "Ready", "Heartbeat", "PlanMsg", "EdgeProfile", "CloudProfile",
+    "Telemetry", "Probe", "ProbeAck", "Control", "BrokerStats", "Message", "encode", "decode",
+    "ALLOWED_DTYPES", "ErrorCode",
+]
+
+PROTOCOL_VERSION = 1
+
+
+class Kind(IntEnum):
+    REQUEST = 1
+    RESULT = 2
+    ERROR = 3
+    READY = 4
+    HEARTBEAT = 5
+    PLAN = 6
+    EDGE_PROFILE = 7
+    CLOUD_PROFILE = 8
+    TELEMETRY = 9
+    PROBE = 10
+    PROBE_ACK = 11
+    CONTROL = 12
+    BROKER_STATS = 13
+
+
+class ErrorCode:
+    """Error codes of ErrorReply and WireError: short, bounded (they are metric labels)."""
+
+    MALFORMED = "malformed"
+    VERSION = "version"
+    TOO_LARGE = "too_large"
+    DTYPE = "dtype"
+    SCHEMA = "schema"
+    PICKLE = "pickle_refused"
+    FINGERPRINT = "fingerprint"
+    UNKNOWN_PLAN = "unknown_plan"
+    BAD_TENSORS = "bad_tensors"
+    OVERLOADED = "overloaded"
+    WORKER_LOST = "worker_lost"
+    INTERNAL = "internal"
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_payload_bytes: int = _env_int("DADS_MAX_PAYLOAD_BYTES", 256 * 2**20)  # tensors of one message
+    max_header_bytes: int = 64 * 2**10  # request/result headers
+    max_control_bytes: int = 32 * 2**20  # profiles carry a whole graph
+    max_tensors: int = 1024
+    max_ndim: int = 8
+
+    @property
+    def max_message_bytes(self) -> int:
+        """For ZMQ_MAXMSGSIZE: no single frame may exceed this."""
+        return max(self.max_payload_bytes, self.max_control_bytes) + 2**20
+
+
+LIMITS = Limits()
+
+
+class WireError(DadsError):
+    """A message that fails validation; `code` is one of ErrorCode."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+    def __repr__(self) -> str:
+        return f"WireError({self.code!r}, {str(self)!r})"
+
+
+ALLOWED_DTYPES: dict[str, int] = {
+    "float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int64": 8, "int32": 4,
+    "int16": 2, "int8": 1, "uint8": 1, "bool": 1,
+}
+
+
+# --- messages --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    name: str  # the node whose output this tensor (or one element of it) is
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class Request:
+    """Edge → broker → worker: the crossing tensors of one frame."""
+
+    request_id: int
+    frame_id: int
+    plan_id: int
+    fingerprint: str
+    tensors: tuple[TensorMeta, ...]
+    sent_at: float  # edge clock; only the edge compares it
+    deadline_s: float  # relative: seconds the edge will wait
+    want_output: bool = False
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Result:
+    """Worker → broker → edge."""
+
+    request_id: int
+    frame_id: int
+    plan_id: int
+    worker: str
+    top_classes: tuple[int, ...]
+    top_scores: tuple[float, ...]
+    cloud_s: float  # time the worker spent (decode + compute)
+    queue_s: float = 0.0  # time the request waited in the broker
+    outputs: tuple[TensorMeta, ...] = ()
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    request_id: int
+    code: str
+    message: str
+    retry: bool = False  # the sender may try again (e.g. plan not yet known)
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Worker → broker: I can take requests (sent on connect and after reconnecting)."""
+
+    worker: str
+    fingerprint: str
+    device: str
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    sender: str
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class PlanMsg:
+    plan: dict[str, Any]  # DESIGN §3 plan JSON
+    regime: str = "light"
+    bandwidth_bps: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class EdgeProfile:
+    """Edge → planner: the model DAG (node-link, with output bytes) and the edge's profile."""
+
+    sender: str
+    model: str
+    fingerprint: str
+    graph: dict[str, Any]
+    profile: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CloudProfile:
+    worker: str
+    fingerprint: str
+    profile: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """Edge → planner, once a second."""
+
+    sender: str
+    plan_id: int
+    arrival_fps: float
+    queue_depth: int
+    in_flight: int
+    edge_s: float  # measured edge stage, median of the last second (0 if none)
+    cloud_s: float
+    rtt_s: float
+    samples: tuple[tuple[int, float], ...] = ()  # (bytes, seconds) transfers seen
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Edge → broker: an active bandwidth probe; its padding is one raw frame."""
+
+    probe_id: int
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class ProbeAck:
+    probe_id: int
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class Control:
+    """Operator → planner: force the bandwidth the planner assumes (0 lifts the override)."""
+
+    force_bandwidth_bps: float = 0.0
+
+
+@dataclass(frozen=True)
+class BrokerStats:
+    workers_ready: int
+    queue_depth: int
+    in_flight: int
+
+
+Message = (Request | Result | ErrorReply | Ready | Heartbeat | PlanMsg | EdgeProfile | CloudProfile
+           | Telemetry | Probe | ProbeAck | Control | BrokerStats)
+
+_KIND_OF: dict[type, Kind] = {
+    Request: Kind.REQUEST, Result: Kind.RESULT, ErrorReply: Kind.ERROR, Ready: Kind.READY,
+    Heartbeat: Kind.HEARTBEAT, PlanMsg: Kind.PLAN, EdgeProfile: Kind.EDGE_PROFILE,
+    CloudProfile: Kind.CLOUD_PROFILE, Telemetry: Kind.TELEMETRY, Probe: Kind.PROBE,
+    ProbeAck: Kind.PROBE_ACK, Control: Kind.CONTROL, BrokerStats: Kind.BROKER_STATS,
+}
+_CLASS_OF = {kind: cls for cls, kind in _KIND_OF.items()}
+_CONTROL_KINDS = {Kind.PLAN, Kind.EDGE_PROFILE, Kind.CLOUD_PROFILE, Kind.TELEMETRY}
+_TENSOR_FIELD = {Kind.REQUEST: "tensors", Kind.RESULT: "outputs", Kind.PROBE: None}
+
+
+# --- codec -----------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def encode(msg: Message, frames: Sequence[Any] = ()) -> list[Any]:
+    """[kind, header, *frames]; frames are bytes-like (tensor buffers), sent without copying."""
+    kind = _KIND_OF[type(msg)]
+    header = _plain(msg)
+    header["v"] = PROTOCOL_VERSION
+    return [bytes([kind]), msgpack.packb(header, default=msgpack_numpy.encode), *frames]
+
+
+def _safe_hook(obj: dict[Any, Any]) -> Any:
+    """msgpack-numpy's decoder, minus everything that is not a plain numeric array."""
+    if b"nd" in obj or "nd" in obj:
+        kind = obj.get(b"kind", obj.get("kind", b""))
+        if kind == b"O":
+            raise WireError(ErrorCode.PICKLE, "object arrays would unpickle: refused")
+        if kind not in (b"", b"b", b"i", b"u", b"f", b"c"):
+            raise WireError(ErrorCode.DTYPE, f"array kind {kind!r} is not allowed")
+        try:
+            value = msgpack_numpy.decode(obj)
+        except Exception as exc:
+            raise WireError(ErrorCode.MALFORMED, f"bad array: {exc}") from exc
+        if isinstance(value, np.ndarray) and value.dtype.kind not in "biufc":
+            raise WireError(ErrorCode.DTYPE, f"array dtype {value.dtype} is not allowed")
+        return value
+    if b"complex" in obj:
+        raise WireError(ErrorCode.DTYPE, "complex scalars are not allowed")
+    return obj
+
+
+def _check(value: Any, hint: Any, where: str) -> Any:
+    """Validate (and normalise lists to tuples) against a field's type hint."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _check(value, option, where)
+            except WireError:
+                continue
+        raise WireError(ErrorCode.SCHEMA, f"{where}: unexpected {type(value).__name__}")
+    if hint is type(None):
+        if value is None:
+            return None
+        raise WireError(ErrorCode.SCHEMA, f"{where}: expected null")
+    if origin is tuple:
+        if isinstance(value, np.ndarray):  # a numeric array from msgpack-numpy
+            value = value.tolist()
+        if not isinstance(value, (list, tuple)):
+            raise WireError(ErrorCode.SCHEMA, f"{where}: expected a list")
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_check(v, args[0], where) for v in value)
+        if len(value) != len(args):
+            raise WireError(ErrorCode.SCHEMA, f"{where}: expected {len(args)} items")
+        return tuple(_check(v, a, where) for v, a in zip(value, args, strict=True))
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise WireError(ErrorCode.SCHEMA, f"{where}: expected a map")
+        return value
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise WireError(ErrorCode.SCHEMA, f"{where}: expected a number")
+        return float(value)
+    if hint is int:
+        if isinstance(value, float) and value.is_integer():  # from a float array
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise WireError(ErrorCode.SCHEMA, f"{where}: expected an integer")
+        return value
+    if hint in (str, bool):
+        if type(value) is not hint:
+            raise WireError(ErrorCode.SCHEMA, f"{where}: expected {hint.__name__}")
+        return value
+    raise TypeError(f"no wire rule for {hint!r}")  # a programming error, not a peer's
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _build(cls: type, header: Any, where: str = "") -> Any:
+    if not isinstance(header, dict):
+        raise WireError(ErrorCode.SCHEMA, f"{where or cls.__name__}: expected a map")
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        name = f"{where}.{f.name}" if where else f.name
+        if f.name in header:
+            values[f.name] = _check(header[f.name], hints[f.name], name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise WireError(ErrorCode.SCHEMA, f"{cls.__name__} lacks {name!r}")
+    return cls(**values)
+
+
+def _check_tensors(metas: tuple[TensorMeta, ...], frames: Sequence[Any], limits: Limits) -> None:
+    if len(metas) != len(frames):
+        raise WireError(ErrorCode.BAD_TENSORS,
+                        f"header describes {len(metas)} tensors, message has {len(frames)} frames")
+    if len(metas) > limits.max_tensors:
+        raise WireError(ErrorCode.TOO_LARGE, f"{len(metas)} tensors (limit {limits.max_tensors})")
+    total = 0
+    for meta, frame in zip(metas, frames, strict=True):
+        size = ALLOWED_DTYPES.get(meta.dtype)
+        if size is None:
+            raise WireError(ErrorCode.DTYPE, f"tensor {meta.name!r}: dtype {meta.dtype!r} not allowed")
+        if len(meta.shape) > limits.max_ndim or any(d < 0 for d in meta.shape):
+            raise WireError(ErrorCode.BAD_TENSORS, f"tensor {meta.name!r}: bad shape {meta.shape}")
+        numel = math.prod(meta.shape)
+        if numel * size != meta.nbytes:
+            raise WireError(ErrorCode.BAD_TENSORS,
+                            f"tensor {meta.name!r}: shape {meta.shape} x {size} B != {meta.nbytes} B")
+        if len(frame) != meta.nbytes:
+            raise WireError(ErrorCode.BAD_TENSORS,
+                            f"tensor {meta.name!r}: frame of {len(frame)} B, header says {meta.nbytes}")
+        total += meta.nbytes
+        if total > limits.max_payload_bytes:
+            raise WireError(ErrorCode.TOO_LARGE,
+                            f"payload over {limits.max_payload_bytes} B (DADS_MAX_PAYLOAD_BYTES)")
+
+
+def decode(frames: Sequence[Any], limits: Limits = LIMITS) -> tuple[Message, list[Any]]:
+    """Validate and decode [kind, header, *frames] -> (message, raw tensor frames)."""
+    if len(frames) < 2:
+        raise WireError(ErrorCode.MALFORMED, f"{len(frames)} frame(s); a message has at least 2")
+    kind_frame, header_frame, rest = frames[0], frames[1], list(frames[2:])
+    if len(kind_frame) != 1 or kind_frame[0] not in _CLASS_OF:
+        raise WireError(ErrorCode.MALFORMED, "unknown message kind")
+    kind = Kind(kind_frame[0])
+    cap = limits.max_control_bytes if kind in _CONTROL_KINDS else limits.max_header_bytes
+    if len(header_frame) > cap:
+        raise WireError(ErrorCode.TOO_LARGE, f"{kind.name} header of {len(header_frame)} B (limit {cap})")
+    try:
+        header = msgpack.unpackb(bytes(header_frame), object_hook=_safe_hook, strict_map_key=False,
+                                 raw=False)
+    except WireError:
+        raise
+    except Exception as exc:
+        raise WireError(ErrorCode.MALFORMED, f"header is not msgpack: {type(exc).__name__}") from exc
+    if not isinstance(header, dict):
+        raise WireError(ErrorCode.MALFORMED, "header is not a map")
+    if header.get("v") != PROTOCOL_VERSION:
+        raise WireError(ErrorCode.VERSION,
+                        f"protocol version {header.get('v')!r}, this side speaks {PROTOCOL_VERSION}")
+    msg = _build(_CLASS_OF[kind], header)
+    field = _TENSOR_FIELD.get(kind, "")
+    if field:
+        _check_tensors(getattr(msg, field), rest, limits)
+    elif kind is Kind.PROBE:
+        if len(rest) != 1 or len(rest[0]) != msg.nbytes or msg.nbytes > limits.max_payload_bytes:
+            raise WireError(ErrorCode.BAD_TENSORS, "probe padding does not match its header")
+    elif rest:
+        raise WireError(ErrorCode.MALFORMED, f"{kind.name} carries no frames, got {len(rest)}")
+    return msg, rest

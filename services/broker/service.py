@@ -1,0 +1,193 @@
+"""The broker's async shell over `BrokerState`: sockets, heartbeats, metrics.
+
+frontend ROUTER (bind) <- edge agents (DEALER); backend ROUTER (bind) <- workers (DEALER).
+Requests pass through without their tensors being copied or decoded; only headers are checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+
+import zmq
+
+from common import config
+from common.metrics import BrokerMetrics, serve
+from common.service import periodic, run_service, setup_logging
+from common.transport import Channel, Envelope
+from common.wire import (
+    BrokerStats,
+    ErrorCode,
+    ErrorReply,
+    Heartbeat,
+    Probe,
+    ProbeAck,
+    Ready,
+    Request,
+    Result,
+    WireError,
+    encode,
+)
+from services.broker.state import Action, Answer, BrokerState, Dispatch, Forward
+
+__all__ = ["Broker", "add_arguments", "main"]
+
+log = logging.getLogger("broker")
+
+
+class Broker:
+    def __init__(self, frontend: str, backend: str, planner: str | None, metrics_port: int,
+                 heartbeat_s: float = 1.0, liveness_s: float = 3.0, max_queue: int = 256) -> None:
+        self.frontend, self.backend, self.planner = frontend, backend, planner
+        self.metrics_port = metrics_port
+        self.heartbeat_s = heartbeat_s
+        self.state = BrokerState(liveness_s=liveness_s, max_queue=max_queue)
+        self.metrics = BrokerMetrics()
+
+    async def run(self, stop: asyncio.Event) -> int:
+        self.front = Channel.open(zmq.ROUTER, self.frontend, bind=True)
+        self.back = Channel.open(zmq.ROUTER, self.backend, bind=True)
+        self.stats = Channel.open(zmq.PUSH, self.planner, bind=False) if self.planner else None
+        port = serve(self.metrics.registry, self.metrics_port)
+        log.info("frontend %s, backend %s, metrics on :%d", self.front.endpoint,
+                 self.back.endpoint, port)
+        tasks = [asyncio.create_task(self._front_loop()), asyncio.create_task(self._back_loop()),
+                 asyncio.create_task(periodic(self.heartbeat_s, self._tick, stop, log))]
+        await stop.wait()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for ch in (self.front, self.back, self.stats):
+            if ch is not None:
+                ch.close()
+        log.info("stopped")
+        return 0
+
+    # -- loops --
+    async def _front_loop(self) -> None:
+        while True:
+            try:
+                env = await self.front.recv()
+            except WireError as exc:
+                await self._bad(exc, self.front)
+                continue
+            msg, now = env.msg, time.monotonic()
+            if isinstance(msg, Request):
+                self.metrics.requests.labels("received").inc()
+                await self._act(self.state.on_request(env.peer, msg.request_id, msg.deadline_s,
+                                                      env.raw, now))
+            elif isinstance(msg, Probe):
+                await self._send(self.front, ProbeAck(msg.probe_id, msg.nbytes), env.peer)
+            elif not isinstance(msg, Heartbeat):
+                self.metrics.errors.labels("unexpected").inc()
+                await self._send(self.front, ErrorReply(-1, ErrorCode.MALFORMED,
+                                 f"the broker's frontend takes no {type(msg).__name__}"), env.peer)
+
+    async def _back_loop(self) -> None:
+        while True:
+            try:
+                env = await self.back.recv()
+            except WireError as exc:
+                self.metrics.errors.labels(exc.code).inc()
+                log.warning("bad message from a worker: %s", exc)
+                continue
+            await self._from_worker(env, time.monotonic())
+
+    async def _from_worker(self, env: Envelope, now: float) -> None:
+        msg, worker = env.msg, env.peer
+        assert worker is not None
+        known = self.state.on_seen(worker, now)
+        if isinstance(msg, Ready):
+            log.info("worker %s ready (%s, %s)", msg.worker, msg.device, msg.fingerprint[:12])
+            await self._act(self.state.on_ready(worker, now))
+        elif isinstance(msg, (Result, ErrorReply)):
+            if isinstance(msg, ErrorReply):
+                self.metrics.errors.labels(msg.code).inc()
+            for action in self.state.on_reply(worker, msg.request_id, now):
+                if isinstance(action, Forward):
+                    p = action.pending
+                    parts = env.raw
+                    if isinstance(msg, Result):  # stamp the time it waited here
+                        waited = dataclasses.replace(msg, queue_s=p.dispatched_at - p.received_at)
+                        parts = encode(waited, env.frames)
+                    self.metrics.requests.labels("answered").inc()
+                    with contextlib.suppress(zmq.ZMQError):  # the edge may be gone
+                        await self.front.send_raw(parts, to=action.edge)
+                else:
+                    await self._act([action])
+        elif not known:  # a heartbeat from a worker we had declared dead: take it back
+            log.info("worker %r is back", worker)
+            await self._act(self.state.on_ready(worker, now))
+
+    async def _tick(self) -> None:
+        now = time.monotonic()
+        for worker in list(self.state.workers):
+            with contextlib.suppress(zmq.ZMQError):
+                await self.back.send(Heartbeat("broker", time.time()), to=worker, nowait=True)
+        before = set(self.state.workers)
+        await self._act(self.state.on_tick(now))
+        for gone in before - set(self.state.workers):
+            log.warning("worker %r stopped heartbeating: removed, its request re-queued", gone)
+        self.metrics.workers_ready.set(self.state.ready)
+        self.metrics.queue_depth.labels("broker").set(len(self.state.queue))
+        self.metrics.queue_depth.labels("in_flight").set(self.state.in_flight)
+        if self.stats is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                await self.stats.send(BrokerStats(self.state.ready, len(self.state.queue),
+                                                  self.state.in_flight), nowait=True)
+
+    # -- actions --
+    async def _act(self, actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, Dispatch):
+                try:
+                    await self.back.send_raw(a.pending.raw, to=a.worker)
+                except zmq.ZMQError:  # vanished between heartbeats: treat as dead now
+                    w = self.state.workers.get(a.worker)
+                    if w is not None:
+                        w.last_seen = float("-inf")
+                    continue
+                self.metrics.requests.labels("dispatched").inc()
+                if a.pending.attempts:
+                    self.metrics.requests.labels("requeued").inc()
+                self.metrics.queue_wait.observe(a.pending.dispatched_at - a.pending.received_at)
+            elif isinstance(a, Answer):
+                self.metrics.errors.labels(a.code).inc()
+                await self._send(self.front, ErrorReply(a.request_id, a.code, a.message, a.retry),
+                                 a.edge)
+
+    async def _send(self, ch: Channel, msg: ErrorReply | ProbeAck, peer: bytes | None) -> None:
+        if peer is None:
+            return
+        with contextlib.suppress(zmq.ZMQError):
+            await ch.send(msg, to=peer)
+
+    async def _bad(self, exc: WireError, ch: Channel) -> None:
+        self.metrics.errors.labels(exc.code).inc()
+        log.warning("refused a message: %s", exc)
+        await self._send(ch, ErrorReply(-1, exc.code, str(exc)), getattr(exc, "peer", None))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frontend", default=config.endpoint("", "DADS_FRONTEND_PORT", bind=True),
+                   help="bind address for edge agents (env DADS_BIND_HOST, DADS_FRONTEND_PORT)")
+    p.add_argument("--backend", default=config.endpoint("", "DADS_BACKEND_PORT", bind=True),
+                   help="bind address for workers (env DADS_BACKEND_PORT)")
+    p.add_argument("--planner", default=config.endpoint("DADS_PLANNER_HOST", "DADS_TELEMETRY_PORT"),
+                   help="planner telemetry address, for worker counts ('' to disable)")
+    p.add_argument("--metrics-port", type=int,
+                   default=int(config.env("DADS_METRICS_PORT") or 9101), help="default 9101")
+    p.add_argument("--liveness", type=float, default=3.0, metavar="S",
+                   help="a worker silent this long is dead (default 3 s)")
+    p.add_argument("--max-queue", type=int, default=256, help="requests waiting at most (256)")
+
+
+def main(args: argparse.Namespace) -> int:
+    setup_logging("broker")
+    broker = Broker(args.frontend, args.backend, args.planner or None, args.metrics_port,
+                    liveness_s=args.liveness, max_queue=args.max_queue)
+    return run_service(broker.run)

@@ -1,0 +1,162 @@
+"""The broker's worker table and request queue as a pure state machine.
+
+Events in (`on_*(..., now)`), actions out; the async shell performs the actions. No sockets, no
+clock: tests drive it with synthetic events and times.
+
+- Workers announce themselves (Ready) and then heartbeat; a worker silent for `liveness_s` is
+  dead: its in-flight request goes back to the front of the queue (retried up to `max_attempts`
+  times, then answered with an error), so no frame is lost silently.
+- Requests wait in a bounded FIFO; each goes to the idle worker that has waited longest.
+- A request still queued past its deadline is answered with an error instead of being run late.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.wire import ErrorCode
+
+__all__ = ["Pending", "Dispatch", "Answer", "Forward", "BrokerState", "Action"]
+
+
+@dataclass
+class Pending:
+    edge: bytes
+    request_id: int
+    raw: list[Any]  # the request as received: forwarded without re-encoding
+    received_at: float
+    deadline: float
+    attempts: int = 0
+    dispatched_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    worker: bytes
+    pending: Pending
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An error reply to an edge (the request will not be served)."""
+
+    edge: bytes
+    request_id: int
+    code: str
+    message: str
+    retry: bool = False
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A worker's reply goes back to the edge that asked."""
+
+    edge: bytes
+    pending: Pending
+
+
+Action = Dispatch | Answer | Forward
+
+
+@dataclass
+class _Worker:
+    last_seen: float
+    busy: Pending | None = None
+
+
+@dataclass
+class BrokerState:
+    liveness_s: float = 3.0
+    max_queue: int = 256
+    max_attempts: int = 3
+    workers: OrderedDict[bytes, _Worker] = field(default_factory=OrderedDict)
+    idle: deque[bytes] = field(default_factory=deque)
+    queue: deque[Pending] = field(default_factory=deque)
+
+    # -- queries --
+    @property
+    def ready(self) -> int:
+        return len(self.workers)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(1 for w in self.workers.values() if w.busy is not None)
+
+    # -- events --
+    def on_ready(self, worker: bytes, now: float) -> list[Action]:
+        """A worker (re)registered: if it was busy, that request is lost with its old session."""
+        actions: list[Action] = []
+        old = self.workers.get(worker)
+        if old is not None and old.busy is not None:
+            actions += self._requeue(old.busy, now)
+        if worker in self.idle:
+            self.idle.remove(worker)
+        self.workers[worker] = _Worker(last_seen=now)
+        self.idle.append(worker)
+        return actions + self._dispatch(now)
+
+    def on_seen(self, worker: bytes, now: float) -> bool:
+        """Any message from a worker proves it alive; False if we do not know it (re-register)."""
+        w = self.workers.get(worker)
+        if w is None:
+            return False
+        w.last_seen = now
+        return True
+
+    def on_request(self, edge: bytes, request_id: int, deadline_s: float, raw: list[Any],
+                   now: float) -> list[Action]:
+        if len(self.queue) >= self.max_queue:
+            return [Answer(edge, request_id, ErrorCode.OVERLOADED,
+                           f"broker queue full ({self.max_queue} waiting)", retry=True)]
+        self.queue.append(Pending(edge, request_id, raw, now, now + deadline_s))
+        return self._dispatch(now)
+
+    def on_reply(self, worker: bytes, request_id: int, now: float) -> list[Action]:
+        """A worker answered (result or error): forward it, and give the worker more work."""
+        w = self.workers.get(worker)
+        if w is None or w.busy is None or w.busy.request_id != request_id:
+            return []  # a late answer for a request already re-queued: the retry will answer
+        pending, w.busy = w.busy, None
+        w.last_seen = now
+        self.idle.append(worker)
+        return [Forward(pending.edge, pending), *self._dispatch(now)]
+
+    def on_tick(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for worker, w in list(self.workers.items()):
+            if now - w.last_seen > self.liveness_s:
+                del self.workers[worker]
+                if worker in self.idle:
+                    self.idle.remove(worker)
+                if w.busy is not None:
+                    actions += self._requeue(w.busy, now)
+        kept: deque[Pending] = deque()
+        for p in self.queue:
+            if now > p.deadline:
+                actions.append(Answer(p.edge, p.request_id, "deadline",
+                                      "deadline passed while waiting for a worker"))
+            else:
+                kept.append(p)
+        self.queue = kept
+        return actions + self._dispatch(now)
+
+    # -- internals --
+    def _requeue(self, pending: Pending, now: float) -> list[Action]:
+        pending.attempts += 1
+        if pending.attempts >= self.max_attempts:
+            return [Answer(pending.edge, pending.request_id, ErrorCode.WORKER_LOST,
+                           f"worker lost {pending.attempts} times; giving up")]
+        self.queue.appendleft(pending)
+        return []
+
+    def _dispatch(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        while self.queue and self.idle:
+            worker = self.idle.popleft()
+            pending = self.queue.popleft()
+            self.workers[worker].busy = pending
+            pending.dispatched_at = now
+            actions.append(Dispatch(worker, pending))
+        return actions

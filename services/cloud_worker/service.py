@@ -1,0 +1,258 @@
+"""The cloud worker.
+
+Connects to the broker's backend (DEALER), announces itself, heartbeats, and answers requests.
+For each request it finds the plan by `plan_id` (plans arrive over the planner's PUB socket and
+are kept, a few at a time, so frames sent under the previous plan still finish), builds the cloud
+part once per plan, checks that the tensors are exactly those the plan's cut sends, runs it off
+the event loop and answers with the top classes (and the raw output when asked). Anything it
+cannot serve gets an explicit error reply, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+import zmq
+
+from common import config
+from common.graph import ModelGraph, trace
+from common.metrics import WorkerMetrics, serve
+from common.models import input_shape_for, load_served, synthetic_frame
+from common.partition import Plan
+from common.profiler import cached_profile, resolve_device
+from common.service import Compute, periodic, run_service, setup_logging
+from common.split import CloudPart, split_graph
+from common.tensorwire import from_frames, to_frames
+from common.transport import Channel, Envelope
+from common.wire import (
+    CloudProfile,
+    ErrorCode,
+    ErrorReply,
+    Heartbeat,
+    PlanMsg,
+    Ready,
+    Request,
+    Result,
+    WireError,
+)
+
+__all__ = ["CloudWorker", "add_arguments", "main", "top_k"]
+
+log = logging.getLogger("cloud_worker")
+PLANS_KEPT = 8
+TOP_K = 5
+
+
+@dataclass
+class _Served:
+    plan: Plan
+    part: CloudPart | None = None
+
+
+def top_k(output: object, k: int = TOP_K) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    out = output[0] if isinstance(output, (tuple, list)) else output
+    assert isinstance(out, torch.Tensor)
+    probs = torch.softmax(out.reshape(out.shape[0], -1)[0].float(), dim=0)
+    k = min(k, probs.numel())
+    scores, classes = probs.topk(k)
+    return tuple(int(c) for c in classes), tuple(float(s) for s in scores)
+
+
+class CloudWorker:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.name = args.id or f"{socket.gethostname()}-{os.getpid()}"
+        self.metrics = WorkerMetrics()
+        self.compute = Compute()
+        self.plans: OrderedDict[int, _Served] = OrderedDict()
+        self.broker_seen = 0.0
+
+    # -- setup --
+    def _load(self) -> ModelGraph:
+        a = self.args
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        self.device = resolve_device(a.device)
+        model = load_served(a.model, a.weights, a.seed)
+        frame = synthetic_frame(0, input_shape_for(a.model))
+        graph = trace(model, frame, name=a.model)
+        self.profile = cached_profile(graph, str(self.device), progress=False,
+                                      repeats=a.profile_repeats)
+        graph.module.to(self.device)
+        return graph
+
+    async def run(self, stop: asyncio.Event) -> int:
+        a = self.args
+        port = serve(self.metrics.registry, a.metrics_port)
+        log.info("worker %s loading %s (metrics on :%d)", self.name, a.model, port)
+        self.graph = await self.compute(self._load)
+        log.info("model %s ready on %s, fingerprint %s", a.model, self.device,
+                 self.graph.fingerprint[:12])
+        self.plan_sub = Channel.open(zmq.SUB, a.plans, bind=False)
+        self.telemetry = Channel.open(zmq.PUSH, a.telemetry, bind=False)
+        self._connect()
+        tasks = [
+            asyncio.create_task(self._plan_loop()),
+            asyncio.create_task(periodic(1.0, self._heartbeat, stop, log)),
+            asyncio.create_task(periodic(5.0, self._publish_profile, stop, log)),
+        ]
+        await stop.wait()
+        for t in [*tasks, self._receiver]:
+            t.cancel()
+        await asyncio.gather(*tasks, self._receiver, return_exceptions=True)
+        for ch in (self.dealer, self.plan_sub, self.telemetry):
+            ch.close()
+        self.compute.close()
+        log.info("stopped")
+        return 0
+
+    def _connect(self) -> None:
+        """(Re)open the broker socket and its receive loop; Ready goes out on the next beat."""
+        if getattr(self, "_receiver", None) is not None:
+            self._receiver.cancel()
+            self.dealer.close()
+        self.dealer = Channel.open(zmq.DEALER, self.args.broker, bind=False,
+                                   identity=self.name.encode())
+        self._receiver = asyncio.create_task(self._broker_loop())
+        self.broker_seen = time.monotonic()
+        self._ready_sent = False
+
+    # -- loops --
+    async def _heartbeat(self) -> None:
+        if time.monotonic() - self.broker_seen > self.args.broker_liveness:
+            log.warning("no word from the broker for %.0f s: reconnecting", self.args.broker_liveness)
+            self._connect()
+        if not self._ready_sent:
+            await self.dealer.send(Ready(self.name, self.graph.fingerprint, str(self.device)))
+            self._ready_sent = True
+        else:
+            await self.dealer.send(Heartbeat(self.name, time.time()))
+
+    async def _publish_profile(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            await self.telemetry.send(CloudProfile(self.name, self.graph.fingerprint,
+                                                   self.profile.to_json()), nowait=True)
+
+    async def _plan_loop(self) -> None:
+        while True:
+            try:
+                env = await self.plan_sub.recv()
+            except WireError as exc:
+                self.metrics.errors.labels(exc.code).inc()
+                continue
+            if not isinstance(env.msg, PlanMsg):
+                continue
+            try:
+                plan = Plan.from_json(env.msg.plan)
+            except (KeyError, TypeError, ValueError):
+                self.metrics.errors.labels(ErrorCode.SCHEMA).inc()
+                continue
+            if plan.fingerprint == self.graph.fingerprint and plan.plan_id not in self.plans:
+                self.plans[plan.plan_id] = _Served(plan)
+                while len(self.plans) > PLANS_KEPT:
+                    self.plans.popitem(last=False)
+                self.metrics.plans_cached.set(len(self.plans))
+                log.info("plan %d (%s): %d edge nodes, %d crossing", plan.plan_id, plan.algorithm,
+                         len(plan.edge_nodes), len(plan.transfer))
+
+    async def _broker_loop(self) -> None:
+        while True:
+            try:
+                env = await self.dealer.recv()
+            except WireError as exc:
+                self.metrics.errors.labels(exc.code).inc()
+                log.warning("bad message from the broker: %s", exc)
+                continue
+            self.broker_seen = time.monotonic()
+            if isinstance(env.msg, Request):
+                await self._serve(env)
+
+    # -- serving --
+    async def _reply_error(self, req: Request, code: str, message: str, retry: bool = False) -> None:
+        self.metrics.errors.labels(code).inc()
+        self.metrics.requests.labels("refused").inc()
+        await self.dealer.send(ErrorReply(req.request_id, code, message, retry))
+
+    async def _serve(self, env: Envelope) -> None:
+        req: Request = env.msg  # type: ignore[assignment]
+        t0 = time.perf_counter()
+        if req.fingerprint != self.graph.fingerprint:
+            await self._reply_error(req, ErrorCode.FINGERPRINT,
+                                    f"this worker serves {self.args.model} with fingerprint "
+                                    f"{self.graph.fingerprint}, not {req.fingerprint}")
+            return
+        served = self.plans.get(req.plan_id)
+        if served is None:
+            await self._reply_error(req, ErrorCode.UNKNOWN_PLAN,
+                                    f"plan {req.plan_id} is not known here (yet)", retry=True)
+            return
+        if served.part is None:
+            t = time.perf_counter()
+            _, part = await self.compute(split_graph, self.graph, served.plan.edge_nodes)
+            served.part = part
+            self.metrics.split_build.observe(time.perf_counter() - t)
+        names = [m.name for m in req.tensors]
+        if names != served.part.wire_names:
+            await self._reply_error(req, ErrorCode.BAD_TENSORS,
+                                    f"plan {req.plan_id} sends {served.part.wire_names}, "
+                                    f"request has {names}")
+            return
+        try:
+            output = await self.compute(self._run, served.part, req, env.frames)
+        except Exception as exc:  # a per-request failure: answer it, keep serving
+            log.exception("request %d failed", req.request_id)
+            await self._reply_error(req, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+            return
+        classes, scores = top_k(output)
+        outputs, frames = ((), [])
+        if req.want_output:
+            outs = output if isinstance(output, (tuple, list)) else (output,)
+            outputs, frames = to_frames([f"output{i}" for i in range(len(outs))], list(outs))
+        cloud_s = time.perf_counter() - t0
+        self.metrics.stage.labels("cloud").observe(cloud_s)
+        self.metrics.requests.labels("served").inc()
+        await self.dealer.send(Result(req.request_id, req.frame_id, req.plan_id, self.name,
+                                      classes, scores, cloud_s, outputs=outputs), frames)
+
+    def _run(self, part: CloudPart, req: Request, frames: list) -> object:
+        tensors = [t.to(self.device) for t in from_frames(req.tensors, frames)]
+        with torch.no_grad():
+            out = part(*tensors)
+        if isinstance(out, (tuple, list)):
+            return type(out)(o.cpu() for o in out)
+        return out.cpu()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=config.env("DADS_MODEL"), help="env DADS_MODEL")
+    p.add_argument("--weights", default=config.env("DADS_WEIGHTS") or None, help="env DADS_WEIGHTS")
+    p.add_argument("--seed", type=int, default=config.env_int("DADS_SEED"), help="env DADS_SEED")
+    p.add_argument("--device", default=config.env("DADS_DEVICE"), help="auto, cpu, cuda (env DADS_DEVICE)")
+    p.add_argument("--threads", type=int, default=config.env_int("DADS_THREADS"),
+                   help="torch CPU threads (env DADS_THREADS; 0: default)")
+    p.add_argument("--broker", default=config.endpoint("DADS_BROKER_HOST", "DADS_BACKEND_PORT"),
+                   help="broker backend (env DADS_BROKER_HOST, DADS_BACKEND_PORT)")
+    p.add_argument("--plans", default=config.endpoint("DADS_PLANNER_HOST", "DADS_PLAN_PORT"),
+                   help="planner's plan feed (env DADS_PLANNER_HOST, DADS_PLAN_PORT)")
+    p.add_argument("--telemetry", default=config.endpoint("DADS_PLANNER_HOST", "DADS_TELEMETRY_PORT"),
+                   help="planner's telemetry input (env DADS_TELEMETRY_PORT)")
+    p.add_argument("--id", default="", help="worker name (default host-pid)")
+    p.add_argument("--metrics-port", type=int,
+                   default=int(config.env("DADS_METRICS_PORT") or 9103), help="default 9103")
+    p.add_argument("--profile-repeats", type=int, default=5, help="profiling passes (default 5)")
+    p.add_argument("--broker-liveness", type=float, default=3.0, metavar="S",
+                   help="reconnect when the broker is silent this long (default 3 s)")
+
+
+def main(args: argparse.Namespace) -> int:
+    setup_logging("cloud_worker")
+    return run_service(CloudWorker(args).run)

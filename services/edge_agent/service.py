@@ -1,0 +1,553 @@
+"""The edge agent.
+
+Pipeline, one asyncio task per stage, so edge compute, transfer and cloud work of successive
+frames overlap:
+
+  source ──► frames queue ──► edge compute (thread) ──► link (FIFO sender) ──► broker
+                                                            results ◄── receiver ◄──┘
+
+- At most `window` frames are between edge compute and their result; each has a deadline, after
+  which it is reported as dropped (never lost silently). Retryable errors (plan not yet known at a
+  worker, broker full) are retried with backoff within the deadline.
+- A new plan is applied at a frame boundary: each frame uses the plan in force when its edge
+  compute starts, and its request names that plan, so edge and worker always agree on the cut.
+- `--uplink RATE` emulates a slower link in the sender (serialisation delay of a token bucket),
+  for one-machine demos; real deployments shape nothing.
+- Telemetry (arrival rate, queues, stage times, transfer samples) goes to the planner each second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import statistics
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import torch
+import zmq
+
+from common import config, costgraph
+from common.graph import ModelGraph, trace
+from common.metrics import EdgeMetrics, serve
+from common.models import input_shape_for, load_served, synthetic_frame
+from common.partition import Plan, Prediction
+from common.probe import BandwidthEstimator, LinkClock
+from common.profile import scaled
+from common.profiler import cached_profile, resolve_device
+from common.service import Compute, periodic, run_service, setup_logging
+from common.split import CloudPart, EdgePart, split_graph
+from common.tensorwire import from_frames, to_frames
+from common.transport import Channel
+from common.units import format_bandwidth, parse_bandwidth
+from common.wire import (
+    EdgeProfile,
+    ErrorCode,
+    ErrorReply,
+    PlanMsg,
+    Probe,
+    ProbeAck,
+    Request,
+    Result,
+    Telemetry,
+    WireError,
+)
+from services.cloud_worker.service import top_k
+from services.edge_agent.sources import open_source
+
+__all__ = ["EdgeAgent", "add_arguments", "main"]
+
+log = logging.getLogger("edge_agent")
+RETRY_BACKOFF_S = 0.05
+MAX_ATTEMPTS = 5
+PROBE_BYTES = 64 * 1024
+
+
+@dataclass
+class _Cut:
+    plan: Plan
+    edge: EdgePart
+    cloud: CloudPart  # runs here only when the plan is edge-only
+
+    @property
+    def local(self) -> bool:
+        return not self.plan.transfer
+
+
+@dataclass
+class _Frame:
+    frame_id: int
+    captured_at: float
+    cut: _Cut
+    deadline: float
+    request: Request | None = None
+    frames: list[Any] = field(default_factory=list)
+    nbytes: int = 0
+    edge_s: float = 0.0
+    handed_at: float = 0.0
+    attempts: int = 0
+
+
+class EdgeAgent:
+    def __init__(self, args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
+        self.args = args
+        self.out = out
+        self.metrics = EdgeMetrics()
+        self.compute = Compute()
+        self.cut: _Cut | None = None
+        self.cuts: dict[int, _Cut] = {}
+        self.in_flight: dict[int, _Frame] = {}
+        self.next_request = 0
+        self.uplink_bps = parse_bandwidth(args.uplink) if args.uplink else None
+        self.link_clock = LinkClock()
+        self.estimate = BandwidthEstimator()
+        self.samples: list[tuple[int, float]] = []
+        self.latencies: deque[float] = deque(maxlen=2000)
+        self.recent: deque[tuple[float, float]] = deque(maxlen=500)  # (done_at, latency)
+        self.captured: deque[float] = deque(maxlen=500)
+        self.edge_times: deque[float] = deque(maxlen=50)
+        self.cloud_times: deque[float] = deque(maxlen=50)
+        self.rtts: deque[float] = deque(maxlen=50)
+        self.counts = {"in": 0, "out": 0, "dropped": 0, "retried": 0, "local": 0}
+        self.plans_used: set[int] = set()
+        self.planner_bw = 0.0
+        self.last_handed = 0.0
+        self.probe_sent: dict[int, float] = {}
+        self.results = open(args.output, "w", buffering=1) if args.output else None  # noqa: SIM115
+
+    # -- setup --
+    def _load(self) -> ModelGraph:
+        a = self.args
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        self.device = resolve_device(a.device)
+        self.shape = input_shape_for(a.model)
+        graph = trace(load_served(a.model, a.weights, a.seed), synthetic_frame(0, self.shape),
+                      name=a.model)
+        self.profile = cached_profile(graph, str(self.device), progress=False,
+                                      repeats=a.profile_repeats)
+        if a.edge_slowdown > 1:  # the planner must see the emulated device, not this one
+            self.profile = scaled(self.profile, 1.0 / a.edge_slowdown)
+        graph.module.to(self.device)
+        return graph
+
+    def _build_cut(self, plan: Plan) -> _Cut:
+        edge, cloud = split_graph(self.graph, plan.edge_nodes)
+        return _Cut(plan, edge, cloud)
+
+    async def run(self, stop: asyncio.Event) -> int:
+        a = self.args
+        port = serve(self.metrics.registry, a.metrics_port)
+        log.info("loading %s (metrics on :%d)", a.model, port)
+        self.graph = await self.compute(self._load)
+        local = Plan("local", self.graph.fingerprint, tuple(sorted(self.graph.nodes)), (),
+                     Prediction(0.0, 0.0, 0.0, 0.0, 0.0), 0.0)  # until the planner speaks
+        self.local_cut = await self.compute(self._build_cut, local)
+        self.dealer = Channel.open(zmq.DEALER, a.broker, bind=False)
+        self.plan_sub = Channel.open(zmq.SUB, a.plans, bind=False)
+        self.telemetry = Channel.open(zmq.PUSH, a.telemetry, bind=False)
+        self.window = asyncio.Semaphore(a.window)
+        self.frames: asyncio.Queue[tuple[int, float, torch.Tensor] | None] = asyncio.Queue(a.queue)
+        self.link: asyncio.Queue[_Frame | tuple[int, int]] = asyncio.Queue()
+        self.started = time.monotonic()
+        background = [
+            asyncio.create_task(self._plan_loop()),
+            asyncio.create_task(self._receiver()),
+            asyncio.create_task(self._sender()),
+            asyncio.create_task(periodic(0.05, self._sweep_deadlines, stop, log)),
+            asyncio.create_task(periodic(1.0, self._send_telemetry, stop, log)),
+            asyncio.create_task(periodic(5.0, self._send_profile, stop, log)),
+            asyncio.create_task(periodic(1.0, self._probe, stop, log)),
+        ]
+        if a.live:
+            background.append(asyncio.create_task(periodic(1.0, self._live, stop, log)))
+        await self._send_profile()
+        await self._wait_for_plan(stop)
+        source = asyncio.create_task(self._source(stop))
+        pipeline = asyncio.create_task(self._pipeline())
+        done = asyncio.create_task(stop.wait())
+        await asyncio.wait([pipeline, done], return_when=asyncio.FIRST_COMPLETED)
+        if not pipeline.done():  # stopped from outside: no new frames, finish those in flight
+            source.cancel()
+            await self.frames.put(None)
+        await pipeline
+        await self._drain(stop)
+        for t in [source, done, *background]:
+            t.cancel()
+        await asyncio.gather(source, done, *background, return_exceptions=True)
+        for ch in (self.dealer, self.plan_sub, self.telemetry):
+            ch.close()
+        self.compute.close()
+        if self.results:
+            self.results.close()
+        self._summary()
+        return 0
+
+    async def _wait_for_plan(self, stop: asyncio.Event) -> None:
+        deadline = time.monotonic() + self.args.wait_plan
+        while self.cut is None and time.monotonic() < deadline and not stop.is_set():
+            await asyncio.sleep(0.05)
+        if self.cut is None:
+            log.warning("no plan from the planner yet: running the whole model here until one comes")
+
+    async def _drain(self, stop: asyncio.Event) -> None:
+        """Wait for the frames in flight: each ends with a result or past its deadline."""
+        while self.in_flight:
+            await self._sweep_deadlines()  # the periodic sweeper has stopped with `stop`
+            await asyncio.sleep(0.05)
+
+    # -- stages --
+    async def _source(self, stop: asyncio.Event) -> None:
+        a = self.args
+        frames = open_source(a.source, self.shape)
+        interval = 1.0 / a.fps if a.fps > 0 else 0.0
+        next_at = time.monotonic()
+        frame_id = 0
+        while not stop.is_set() and (a.frames <= 0 or frame_id < a.frames):
+            frame = await asyncio.to_thread(next, frames, None)
+            if frame is None:
+                break
+            now = time.monotonic()
+            self.counts["in"] += 1
+            self.metrics.frames_in.inc()
+            self.captured.append(now)
+            if interval and self.frames.full():  # a live source does not wait: drop the frame
+                self._finish_dropped(frame_id, "queue_full")
+            else:
+                await self.frames.put((frame_id, now, frame))
+            self.metrics.queue_depth.labels("frames").set(self.frames.qsize())
+            frame_id += 1
+            if interval:
+                next_at += interval
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await self.frames.put(None)
+
+    async def _pipeline(self) -> None:
+        while True:
+            item = await self.frames.get()
+            if item is None:
+                return
+            frame_id, captured_at, frame = item
+            await self.window.acquire()
+            cut = self.cut or self.local_cut  # the plan in force at this frame boundary
+            job = _Frame(frame_id, captured_at, cut, captured_at + self.args.deadline)
+            self.plans_used.add(cut.plan.plan_id)
+            t0 = time.perf_counter()
+            try:
+                sent = await self.compute(self._edge, cut, frame)
+            except Exception:
+                log.exception("edge compute failed on frame %d", frame_id)
+                self.metrics.errors.labels(ErrorCode.INTERNAL).inc()
+                self._finish_dropped(frame_id, "edge_error")
+                self.window.release()
+                continue
+            job.edge_s = time.perf_counter() - t0
+            self.edge_times.append(job.edge_s)
+            self.metrics.stage.labels("edge").observe(job.edge_s)
+            if cut.local:
+                self._finish(job, sent, worker="edge", cloud_s=0.0)
+                self.window.release()
+                continue
+            metas, job.frames = to_frames(cut.edge.wire_names, sent)
+            job.nbytes = sum(m.nbytes for m in metas)
+            rid = self.next_request
+            self.next_request += 1
+            job.request = Request(rid, frame_id, cut.plan.plan_id, self.graph.fingerprint, metas,
+                                  time.time(), self.args.deadline, want_output=self.args.want_output)
+            self.in_flight[rid] = job
+            self.metrics.queue_depth.labels("in_flight").set(len(self.in_flight))
+            await self._hand_to_link(job)
+
+    def _edge(self, cut: _Cut, frame: torch.Tensor) -> Any:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            sent = cut.edge(frame.to(self.device))
+            out = cut.cloud(*sent) if cut.local else tuple(t.cpu() for t in sent)
+        if self.args.edge_slowdown > 1:  # emulate a slower device: stretch the compute time
+            time.sleep((self.args.edge_slowdown - 1) * (time.perf_counter() - t0))
+        return out
+
+    async def _hand_to_link(self, job: _Frame) -> None:
+        job.handed_at = self.last_handed = time.monotonic()
+        await self.link.put(job)
+
+    async def _sender(self) -> None:
+        """The uplink: FIFO, optionally throttled to the emulated rate."""
+        while True:
+            item = await self.link.get()
+            nbytes = item.nbytes if isinstance(item, _Frame) else item[1]
+            if self.uplink_bps:
+                await asyncio.sleep(nbytes * 8.0 / self.uplink_bps)
+            try:
+                if isinstance(item, _Frame):
+                    if item.request is None or item.request.request_id not in self.in_flight:
+                        continue  # dropped while waiting for the link
+                    await self.dealer.send(item.request, item.frames)
+                    self.metrics.bytes_sent.inc(item.nbytes)
+                else:
+                    probe_id, size = item
+                    await self.dealer.send(Probe(probe_id, size), [bytes(size)])
+            except zmq.ZMQError as exc:
+                log.warning("send failed (%s); the deadline will account for it", exc)
+
+    async def _receiver(self) -> None:
+        while True:
+            try:
+                env = await self.dealer.recv()
+            except WireError as exc:
+                self.metrics.errors.labels(exc.code).inc()
+                log.warning("bad message from the broker: %s", exc)
+                continue
+            msg, now = env.msg, time.monotonic()
+            if isinstance(msg, Result):
+                job = self.in_flight.pop(msg.request_id, None)
+                if job is None:
+                    self.metrics.errors.labels("late").inc()
+                    continue
+                self._transfer_sample(job.nbytes, job.handed_at, now, msg.cloud_s + msg.queue_s)
+                self.cloud_times.append(msg.cloud_s)
+                self.rtts.append(now - job.handed_at)
+                output = None
+                if msg.outputs:
+                    output = from_frames(msg.outputs, env.frames)[0]
+                self._finish(job, output, worker=msg.worker, cloud_s=msg.cloud_s,
+                             classes=(msg.top_classes, msg.top_scores))
+                self.window.release()
+            elif isinstance(msg, ErrorReply):
+                await self._on_error(msg)
+            elif isinstance(msg, ProbeAck):
+                sent_at = self.probe_sent.pop(msg.probe_id, None)
+                if sent_at is not None:
+                    if msg.nbytes == 0:
+                        rtt = now - sent_at
+                        base = self.link_clock.base_rtt_s
+                        self.link_clock.base_rtt_s = rtt if base == 0 else min(base, rtt)
+                    else:
+                        self._transfer_sample(msg.nbytes, sent_at, now, 0.0)
+            self.metrics.queue_depth.labels("in_flight").set(len(self.in_flight))
+
+    async def _on_error(self, err: ErrorReply) -> None:
+        self.metrics.errors.labels(err.code).inc()
+        job = self.in_flight.get(err.request_id)
+        if job is None:
+            if err.request_id < 0:
+                log.warning("the broker refused a message: %s", err.message)
+            return
+        job.attempts += 1
+        backoff = RETRY_BACKOFF_S * 2 ** (job.attempts - 1)
+        if err.retry and job.attempts < MAX_ATTEMPTS and time.monotonic() + backoff < job.deadline:
+            self.counts["retried"] += 1
+            self.metrics.frames_retried.inc()
+            await asyncio.sleep(backoff)
+            if err.request_id in self.in_flight:
+                assert job.request is not None
+                job.request = _with_attempt(job.request, job.attempts)
+                await self._hand_to_link(job)
+            return
+        log.warning("frame %d refused: %s (%s)", job.frame_id, err.message, err.code)
+        self.in_flight.pop(err.request_id, None)
+        self._finish_dropped(job.frame_id, err.code, job)
+        self.window.release()
+
+    async def _sweep_deadlines(self) -> None:
+        now = time.monotonic()
+        for rid, job in list(self.in_flight.items()):
+            if now > job.deadline:
+                del self.in_flight[rid]
+                self._finish_dropped(job.frame_id, "deadline", job)
+                self.window.release()
+
+    # -- outcomes --
+    def _transfer_sample(self, nbytes: int, sent_at: float, now: float, remote_s: float) -> None:
+        seconds = self.link_clock.transfer(sent_at, now - remote_s)
+        self.metrics.stage.labels("transfer").observe(seconds)
+        if nbytes and seconds > 0:
+            self.samples.append((nbytes, seconds))
+            self.estimate.add(nbytes, seconds)
+
+    def _finish(self, job: _Frame, output: Any, worker: str, cloud_s: float,
+                classes: tuple[tuple[int, ...], tuple[float, ...]] | None = None) -> None:
+        now = time.monotonic()
+        latency = now - job.captured_at
+        self.latencies.append(latency)
+        self.recent.append((now, latency))
+        self.counts["out"] += 1
+        self.counts["local"] += worker == "edge"
+        self.metrics.frames_out.inc()
+        self.metrics.frame_latency.observe(latency)
+        if classes is None:
+            classes = top_k(output)
+        if self.results:
+            line: dict[str, Any] = {
+                "frame_id": job.frame_id, "plan_id": job.cut.plan.plan_id,
+                "algorithm": job.cut.plan.algorithm, "classes": list(classes[0]),
+                "scores": [round(s, 6) for s in classes[1]], "latency_s": round(latency, 6),
+                "edge_s": round(job.edge_s, 6), "cloud_s": round(cloud_s, 6), "worker": worker,
+                "attempts": job.attempts + 1, "dropped": False,
+            }
+            if self.args.want_output and output is not None:
+                out = output[0] if isinstance(output, (tuple, list)) else output
+                line["output"] = out.flatten().tolist()
+            self.results.write(json.dumps(line) + "\n")
+
+    def _finish_dropped(self, frame_id: int, reason: str, job: _Frame | None = None) -> None:
+        self.counts["dropped"] += 1
+        self.metrics.frames_dropped.inc()
+        if self.results:
+            self.results.write(json.dumps({
+                "frame_id": frame_id, "dropped": True, "reason": reason,
+                "plan_id": job.cut.plan.plan_id if job else None,
+            }) + "\n")
+
+    # -- planner side --
+    async def _plan_loop(self) -> None:
+        while True:
+            try:
+                env = await self.plan_sub.recv()
+            except WireError as exc:
+                self.metrics.errors.labels(exc.code).inc()
+                continue
+            msg = env.msg
+            if not isinstance(msg, PlanMsg):
+                continue
+            self.planner_bw = msg.bandwidth_bps
+            try:
+                plan = Plan.from_json(msg.plan)
+            except (KeyError, TypeError, ValueError):
+                self.metrics.errors.labels(ErrorCode.SCHEMA).inc()
+                continue
+            if plan.fingerprint != self.graph.fingerprint:
+                continue
+            current = self.cut.plan.plan_id if self.cut else -1
+            if plan.plan_id <= current:
+                continue
+            try:
+                cut = await self.compute(self._build_cut, plan)
+            except Exception as exc:
+                log.error("plan %d cannot be applied here: %s", plan.plan_id, exc)
+                self.metrics.errors.labels("bad_plan").inc()
+                continue
+            self.cut = cut  # the pipeline picks it up at the next frame boundary
+            self.metrics.plan_changes.inc()
+            self.metrics.plan.info({"plan_id": str(plan.plan_id), "algorithm": plan.algorithm,
+                                    "regime": msg.regime})
+            log.info("plan %d (%s, %s): %d/%d nodes here, %d tensor(s) cross; %s",
+                     plan.plan_id, plan.algorithm, msg.regime, len(plan.edge_nodes),
+                     len(self.graph.nodes), len(plan.transfer), msg.reason)
+
+    async def _send_profile(self) -> None:
+        dag_json = costgraph.to_json(self.graph.dag)
+        with contextlib.suppress(zmq.ZMQError):
+            await self.telemetry.send(EdgeProfile("edge", self.args.model, self.graph.fingerprint,
+                                                  dag_json, self.profile.to_json()), nowait=True)
+
+    async def _send_telemetry(self) -> None:
+        now = time.monotonic()
+        window = [t for t in self.captured if now - t <= 2.0]
+        fps = len(window) / min(2.0, max(now - self.started, 1e-3))
+        samples, self.samples = self.samples, []
+        msg = Telemetry(
+            "edge", self.cut.plan.plan_id if self.cut else -1, fps, self.frames.qsize(),
+            len(self.in_flight), _median(self.edge_times), _median(self.cloud_times),
+            _median(self.rtts), tuple((int(b), float(s)) for b, s in samples[-64:]))
+        with contextlib.suppress(zmq.ZMQError):
+            await self.telemetry.send(msg, nowait=True)
+
+    async def _probe(self) -> None:
+        """Active probes when the link is idle: a tiny one for the base RTT, then a sized one."""
+        if time.monotonic() - self.last_handed < 2.0 or self.in_flight:
+            return
+        for size in (0, PROBE_BYTES):
+            probe_id = len(self.probe_sent) + int(time.monotonic() * 1e3)
+            self.probe_sent[probe_id] = self.last_handed = time.monotonic()
+            await self.link.put((probe_id, size))
+
+    # -- reporting --
+    async def _live(self) -> None:
+        now = time.monotonic()
+        recent = [lat for t, lat in self.recent if now - t <= 5.0]
+        fps = sum(1 for t, _ in self.recent if now - t <= 2.0) / 2.0
+        p50, p95 = _pct(recent, 50), _pct(recent, 95)
+        cut = self.cut or self.local_cut
+        bw = format_bandwidth(self.planner_bw) if self.planner_bw else "?"
+        print(f"[{now - self.started:5.0f}s] {fps:5.1f} fps | p50 {p50 * 1e3:6.1f} ms  "
+              f"p95 {p95 * 1e3:6.1f} ms | plan {cut.plan.plan_id} {cut.plan.algorithm} "
+              f"{len(cut.plan.edge_nodes)}/{len(self.graph.nodes)} nodes here, "
+              f"{len(cut.plan.transfer)} tensor(s) | bw {bw} | in flight {len(self.in_flight)}, "
+              f"dropped {self.counts['dropped']}", file=self.out, flush=True)
+
+    def _summary(self) -> None:
+        c = self.counts
+        took = time.monotonic() - self.started
+        lat = list(self.latencies)
+        print(f"summary: {c['in']} frames in, {c['out']} results ({c['local']} computed here), "
+              f"{c['dropped']} dropped, {c['retried']} retries in {took:.1f} s "
+              f"({c['out'] / max(took, 1e-9):.2f} fps); latency p50 {_pct(lat, 50) * 1e3:.1f} ms, "
+              f"p95 {_pct(lat, 95) * 1e3:.1f} ms, p99 {_pct(lat, 99) * 1e3:.1f} ms; "
+              f"plans used: {sorted(self.plans_used)}", file=self.out, flush=True)
+
+
+def _with_attempt(req: Request, attempt: int) -> Request:
+    from dataclasses import replace
+
+    return replace(req, attempt=attempt)
+
+
+def _median(values: deque[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=config.env("DADS_MODEL"), help="env DADS_MODEL")
+    p.add_argument("--weights", default=config.env("DADS_WEIGHTS") or None, help="env DADS_WEIGHTS")
+    p.add_argument("--seed", type=int, default=config.env_int("DADS_SEED"), help="env DADS_SEED")
+    p.add_argument("--device", default=config.env("DADS_DEVICE"), help="env DADS_DEVICE")
+    p.add_argument("--threads", type=int, default=config.env_int("DADS_THREADS"),
+                   help="torch CPU threads (env DADS_THREADS)")
+    p.add_argument("--broker", default=config.endpoint("DADS_BROKER_HOST", "DADS_FRONTEND_PORT"),
+                   help="broker frontend (env DADS_BROKER_HOST, DADS_FRONTEND_PORT)")
+    p.add_argument("--plans", default=config.endpoint("DADS_PLANNER_HOST", "DADS_PLAN_PORT"),
+                   help="planner's plan feed (env DADS_PLANNER_HOST, DADS_PLAN_PORT)")
+    p.add_argument("--telemetry", default=config.endpoint("DADS_PLANNER_HOST", "DADS_TELEMETRY_PORT"),
+                   help="planner's telemetry input (env DADS_TELEMETRY_PORT)")
+    p.add_argument("--source", default=config.env("DADS_SOURCE"),
+                   help="synthetic, an image folder, a video file or camera:N (env DADS_SOURCE)")
+    p.add_argument("--fps", type=float, default=config.env_float("DADS_FPS"),
+                   help="source frame rate; 0 = as fast as the pipeline takes (env DADS_FPS)")
+    p.add_argument("--frames", type=int, default=0, help="stop after N frames (0: run until stopped)")
+    p.add_argument("--window", type=int, default=4, help="frames in flight at most (default 4)")
+    p.add_argument("--queue", type=int, default=8, help="frames waiting for the edge at most (8)")
+    p.add_argument("--deadline", type=float, default=10.0, metavar="S",
+                   help="seconds a frame may take before it is dropped (default 10)")
+    p.add_argument("--uplink", default=config.env("DADS_UPLINK") or None, metavar="RATE",
+                   help="emulate an uplink of RATE in the sender, e.g. 4g or 5mbit (env DADS_UPLINK)")
+    p.add_argument("--edge-slowdown", type=float, default=1.0, metavar="F",
+                   help="emulate an edge device F times slower than this machine (demos; the "
+                   "profile sent to the planner is scaled to match; default 1)")
+    p.add_argument("--wait-plan", type=float, default=30.0, metavar="S",
+                   help="wait this long for a first plan before computing locally (default 30)")
+    p.add_argument("--output", metavar="FILE", help="write one JSON line per frame here")
+    p.add_argument("--want-output", action="store_true",
+                   help="fetch the raw model output too (and write it in --output)")
+    p.add_argument("--live", action="store_true", help="print a status line every second")
+    p.add_argument("--metrics-port", type=int,
+                   default=int(config.env("DADS_METRICS_PORT") or 9104), help="default 9104")
+    p.add_argument("--profile-repeats", type=int, default=5, help="profiling passes (default 5)")
+
+
+def main(args: argparse.Namespace) -> int:
+    setup_logging("edge_agent")
+    return run_service(EdgeAgent(args).run)

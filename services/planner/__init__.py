@@ -1,0 +1,1 @@
+"""The planner: profiles and telemetry in, versioned plans out (DESIGN §1, §4)."""

@@ -1,0 +1,229 @@
+"""The planner service.
+
+PULL (bind) takes edge profiles (the model DAG + edge times), cloud profiles (from every worker),
+edge telemetry, broker stats and operator controls; PUB (bind) publishes versioned plans and
+republishes the current one every second so late joiners catch up. Each tick it rebuilds the cost
+graph when its inputs changed, reads the bandwidth (operator override, else the probe's estimate,
+else the configured initial value), decides the load regime (DSL light, DSH heavy, k = workers
+ready) and publishes a new plan id only when the predicted gain beats the threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import time
+
+import networkx as nx
+import zmq
+
+from common import config, partition
+from common.errors import DadsError
+from common.metrics import PlannerMetrics, serve
+from common.mincut import CutSolver
+from common.probe import BandwidthEstimator
+from common.profile import Profile
+from common.regime import Hysteresis, Regime, RegimeState, decide
+from common.service import periodic, run_service, setup_logging
+from common.transport import Channel
+from common.units import format_bandwidth, parse_bandwidth
+from common.wire import (
+    BrokerStats,
+    CloudProfile,
+    Control,
+    EdgeProfile,
+    PlanMsg,
+    Telemetry,
+    WireError,
+)
+from services.planner.state import Calibration, cost_graph, merge_cloud_profiles, should_switch
+
+__all__ = ["Planner", "add_arguments", "main"]
+
+log = logging.getLogger("planner")
+CLOUD_PROFILE_TTL_S = 30.0
+
+
+class Planner:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.metrics = PlannerMetrics()
+        self.initial_bps = parse_bandwidth(args.initial_bandwidth)
+        self.estimator = BandwidthEstimator()
+        self.force_bps = 0.0
+        self.edge: tuple[nx.DiGraph, Profile] | None = None
+        self.clouds: dict[str, tuple[float, Profile]] = {}
+        self.workers_ready: int | None = None
+        self.telemetry: Telemetry | None = None
+        self.calibration = Calibration()
+        self.regime = RegimeState()
+        self.cfg = Hysteresis(min_dwell_s=args.dwell)
+        self.plan: partition.Plan | None = None
+        self.msg: PlanMsg | None = None
+        self.next_id = 1
+        self._graph_key: tuple | None = None
+        self._graph: tuple[nx.DiGraph, CutSolver] | None = None
+
+    async def run(self, stop: asyncio.Event) -> int:
+        self.pub = Channel.open(zmq.PUB, self.args.plans, bind=True)
+        self.pull = Channel.open(zmq.PULL, self.args.telemetry, bind=True)
+        port = serve(self.metrics.registry, self.args.metrics_port)
+        log.info("plans on %s, telemetry on %s, metrics on :%d", self.pub.endpoint,
+                 self.pull.endpoint, port)
+        tasks = [asyncio.create_task(self._inbox()),
+                 asyncio.create_task(periodic(self.args.tick, self._tick, stop, log)),
+                 asyncio.create_task(periodic(1.0, self._republish, stop, log))]
+        await stop.wait()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.pub.close()
+        self.pull.close()
+        log.info("stopped")
+        return 0
+
+    # -- inputs --
+    async def _inbox(self) -> None:
+        while True:
+            try:
+                env = await self.pull.recv()
+            except WireError as exc:
+                self.metrics.errors.labels(exc.code).inc()
+                log.warning("refused a message: %s", exc)
+                continue
+            try:
+                self._take(env.msg)
+            except (DadsError, KeyError, TypeError, ValueError, nx.NetworkXError) as exc:
+                self.metrics.errors.labels("bad_input").inc()
+                log.warning("ignored %s: %s", type(env.msg).__name__, exc)
+
+    def _take(self, msg: object) -> None:
+        now = time.monotonic()
+        if isinstance(msg, EdgeProfile):
+            dag = nx.node_link_graph(msg.graph, directed=True, multigraph=False, edges="edges")
+            profile = Profile.from_json(msg.profile)
+            profile.check(msg.fingerprint)
+            if dag.graph.get("fingerprint") != msg.fingerprint:
+                raise DadsError("the edge's graph and profile disagree on the fingerprint")
+            if self.edge is None or self.edge[1].fingerprint != msg.fingerprint:
+                log.info("edge profile of %s (%d nodes, fingerprint %s)", msg.model, len(dag),
+                         msg.fingerprint[:12])
+            self.edge = (dag, profile)
+        elif isinstance(msg, CloudProfile):
+            profile = Profile.from_json(msg.profile)
+            profile.check(msg.fingerprint)
+            if msg.worker not in self.clouds:
+                log.info("cloud profile from %s (%s)", msg.worker, profile.device.name)
+            self.clouds[msg.worker] = (now, profile)
+        elif isinstance(msg, Telemetry):
+            self.telemetry = msg
+            for nbytes, seconds in msg.samples:
+                self.estimator.add(nbytes, seconds)
+            self._calibrate(msg)
+        elif isinstance(msg, BrokerStats):
+            self.workers_ready = msg.workers_ready
+        elif isinstance(msg, Control):
+            self.force_bps = msg.force_bandwidth_bps
+            log.info("operator: bandwidth %s", format_bandwidth(self.force_bps)
+                     if self.force_bps else "from the probe again")
+
+    def _calibrate(self, t: Telemetry) -> None:
+        if self.plan is None or t.plan_id != self.plan.plan_id:
+            return
+        e, c = self.calibration.factor("edge"), self.calibration.factor("cloud")
+        pred = self.plan.predicted
+        if pred.edge_s:
+            self.calibration.observe("edge", t.edge_s, pred.edge_s / e)
+        if pred.cloud_s and self.plan.transfer:
+            self.calibration.observe("cloud", t.cloud_s, pred.cloud_s / c)
+        for stage in ("edge", "cloud"):
+            self.metrics.calibration.labels(stage).set(self.calibration.ratio[stage])
+
+    # -- deciding --
+    def _bandwidth(self) -> float:
+        if self.force_bps:
+            return self.force_bps
+        return self.estimator.bps or self.initial_bps
+
+    def _cost_graph(self) -> tuple[nx.DiGraph, CutSolver] | None:
+        if self.edge is None:
+            return None
+        dag, edge = self.edge
+        now = time.monotonic()
+        clouds = sorted((w, p) for w, (seen, p) in self.clouds.items()
+                        if now - seen < CLOUD_PROFILE_TTL_S and p.fingerprint == edge.fingerprint)
+        if not clouds:
+            return None
+        key = (edge.fingerprint, edge.created_at, tuple((w, p.created_at) for w, p in clouds),
+               self.calibration.factor("edge"), self.calibration.factor("cloud"))
+        if key != self._graph_key:
+            g = cost_graph(dag, edge, merge_cloud_profiles([p for _, p in clouds]), self.calibration)
+            self._graph, self._graph_key = (g, CutSolver(g)), key
+        return self._graph
+
+    async def _tick(self) -> None:
+        built = self._cost_graph()
+        if built is None:
+            return
+        g, solver = built
+        bw = self._bandwidth()
+        fps = self.telemetry.arrival_fps if self.telemetry else 0.0
+        queue = self.telemetry.queue_depth if self.telemetry else 0
+        k = max(1, self.workers_ready if self.workers_ready is not None else len(self.clouds))
+        decision, self.regime = decide(g, bw, fps, k, self.regime, time.monotonic(), queue,
+                                       self.cfg, solver)
+        cand = decision.plan
+        self.metrics.bandwidth.set(bw / 8.0)
+        self.metrics.arrival_rate.set(fps)
+        self.metrics.workers.set(k)
+        self.metrics.regime_heavy.set(1 if decision.regime is Regime.HEAVY else 0)
+        if should_switch(self.plan, cand, g, bw, k, decision.regime, self.args.threshold):
+            self.plan = cand.stamped(self.next_id, time.time())
+            self.next_id += 1
+            self.metrics.plan_changes.inc()
+            log.info("plan %d: %s, %d/%d nodes on the edge, %d tensor(s) (%d B) cross; "
+                     "bandwidth %s, %.2f fps, %d worker(s); predicted latency %.1f ms, %.2f fps; %s",
+                     self.plan.plan_id, self.plan.algorithm, len(self.plan.edge_nodes), len(g),
+                     len(self.plan.transfer), self.plan.transfer_bytes, format_bandwidth(bw), fps,
+                     k, self.plan.predicted.latency_s * 1e3, self.plan.predicted.throughput_fps,
+                     decision.reason)
+        assert self.plan is not None
+        current = partition.evaluate(g, self.plan.edge_nodes, bw, k)
+        self.metrics.plan_id.set(self.plan.plan_id)
+        self.metrics.plan.info({"plan_id": str(self.plan.plan_id),
+                                "algorithm": self.plan.algorithm, "regime": str(decision.regime)})
+        for stage, value in (("edge", current.edge_s), ("transfer", current.transfer_s),
+                             ("cloud", current.cloud_s)):
+            self.metrics.predicted.labels(stage).set(value)
+        self.metrics.load_factor.set(fps * current.bottleneck_s)
+        self.msg = PlanMsg(self.plan.to_json(), str(decision.regime), bw, decision.reason)
+        if self.plan.created_at >= time.time() - self.args.tick:
+            await self._republish()
+
+    async def _republish(self) -> None:
+        if self.msg is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                await self.pub.send(self.msg, nowait=True)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plans", default=config.endpoint("", "DADS_PLAN_PORT", bind=True),
+                   help="bind address publishing plans (env DADS_BIND_HOST, DADS_PLAN_PORT)")
+    p.add_argument("--telemetry", default=config.endpoint("", "DADS_TELEMETRY_PORT", bind=True),
+                   help="bind address taking profiles and telemetry (env DADS_TELEMETRY_PORT)")
+    p.add_argument("--initial-bandwidth", default=config.env("DADS_INITIAL_BANDWIDTH"),
+                   metavar="RATE", help="assumed before any measurement (env DADS_INITIAL_BANDWIDTH)")
+    p.add_argument("--threshold", type=float, default=0.05,
+                   help="change plan only for a predicted gain above this fraction (0.05)")
+    p.add_argument("--tick", type=float, default=0.5, metavar="S", help="decide every S s (0.5)")
+    p.add_argument("--dwell", type=float, default=5.0, metavar="S",
+                   help="stay at least S s in a load regime before leaving it (5)")
+    p.add_argument("--metrics-port", type=int,
+                   default=int(config.env("DADS_METRICS_PORT") or 9102), help="default 9102")
+
+
+def main(args: argparse.Namespace) -> int:
+    setup_logging("planner")
+    return run_service(Planner(args).run)

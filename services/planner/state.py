@@ -1,0 +1,83 @@
+"""The planner's decisions as plain functions of what it has seen (no sockets, no clock).
+
+Kept apart from the service so that the policy — which cost graph, which bandwidth, when to
+change plan — is testable with synthetic inputs.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from common import costgraph, partition
+from common.profile import Profile
+from common.regime import Regime
+
+__all__ = ["Calibration", "merge_cloud_profiles", "cost_graph", "should_switch"]
+
+
+@dataclass
+class Calibration:
+    """Measured / predicted stage times, smoothed; applied to the cost graph's times.
+
+    A segment of layers does not take the sum of its per-layer times (fusion, caching, the
+    runtime's own overhead): the runtime measures what the stages really take, and the planner
+    scales its edge and cloud times by the observed ratio.
+    """
+
+    alpha: float = 0.2
+    min_predicted_s: float = 0.002  # stages shorter than this say more about noise
+    min_samples: int = 5
+    bounds: tuple[float, float] = (0.25, 4.0)
+    ratio: dict[str, float] = field(default_factory=lambda: {"edge": 1.0, "cloud": 1.0})
+    samples: dict[str, int] = field(default_factory=lambda: {"edge": 0, "cloud": 0})
+
+    def observe(self, stage: str, measured_s: float, predicted_s: float) -> None:
+        if measured_s <= 0 or predicted_s < self.min_predicted_s:
+            return
+        r = measured_s / predicted_s
+        self.ratio[stage] += self.alpha * (r - self.ratio[stage]) if self.samples[stage] else (
+            r - self.ratio[stage])
+        self.samples[stage] += 1
+
+    def factor(self, stage: str) -> float:
+        if self.samples[stage] < self.min_samples:
+            return 1.0
+        lo, hi = self.bounds
+        return min(max(self.ratio[stage], lo), hi)
+
+
+def merge_cloud_profiles(profiles: list[Profile]) -> Profile:
+    """One cloud profile from several workers: the per-node median."""
+    first = profiles[0]
+    if len(profiles) == 1:
+        return first
+    times = {v: statistics.median(p.node_times_s[v] for p in profiles) for v in first.node_times_s}
+    return Profile(first.model, first.fingerprint, first.device, first.input_shapes, times,
+                   statistics.median(p.total_s for p in profiles), first.warmup, first.repeats)
+
+
+def cost_graph(dag: nx.DiGraph, edge: Profile, cloud: Profile, calibration: Calibration) -> nx.DiGraph:
+    g = costgraph.build(dag, edge, cloud)
+    fe, fc = calibration.factor("edge"), calibration.factor("cloud")
+    if fe != 1.0 or fc != 1.0:
+        for _, d in g.nodes(data=True):
+            d["edge_time_s"] *= fe
+            d["cloud_time_s"] *= fc
+    return g
+
+
+def should_switch(current: partition.Plan | None, candidate: partition.Plan, g: nx.DiGraph,
+                  bandwidth_bps: float, workers: int, regime: Regime, threshold: float) -> bool:
+    """Change plan only for a predicted gain above `threshold` (no flapping between near-ties)."""
+    if current is None or current.fingerprint != candidate.fingerprint:
+        return True
+    if set(current.edge_nodes) == set(candidate.edge_nodes):
+        return False
+    now = partition.evaluate(g, current.edge_nodes, bandwidth_bps, workers)
+    new = candidate.predicted
+    if regime is Regime.HEAVY:
+        return new.bottleneck_s < now.bottleneck_s * (1 - threshold)
+    return new.latency_s < now.latency_s * (1 - threshold)

@@ -1,0 +1,153 @@
+"""`dads up`: the whole system on one machine, as processes on loopback.
+
+Broker, planner, N cloud workers and an edge agent (synthetic frames, emulated uplink) start
+as separate processes; the edge agent prints a live line per second and a summary at the end.
+Ctrl-C (or --duration) stops the edge first, so frames in flight finish, then the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Ports", "spawn_system", "add_arguments", "main"]
+
+
+@dataclass(frozen=True)
+class Ports:
+    base: int = 5555
+    metrics_base: int = 9101
+
+    @property
+    def frontend(self) -> str:
+        return f"tcp://127.0.0.1:{self.base}"
+
+    @property
+    def backend(self) -> str:
+        return f"tcp://127.0.0.1:{self.base + 1}"
+
+    @property
+    def plans(self) -> str:
+        return f"tcp://127.0.0.1:{self.base + 2}"
+
+    @property
+    def telemetry(self) -> str:
+        return f"tcp://127.0.0.1:{self.base + 3}"
+
+
+def _service(name: str, args: list[str], log: Path, stdout: Any = "log",
+             env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start `python -m services.NAME`; stderr to `log`, stdout too unless given (None: ours)."""
+    cmd = [sys.executable, "-m", f"services.{name}", *args]
+    err = open(log, "ab")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(cmd, stdout=err if stdout == "log" else stdout, stderr=err,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                            start_new_session=True)
+
+
+def spawn_system(ports: Ports, model: str, workers: int, log_dir: Path, edge_args: list[str],
+                 threads: int = 1, edge_stdout: Any = "log",
+                 worker_args: list[str] | None = None) -> dict[str, subprocess.Popen[bytes]]:
+    """Start every service; the caller owns stopping them (`stop_system`)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    m = ports.metrics_base
+    common_args = ["--plans", ports.plans, "--telemetry", ports.telemetry]
+    model_args = ["--model", model, "--threads", str(threads)]
+    procs = {
+        "broker": _service("broker", ["--frontend", ports.frontend, "--backend", ports.backend,
+                                      "--planner", ports.telemetry, "--metrics-port", str(m)],
+                           log_dir / "broker.log"),
+        "planner": _service("planner", [*common_args, "--metrics-port", str(m + 1)],
+                            log_dir / "planner.log"),
+    }
+    for i in range(workers):
+        procs[f"worker-{i}"] = _service(
+            "cloud_worker", [*model_args, *common_args, "--broker", ports.backend, "--id",
+                             f"worker-{i}", "--metrics-port", str(m + 2 + i), *(worker_args or [])],
+            log_dir / f"worker-{i}.log")
+    procs["edge"] = _service(
+        "edge_agent", [*model_args, *common_args, "--broker", ports.frontend,
+                       "--metrics-port", str(m + 2 + workers), *edge_args],
+        log_dir / "edge.log", stdout=edge_stdout)
+    return procs
+
+
+def stop_system(procs: dict[str, subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
+    """SIGINT the edge first (it finishes frames in flight), then the rest; kill stragglers."""
+    order = ["edge"] + [n for n in procs if n != "edge"]
+    for name in order:
+        p = procs[name]
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+        if name == "edge":
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout)
+    deadline = time.monotonic() + timeout
+    for p in procs.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(max(0.1, deadline - time.monotonic()))
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="googlenet", help="default googlenet")
+    p.add_argument("--workers", type=int, default=2, help="cloud workers (default 2)")
+    p.add_argument("--uplink", default="4g", metavar="RATE",
+                   help="emulated uplink (default 4g = 5.85 Mbit/s; 'none' for loopback speed)")
+    p.add_argument("--edge-slowdown", type=float, default=8.0, metavar="F",
+                   help="emulate an edge device F times slower than this machine, whose cores "
+                   "also run the workers (default 8; 1 = none)")
+    p.add_argument("--fps", type=float, default=5.0, help="synthetic frames per second (default 5)")
+    p.add_argument("--duration", type=float, default=30.0, metavar="S",
+                   help="stream this long, then stop (default 30; 0 = until Ctrl-C)")
+    p.add_argument("--base-port", type=int, default=5555, help="ZeroMQ ports from here (5555-5558)")
+    p.add_argument("--metrics-port", type=int, default=9101, help="/metrics ports from here (9101..)")
+    p.add_argument("--log-dir", default="out/up", help="service logs (default out/up)")
+    p.add_argument("--output", metavar="FILE", help="the edge's per-frame JSON lines")
+
+
+def main(args: argparse.Namespace) -> int:
+    ports = Ports(args.base_port, args.metrics_port)
+    log_dir = Path(args.log_dir)
+    edge_args = ["--live", "--fps", str(args.fps), "--deadline", "20",
+                 "--edge-slowdown", str(args.edge_slowdown)]
+    if args.uplink and args.uplink != "none":
+        edge_args += ["--uplink", args.uplink]
+    if args.output:
+        edge_args += ["--output", args.output]
+    m = args.metrics_port
+    print(f"dads up: {args.model}, {args.workers} worker(s), uplink {args.uplink} (emulated), "
+          f"edge {args.edge_slowdown:g}x slower (emulated), {args.fps:g} fps; logs in {log_dir}/")
+    print(f"  broker   {ports.frontend} (edges), {ports.backend} (workers), metrics :{m}")
+    print(f"  planner  {ports.plans} (plans), {ports.telemetry} (telemetry), metrics :{m + 1}")
+    print(f"  workers  metrics :{m + 2}..:{m + 1 + args.workers};  edge metrics :{m + 2 + args.workers}")
+    print("  (loading the model and profiling it on first start takes a few seconds; Ctrl-C stops)")
+    procs = spawn_system(ports, args.model, args.workers, log_dir, edge_args, edge_stdout=None)
+    started = time.monotonic()
+    try:
+        while procs["edge"].poll() is None:
+            if args.duration and time.monotonic() - started > args.duration:
+                break
+            dead = [n for n, p in procs.items() if p.poll() is not None and n != "edge"]
+            if dead:
+                print(f"dads up: {', '.join(dead)} exited; see {log_dir}/", file=sys.stderr)
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("\nstopping...", file=sys.stderr)
+    finally:
+        stop_system(procs)
+    if procs["edge"].returncode not in (0, -signal.SIGINT):
+        print(f"dads up: the edge agent failed (exit {procs['edge'].returncode}); "
+              f"see {log_dir}/edge.log", file=sys.stderr)
+    return 0 if procs["edge"].returncode in (0, -signal.SIGINT) else 1
