@@ -20,9 +20,11 @@ __all__ = ["to_frames", "from_frames"]
 
 def _frame(t: torch.Tensor) -> memoryview:
     t = t.detach().to("cpu").contiguous()
+    if t.numel() == 0:
+        return memoryview(b"")
     if t.dtype == torch.bfloat16:  # numpy has no bfloat16: send its bits
         t = t.view(torch.int16)
-    return memoryview(t.numpy()).cast("B")
+    return memoryview(t.reshape(-1).numpy()).cast("B")  # 1-d: 0-d views cannot be cast
 
 
 def to_frames(names: Sequence[str], tensors: Sequence[torch.Tensor]) -> tuple[tuple[TensorMeta, ...], list[memoryview]]:

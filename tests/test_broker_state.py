@@ -1,0 +1,64 @@
+"""The broker's state machine, driven by synthetic events and an injected clock."""
+
+from __future__ import annotations
+
+from services.broker.state import Answer, BrokerState, Dispatch, Forward
+
+
+def dispatched(actions) -> list[tuple[bytes, int]]:
+    return [(a.worker, a.pending.request_id) for a in actions if isinstance(a, Dispatch)]
+
+
+def test_requests_go_to_the_longest_idle_worker() -> None:
+    s = BrokerState()
+    assert s.on_request(b"edge", 1, 5.0, ["r1"], now=0.0) == []  # no worker yet: queued
+    assert dispatched(s.on_ready(b"w1", now=0.1)) == [(b"w1", 1)]
+    s.on_ready(b"w2", now=0.2)
+    assert dispatched(s.on_request(b"edge", 2, 5.0, ["r2"], now=0.3)) == [(b"w2", 2)]
+    assert s.on_request(b"edge", 3, 5.0, ["r3"], now=0.4) == []
+    actions = s.on_reply(b"w1", 1, now=0.5)
+    assert isinstance(actions[0], Forward) and actions[0].edge == b"edge"
+    assert dispatched(actions) == [(b"w1", 3)]
+    assert actions[1].pending.dispatched_at == 0.5 and actions[1].pending.received_at == 0.4
+
+
+def test_dead_worker_request_is_requeued_not_lost() -> None:
+    s = BrokerState(liveness_s=3.0, max_attempts=3)
+    s.on_ready(b"w1", 0.0)
+    s.on_ready(b"w2", 0.0)
+    assert dispatched(s.on_request(b"e", 7, 60.0, ["r"], 0.5)) == [(b"w1", 7)]
+    s.on_seen(b"w2", 3.0)
+    actions = s.on_tick(4.0)  # w1 silent for 4 s: dead, its request goes to w2
+    assert dispatched(actions) == [(b"w2", 7)]
+    assert s.ready == 1
+    assert s.on_reply(b"w1", 7, 4.1) == []  # the dead worker's late answer is ignored
+    assert isinstance(s.on_reply(b"w2", 7, 4.2)[0], Forward)
+
+
+def test_a_request_that_kills_every_worker_is_answered() -> None:
+    s = BrokerState(liveness_s=1.0, max_attempts=2)
+    s.on_ready(b"w1", 0.0)
+    s.on_request(b"e", 1, 60.0, ["r"], 0.0)
+    assert s.on_tick(2.0) == []  # requeued once, no worker left
+    s.on_ready(b"w2", 2.0)
+    actions = s.on_tick(4.0)
+    assert [type(a) for a in actions] == [Answer] and actions[0].code == "worker_lost"
+
+
+def test_bounded_queue_and_deadlines() -> None:
+    s = BrokerState(max_queue=2)
+    s.on_request(b"e", 1, 1.0, [], 0.0)
+    s.on_request(b"e", 2, 10.0, [], 0.0)
+    full = s.on_request(b"e", 3, 10.0, [], 0.0)
+    assert isinstance(full[0], Answer) and full[0].retry and full[0].code == "overloaded"
+    late = s.on_tick(2.0)
+    assert [(a.request_id, a.code) for a in late if isinstance(a, Answer)] == [(1, "deadline")]
+    assert len(s.queue) == 1
+
+
+def test_reregistering_worker_gives_back_its_request() -> None:
+    s = BrokerState()
+    s.on_ready(b"w1", 0.0)
+    s.on_request(b"e", 1, 60.0, [], 0.0)
+    assert dispatched(s.on_ready(b"w1", 1.0)) == [(b"w1", 1)]  # restarted: sent again
+    assert s.workers[b"w1"].busy.attempts == 1
