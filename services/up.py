@@ -47,10 +47,10 @@ def _service(name: str, args: list[str], log: Path, stdout: Any = "log",
              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start `python -m services.NAME`; stderr to `log`, stdout too unless given (None: ours)."""
     cmd = [sys.executable, "-m", f"services.{name}", *args]
-    err = open(log, "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(cmd, stdout=err if stdout == "log" else stdout, stderr=err,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-                            start_new_session=True)
+    with open(log, "ab") as err:  # the child keeps its own descriptor
+        return subprocess.Popen(cmd, stdout=err if stdout == "log" else stdout, stderr=err,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                                start_new_session=True)
 
 
 def spawn_system(ports: Ports, model: str, workers: int, log_dir: Path, edge_args: list[str],
@@ -82,12 +82,12 @@ def spawn_system(ports: Ports, model: str, workers: int, log_dir: Path, edge_arg
 
 def stop_system(procs: dict[str, subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
     """SIGINT the edge first (it finishes frames in flight), then the rest; kill stragglers."""
-    order = ["edge"] + [n for n in procs if n != "edge"]
-    for name in order:
+    edges = [n for n in procs if n.startswith("edge")]
+    for name in edges + [n for n in procs if n not in edges]:
         p = procs[name]
         if p.poll() is None:
             p.send_signal(signal.SIGINT)
-        if name == "edge":
+        if name in edges:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout)
     deadline = time.monotonic() + timeout

@@ -12,8 +12,21 @@ import torch
 
 from common.tensorwire import from_frames, to_frames
 from common.wire import (
-    LIMITS, PROTOCOL_VERSION, BrokerStats, Control, ErrorCode, Kind, Limits, PlanMsg, Probe,
-    Request, Result, Telemetry, TensorMeta, WireError, decode, encode,
+    LIMITS,
+    PROTOCOL_VERSION,
+    BrokerStats,
+    Control,
+    ErrorCode,
+    Kind,
+    Limits,
+    PlanMsg,
+    Probe,
+    Request,
+    Result,
+    Telemetry,
+    WireError,
+    decode,
+    encode,
 )
 
 

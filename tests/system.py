@@ -1,0 +1,127 @@
+"""Start the real services as processes on loopback, for the runtime tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from services.up import Ports, _service, stop_system
+
+MODEL = "googlenet"
+
+
+def free_base(count: int = 4) -> int:
+    """A base port with `count` free ports after it."""
+    for _ in range(200):
+        base = random.randint(20000, 45000)
+        try:
+            socks = []
+            for p in range(base, base + count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+        except OSError:
+            continue
+        finally:
+            for s in locals().get("socks", []):
+                s.close()
+        return base
+    raise RuntimeError("no free ports")
+
+
+class System:
+    """Broker, planner and workers; edge agents run per test with `stream`."""
+
+    def __init__(self, tmp: Path, workers: int = 2, planner_args: list[str] | None = None) -> None:
+        self.tmp = tmp
+        self.ports = Ports(free_base(4), free_base(8))
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        p, m = self.ports, self.ports.metrics_base
+        common = ["--plans", p.plans, "--telemetry", p.telemetry]
+        self.procs["broker"] = _service("broker", ["--frontend", p.frontend, "--backend", p.backend,
+                                                   "--planner", p.telemetry, "--metrics-port", str(m)],
+                                        tmp / "broker.log")
+        self.procs["planner"] = _service("planner", [*common, "--metrics-port", str(m + 1),
+                                                     *(planner_args or [])], tmp / "planner.log")
+        for i in range(workers):
+            self.procs[f"worker-{i}"] = _service(
+                "cloud_worker", ["--model", MODEL, "--threads", "1", *common, "--broker", p.backend,
+                                 "--id", f"worker-{i}", "--metrics-port", str(m + 2 + i)],
+                tmp / f"worker-{i}.log")
+        self.edge_port = m + 2 + workers
+        self.wait_log("broker", "frontend")
+        for i in range(workers):
+            self.wait_log(f"worker-{i}", "ready on")
+
+    def log(self, name: str) -> str:
+        path = self.tmp / f"{name}.log"
+        return path.read_text() if path.exists() else ""
+
+    def wait_log(self, name: str, text: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log(name):
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{name} exited ({proc.returncode}):\n{self.log(name)[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} never logged {text!r}:\n{self.log(name)[-3000:]}")
+            time.sleep(0.1)
+
+    def start_edge(self, name: str, frames: int, fps: float = 5.0, extra: list[str] | None = None
+                   ) -> tuple[subprocess.Popen[bytes], Path]:
+        out = self.tmp / f"{name}.jsonl"
+        p = self.ports
+        args = ["--model", MODEL, "--threads", "1", "--plans", p.plans, "--telemetry", p.telemetry,
+                "--broker", p.frontend, "--metrics-port", str(self.edge_port), "--frames",
+                str(frames), "--fps", str(fps), "--output", str(out), "--want-output",
+                "--deadline", "60", "--edge-slowdown", "8", *(extra or [])]
+        proc = _service("edge_agent", args, self.tmp / f"{name}.log")
+        self.procs[name] = proc
+        return proc, out
+
+    def stream(self, name: str, frames: int, fps: float = 5.0, extra: list[str] | None = None,
+               timeout: float = 240.0) -> list[dict]:
+        proc, out = self.start_edge(name, frames, fps, extra)
+        proc.wait(timeout)
+        assert proc.returncode == 0, self.log(name)[-3000:]
+        return read_lines(out)
+
+    def ctl(self, bandwidth: str) -> None:
+        subprocess.run([sys.executable, "-m", "services.cli", "ctl", "--planner",
+                        self.ports.telemetry, "--bandwidth", bandwidth], check=True,
+                       capture_output=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def scrape(self, port: int) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            return r.read().decode()
+
+    def close(self) -> None:
+        stop_system(self.procs)
+
+
+def read_lines(path: Path) -> list[dict]:
+    with contextlib.suppress(FileNotFoundError):
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return []
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text exposition (0 if absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric_name, _, label_part = head.partition("{")
+        if metric_name == name and (not want or want in label_part):
+            total += float(value)
+    return total

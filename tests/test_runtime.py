@@ -1,0 +1,191 @@
+"""The runtime, end to end: real processes, real ZeroMQ sockets on loopback.
+
+One broker, planner and two workers serve the whole module; each test streams with its own edge
+agent. The edge is an emulated slow device (--edge-slowdown 8), so plans send work to the cloud.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+import msgpack
+import msgpack_numpy
+import numpy as np
+import pytest
+import torch
+import zmq
+
+from common.graph import trace
+from common.models import input_shape_for, load_served, synthetic_frame
+from common.split import relative_error
+from common.wire import PROTOCOL_VERSION, Kind
+from tests.system import MODEL, System, metric, read_lines
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory):
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("DADS_CACHE")
+    os.environ["DADS_CACHE"] = str(cache)  # shared by every process of the module
+    sys_ = System(tmp_path_factory.mktemp("system"), workers=2,
+                  planner_args=["--initial-bandwidth", "1gbit"])
+    try:
+        yield sys_
+    finally:
+        sys_.close()
+        if old is None:
+            os.environ.pop("DADS_CACHE", None)
+        else:
+            os.environ["DADS_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The whole model, run here: what every frame's result must equal."""
+    model = load_served(MODEL).eval()
+    shape = input_shape_for(MODEL)
+    trace(model, synthetic_frame(0, shape), MODEL)  # the same graph the services run
+
+    def ref(frame_id: int) -> torch.Tensor:
+        with torch.no_grad():
+            return model(synthetic_frame(frame_id, shape))
+
+    return ref
+
+
+def assert_exact(lines: list[dict], reference, frames: int) -> None:
+    assert sorted(line["frame_id"] for line in lines) == list(range(frames))
+    for line in lines:
+        assert not line["dropped"], line
+        out = torch.tensor(line["output"]).reshape(1, -1)
+        assert relative_error(out, reference(line["frame_id"])) <= 1e-5, line["frame_id"]
+
+
+def test_every_frame_gets_the_exact_result(system: System, reference) -> None:
+    lines = system.stream("edge-e2e", frames=16, fps=4)
+    assert_exact(lines, reference, 16)
+    workers = {line["worker"] for line in lines}
+    assert workers == {"worker-0", "worker-1"}, workers  # the pool shares the work
+    assert all(line["plan_id"] >= 1 for line in lines)
+
+
+def test_plan_change_mid_stream(system: System, reference) -> None:
+    system.ctl("10gbit")
+    proc, out = system.start_edge("edge-change", frames=40, fps=5)
+    deadline = time.monotonic() + 180
+    while len(read_lines(out)) < 12:
+        assert time.monotonic() < deadline and proc.poll() is None, system.log("edge-change")
+        time.sleep(0.1)
+    system.ctl("1kbit")  # nothing may cross now: the planner must move everything to the edge
+    proc.wait(240)
+    system.ctl("probe")
+    assert proc.returncode == 0
+    lines = read_lines(out)
+    assert_exact(lines, reference, 40)
+    plans = [line["plan_id"] for line in sorted(lines, key=lambda x: x["frame_id"])]
+    assert plans == sorted(plans)  # applied at frame boundaries, never going back
+    assert len(set(plans)) >= 2
+    last = max(lines, key=lambda x: x["frame_id"])
+    assert last["worker"] == "edge" and last["algorithm"] in ("dsl", "dsh")
+    assert any(line["worker"].startswith("worker-") for line in lines)
+    assert "plan" in system.log("planner") and "1 kbit/s" in system.log("planner")
+
+
+def _garbage() -> list[list[bytes]]:
+    rng = random.Random(7)
+    hostile = [
+        [bytes(rng.getrandbits(8) for _ in range(64))],
+        [bytes([Kind.REQUEST])],  # truncated multipart
+        [bytes([Kind.REQUEST]), msgpack.packb({"v": PROTOCOL_VERSION, "request_id": 1})],
+        [bytes([Kind.REQUEST]), msgpack.packb({"v": 99})],
+        [bytes([Kind.REQUEST]), msgpack.packb({
+            "v": PROTOCOL_VERSION, "request_id": 1, "frame_id": 1, "plan_id": 1,
+            "fingerprint": "f", "sent_at": 0.0, "deadline_s": 1.0,
+            "tensors": [{"name": "x", "dtype": "float32", "shape": [2**31], "nbytes": 2**33}]}),
+         b"tiny"],
+        [bytes([Kind.TELEMETRY]), msgpack.packb(
+            {"v": 1, "sender": np.array([object()], dtype=object)}, default=msgpack_numpy.encode)],
+        [b"\x06", b"\xc1" * 100],
+    ]
+    return hostile
+
+
+def test_garbage_on_every_socket_is_counted_and_survived(system: System, reference) -> None:
+    ctx = zmq.Context.instance()
+    targets = [(zmq.DEALER, system.ports.frontend), (zmq.DEALER, system.ports.backend),
+               (zmq.PUSH, system.ports.telemetry)]
+    for kind, endpoint in targets:
+        s = ctx.socket(kind)
+        s.setsockopt(zmq.LINGER, 1000)
+        s.connect(endpoint)
+        for parts in _garbage():
+            s.send_multipart(parts)
+        time.sleep(0.3)
+        s.close()
+    time.sleep(1.0)
+    m = system.ports.metrics_base
+    broker, planner = system.scrape(m), system.scrape(m + 1)
+    assert metric(broker, "dads_errors_total", kind="malformed") >= 2
+    assert metric(broker, "dads_errors_total", kind="version") >= 1
+    assert metric(broker, "dads_errors_total") >= 8
+    assert metric(planner, "dads_errors_total", kind="pickle_refused") >= 1
+    for name, proc in system.procs.items():
+        assert proc.poll() is None or name.startswith("edge"), f"{name} died"
+    assert_exact(system.stream("edge-after-garbage", frames=6, fps=4), reference, 6)
+
+
+def test_metrics_of_design_section_6(system: System) -> None:
+    m = system.ports.metrics_base
+    proc, _ = system.start_edge("edge-metrics", frames=30, fps=5)
+    time.sleep(8)
+    edge = system.scrape(system.edge_port)
+    proc.wait(240)
+    broker, planner, worker = system.scrape(m), system.scrape(m + 1), system.scrape(m + 2)
+    for name in ("dads_frame_latency_seconds_bucket", "dads_stage_seconds_bucket",
+                 "dads_bytes_sent_total", "dads_frames_in_total", "dads_frames_out_total",
+                 "dads_frames_dropped_total", "dads_frames_retried_total", "dads_queue_depth",
+                 "dads_plan_info", "dads_plan_changes_total"):
+        assert f"\n{name}" in edge, name
+    assert metric(edge, "dads_frames_out_total") > 0
+    assert metric(edge, "dads_stage_seconds_count", stage="edge") > 0
+    for name in ("dads_workers_ready", "dads_queue_depth", "dads_requests_total",
+                 "dads_queue_wait_seconds_bucket", "dads_errors_total"):
+        assert f"\n{name}" in broker, name
+    assert metric(broker, "dads_workers_ready") == 2
+    assert metric(worker, "dads_stage_seconds_count", stage="cloud") > 0
+    for name in ("dads_bandwidth_estimate_bytes_per_second", "dads_plan_info", "dads_plan_id",
+                 "dads_plan_changes_total", "dads_predicted_stage_seconds", "dads_load_factor"):
+        assert f"\n{name}" in planner, name
+    assert metric(planner, "dads_bandwidth_estimate_bytes_per_second") > 0
+    assert "request_id" not in edge + broker + planner + worker  # no unbounded labels
+
+
+def test_killed_worker_loses_no_frame(system: System, reference) -> None:
+    frames = 30
+    proc, out = system.start_edge("edge-kill", frames=frames, fps=5)
+    deadline = time.monotonic() + 180
+    while not any(line.get("worker") == "worker-0" for line in read_lines(out)):
+        assert time.monotonic() < deadline and proc.poll() is None, system.log("edge-kill")
+        time.sleep(0.05)
+    os.kill(system.procs["worker-0"].pid, signal.SIGKILL)
+    proc.wait(240)
+    assert proc.returncode == 0
+    lines = read_lines(out)
+    assert sorted(line["frame_id"] for line in lines) == list(range(frames))  # none missing
+    served = [line for line in lines if not line["dropped"]]
+    assert_exact(served, reference, frames) if len(served) == frames else None
+    for line in served:
+        out_t = torch.tensor(line["output"]).reshape(1, -1)
+        assert relative_error(out_t, reference(line["frame_id"])) <= 1e-5
+    assert len(served) >= frames - 2  # the dead worker's request is re-queued, not lost
+    assert {line["worker"] for line in served[-5:]} <= {"worker-1", "edge"}
+    m = system.ports.metrics_base
+    broker = system.scrape(m)
+    assert metric(broker, "dads_workers_ready") == 1
+    edge_log = system.log("edge-kill")
+    assert "summary:" in edge_log
