@@ -6,6 +6,7 @@ agent. The edge is an emulated slow device (--edge-slowdown 8), so plans send wo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -142,8 +143,12 @@ def test_garbage_on_every_socket_is_counted_and_survived(system: System, referen
 def test_metrics_of_design_section_6(system: System) -> None:
     m = system.ports.metrics_base
     proc, _ = system.start_edge("edge-metrics", frames=30, fps=5)
-    time.sleep(8)
-    edge = system.scrape(system.edge_port)
+    deadline, edge = time.monotonic() + 180, ""
+    while metric(edge, "dads_frames_out_total") < 3:  # scrape while it streams
+        assert time.monotonic() < deadline and proc.poll() is None, system.log("edge-metrics")
+        time.sleep(0.2)
+        with contextlib.suppress(OSError):
+            edge = system.scrape(system.edge_port)
     proc.wait(240)
     broker, planner, worker = system.scrape(m), system.scrape(m + 1), system.scrape(m + 2)
     for name in ("dads_frame_latency_seconds_bucket", "dads_stage_seconds_bucket",
