@@ -433,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/demo", metavar="DIR", help="figures (default out/demo)")
     p.set_defaults(func=cmd_demo)
 
-    from services import up
+    from services import testbed, up
     from services.broker import service as broker
     from services.cloud_worker import service as worker
     from services.edge_agent import service as edge
@@ -445,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("edge-agent", edge, "services.edge_agent.service", "run the edge agent"),
         ("planner", planner, "services.planner.service", "run the planner"),
         ("up", up, "services.up", "run the whole system on this machine (loopback)"),
+        ("testbed", testbed, "services.testbed", "two hosts (netns) with a shaped real link"),
     ):
         p = sub.add_parser(name, help=text, description=(mod.__doc__ or text).strip().split("\n\n")[0])
         mod.add_arguments(p)

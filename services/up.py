@@ -44,9 +44,13 @@ class Ports:
 
 
 def _service(name: str, args: list[str], log: Path, stdout: Any = "log",
-             env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start `python -m services.NAME`; stderr to `log`, stdout too unless given (None: ours)."""
-    cmd = [sys.executable, "-m", f"services.{name}", *args]
+             env: dict[str, str] | None = None, prefix: list[str] | None = None
+             ) -> subprocess.Popen[bytes]:
+    """Start `python -m services.NAME`; stderr to `log`, stdout too unless given (None: ours).
+
+    `prefix` runs it under another command, e.g. `ip netns exec NS` in the test bed.
+    """
+    cmd = [*(prefix or []), sys.executable, "-m", f"services.{name}", *args]
     with open(log, "ab") as err:  # the child keeps its own descriptor
         return subprocess.Popen(cmd, stdout=err if stdout == "log" else stdout, stderr=err,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},

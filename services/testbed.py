@@ -1,0 +1,160 @@
+"""`dads testbed`: two hosts on one machine, joined by a real link whose uplink is shaped.
+
+Network namespaces `edge` and `cloud` (named per run), a veth pair between them (cloud
+10.77.0.1, edge 10.77.0.2), and `tc qdisc tbf` on the edge's side shaping the edge→cloud uplink
+to a DADS Table I preset or any rate. Cloud services (broker, planner, workers) run in `cloud`,
+the edge agent in `edge`, configured by the same environment variables as docker-compose.yml.
+The rate can change while everything runs; everything is torn down on exit, also after a failure.
+Needs root (CAP_NET_ADMIN) and iproute2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common.units import PRESETS, format_bandwidth, parse_bandwidth
+from services.up import _service, stop_system
+
+__all__ = ["Testbed", "add_arguments", "main", "CLOUD_IP", "EDGE_IP"]
+
+CLOUD_IP, EDGE_IP = "10.77.0.1", "10.77.0.2"
+WORKER_METRICS_BASE = 9110
+
+
+def _run(*cmd: str) -> None:
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {out.stderr.strip() or out.stdout.strip()}")
+
+
+class Testbed:
+    def __init__(self, log_dir: Path, tag: str | None = None) -> None:
+        tag = tag or str(os.getpid() % 100000)
+        self.edge_ns, self.cloud_ns = f"dads{tag}e", f"dads{tag}c"
+        self.edge_if, self.cloud_if = f"d{tag}e", f"d{tag}c"
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.rate_bps: float | None = None
+        self.workers = 0
+
+    # -- the link --
+    def __enter__(self) -> Testbed:
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def up(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        _run("ip", "netns", "add", self.edge_ns)
+        _run("ip", "netns", "add", self.cloud_ns)
+        _run("ip", "link", "add", self.edge_if, "type", "veth", "peer", "name", self.cloud_if)
+        _run("ip", "link", "set", self.edge_if, "netns", self.edge_ns)
+        _run("ip", "link", "set", self.cloud_if, "netns", self.cloud_ns)
+        for ns, dev, ip in ((self.edge_ns, self.edge_if, EDGE_IP), (self.cloud_ns, self.cloud_if, CLOUD_IP)):
+            _run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            _run("ip", "-n", ns, "link", "set", dev, "up")
+            _run("ip", "-n", ns, "link", "set", "lo", "up")
+
+    def shape(self, rate: str | float) -> float:
+        """Shape the edge→cloud uplink (tbf on the edge's interface); returns bit/s."""
+        bps = parse_bandwidth(rate)
+        burst = max(4096, int(bps / 8 * 0.004))  # a small bucket: the rate holds for short bursts
+        _run("ip", "netns", "exec", self.edge_ns, "tc", "qdisc", "replace", "dev", self.edge_if,
+             "root", "tbf", "rate", f"{int(bps)}bit", "burst", str(burst), "latency", "2s")
+        self.rate_bps = bps
+        return bps
+
+    def down(self) -> None:
+        stop_system(self.procs, timeout=10)
+        for ns in (self.edge_ns, self.cloud_ns):
+            with contextlib.suppress(RuntimeError):
+                _run("ip", "netns", "del", ns)  # also removes the veth pair
+
+    # -- services --
+    def env(self) -> dict[str, str]:
+        """What docker-compose.yml sets, for the same services."""
+        return {"DADS_BROKER_HOST": CLOUD_IP, "DADS_PLANNER_HOST": CLOUD_IP, "DADS_BIND_HOST": "*"}
+
+    def exec_prefix(self, side: str) -> list[str]:
+        return ["ip", "netns", "exec", self.edge_ns if side == "edge" else self.cloud_ns]
+
+    def start_cloud(self, model: str, workers: int, planner_args: list[str] | None = None) -> None:
+        pre, env = self.exec_prefix("cloud"), self.env()
+        self.procs["broker"] = _service("broker", [], self.log_dir / "broker.log", env=env, prefix=pre)
+        self.procs["planner"] = _service("planner", [*(planner_args or [])],
+                                         self.log_dir / "planner.log", env=env, prefix=pre)
+        for i in range(workers):
+            self.procs[f"worker-{i}"] = _service(
+                "cloud_worker", ["--model", model, "--threads", "1", "--id", f"worker-{i}",
+                                 "--metrics-port", str(WORKER_METRICS_BASE + i)],
+                self.log_dir / f"worker-{i}.log", env=env, prefix=pre)
+        self.workers = workers
+
+    def start_edge(self, name: str, args: list[str], stdout: Any = "log") -> subprocess.Popen[bytes]:
+        proc = _service("edge_agent", args, self.log_dir / f"{name}.log", stdout=stdout,
+                        env=self.env(), prefix=self.exec_prefix("edge"))
+        self.procs[name] = proc
+        return proc
+
+    def cloud_python(self, code: str, timeout: float = 30) -> str:
+        """Run a snippet in the cloud namespace (e.g. to query Prometheus there)."""
+        out = subprocess.run([*self.exec_prefix("cloud"), sys.executable, "-c", code],
+                             capture_output=True, text=True, timeout=timeout)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr.strip())
+        return out.stdout
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rate", default="wifi",
+                   help=f"uplink rate or preset ({', '.join(PRESETS)}; default wifi)")
+    p.add_argument("--schedule", default="", metavar="S:RATE,...",
+                   help="change the rate at these seconds, e.g. 20:3g,40:wifi")
+    p.add_argument("--model", default="googlenet")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--fps", type=float, default=2.0)
+    p.add_argument("--edge-slowdown", type=float, default=8.0, metavar="F",
+                   help="emulate an edge F times slower than this machine (default 8)")
+    p.add_argument("--duration", type=float, default=60.0, metavar="S")
+    p.add_argument("--log-dir", default="out/testbed")
+
+
+def main(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("dads testbed needs root (network namespaces and tc)", file=sys.stderr)
+        return 2
+    schedule = []
+    for item in filter(None, args.schedule.split(",")):
+        at, _, rate = item.partition(":")
+        schedule.append((float(at), rate))
+    with Testbed(Path(args.log_dir)) as bed:
+        print(f"testbed: cloud {CLOUD_IP} ({bed.cloud_ns}), edge {EDGE_IP} ({bed.edge_ns}), "
+              f"uplink {format_bandwidth(bed.shape(args.rate))} (tc tbf); logs in {args.log_dir}/")
+        bed.start_cloud(args.model, args.workers)
+        edge = bed.start_edge("edge", ["--model", args.model, "--threads", "1", "--live", "--fps",
+                                       str(args.fps), "--edge-slowdown", str(args.edge_slowdown)],
+                              stdout=None)
+        started = time.monotonic()
+        try:
+            while edge.poll() is None and time.monotonic() - started < args.duration:
+                now = time.monotonic() - started
+                while schedule and schedule[0][0] <= now:
+                    _, rate = schedule.pop(0)
+                    print(f"testbed: uplink now {format_bandwidth(bed.shape(rate))}", flush=True)
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+    return 0
