@@ -26,13 +26,13 @@ def run(models: list[str], exact: bool, runs: int) -> tuple[list[list[object]], 
     for name in models:
         g, _ = zoo_costs(name)
         bw = PRESETS["4g"]
-        dsl_s = median_time(lambda g=g: partition.dsl(g, bw), runs)
+        dsl_s = median_time(lambda g=g, bw=bw: partition.dsl(g, bw), runs)
         solver = CutSolver(g)
-        solve_s = median_time(lambda s=solver: s.solve(1.0, 8.0 / bw, 1.0), runs)
-        dsh_s = median_time(lambda g=g, s=solver: partition.dsh(g, bw, 4, solver=s), max(3, runs // 10))
+        solve_s = median_time(lambda s=solver, bw=bw: s.solve(1.0, 8.0 / bw, 1.0), runs)
+        dsh_s = median_time(lambda g=g, s=solver, bw=bw: partition.dsh(g, bw, 4, solver=s), max(3, runs // 10))
         bmap = bandwidth_map(g, solver=solver)
         map_s = median_time(lambda g=g, s=solver: bandwidth_map(g, solver=s), max(3, runs // 10))
-        ns_s = median_time(lambda g=g: partition.neurosurgeon(g, bw), max(3, runs // 10))
+        ns_s = median_time(lambda g=g, bw=bw: partition.neurosurgeon(g, bw), max(3, runs // 10))
         speed.append([name, len(g), g.number_of_edges(), f"{dsl_s * 1e3:.2f}", f"{solve_s * 1e3:.2f}",
                       f"{dsh_s * 1e3:.0f}", f"{map_s * 1e3:.1f}", len(bmap.segments),
                       f"{ns_s * 1e3:.1f}"])

@@ -112,14 +112,13 @@ def expected_crossing(rate_bps: float) -> bool:
 def test_planner_follows_the_uplink(bed: testbed.Testbed) -> None:
     out = bed.log_dir / "follow.jsonl"
     proc = bed.start_edge("edge-follow", edge_args(out, 0, fps=1.0))
-    times = {}
+    times, previous = {}, None
     try:
         for phase, rate in enumerate(("wifi", "3g", "wifi")):
             bps = bed.shape(rate)
             crossing = expected_crossing(bps)
-            if phase:
-                assert crossing != expected_crossing(bed_rates[-1])  # the plan must change
-            bed_rates = [bps] if not phase else [*bed_rates, bps]
+            assert crossing != previous  # each change of rate must change DSL's plan
+            previous = crossing
 
             def settled(bps: float = bps, crossing: bool = crossing) -> bool:
                 text = scrape(bed, "http://127.0.0.1:9102/metrics")
