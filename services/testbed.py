@@ -43,6 +43,7 @@ class Testbed:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.rate_bps: float | None = None
         self.workers = 0
+        self.extra_env: dict[str, str] = {}  # e.g. a profile cache shared by every service
 
     # -- the link --
     def __enter__(self) -> Testbed:
@@ -86,7 +87,8 @@ class Testbed:
     # -- services --
     def env(self) -> dict[str, str]:
         """What docker-compose.yml sets, for the same services."""
-        return {"DADS_BROKER_HOST": CLOUD_IP, "DADS_PLANNER_HOST": CLOUD_IP, "DADS_BIND_HOST": "*"}
+        return {"DADS_BROKER_HOST": CLOUD_IP, "DADS_PLANNER_HOST": CLOUD_IP, "DADS_BIND_HOST": "*",
+                **self.extra_env}
 
     def exec_prefix(self, side: str) -> list[str]:
         return ["ip", "netns", "exec", self.edge_ns if side == "edge" else self.cloud_ns]

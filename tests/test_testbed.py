@@ -36,10 +36,8 @@ pytestmark = [pytest.mark.timeout(900),
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    cache = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("DADS_CACHE")
-    os.environ["DADS_CACHE"] = str(cache)
     tb = testbed.Testbed(tmp_path_factory.mktemp("testbed"))
+    tb.extra_env["DADS_CACHE"] = str(tmp_path_factory.mktemp("cache"))  # one cache for all
     try:
         tb.up()
     except RuntimeError as exc:
@@ -53,10 +51,6 @@ def bed(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         yield tb
     finally:
         tb.down()
-        if old is None:
-            os.environ.pop("DADS_CACHE", None)
-        else:
-            os.environ["DADS_CACHE"] = old
 
 
 def log(tb: testbed.Testbed, name: str) -> str:
@@ -99,9 +93,9 @@ def test_results_are_exact_over_the_shaped_link(bed: testbed.Testbed) -> None:
     assert any(x["worker"].startswith("worker-") for x in lines)  # it really crossed the link
 
 
-def expected_crossing(rate_bps: float) -> bool:
+def expected_crossing(bed: testbed.Testbed, rate_bps: float) -> bool:
     """Does DSL, on the profiles the services measured, send anything at this rate?"""
-    files = list(Path(os.environ["DADS_CACHE"]).glob("profiles/*.json"))
+    files = list(Path(bed.extra_env["DADS_CACHE"]).glob(f"profiles/{MODEL}-*.json"))
     assert len(files) == 1, files  # every service measured the same model on the same CPU
     prof = Profile.load(files[0])
     graph = trace(load_served(MODEL), synthetic_frame(0, input_shape_for(MODEL)), MODEL)
@@ -116,7 +110,7 @@ def test_planner_follows_the_uplink(bed: testbed.Testbed) -> None:
     try:
         for phase, rate in enumerate(("wifi", "3g", "wifi")):
             bps = bed.shape(rate)
-            crossing = expected_crossing(bps)
+            crossing = expected_crossing(bed, bps)
             assert crossing != previous  # each change of rate must change DSL's plan
             previous = crossing
 
