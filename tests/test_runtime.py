@@ -77,9 +77,11 @@ def test_every_frame_gets_the_exact_result(system: System, reference) -> None:
 
 def test_plan_change_mid_stream(system: System, reference) -> None:
     system.ctl("10gbit")
-    proc, out = system.start_edge("edge-change", frames=40, fps=5)
+    # a queue deep enough for the whole stream: once the slow emulated edge computes everything
+    # itself it falls behind 5 fps, and a live source would rightly drop frames
+    proc, out = system.start_edge("edge-change", frames=30, fps=5, extra=["--queue", "64"])
     deadline = time.monotonic() + 180
-    while len(read_lines(out)) < 12:
+    while len(read_lines(out)) < 10:
         assert time.monotonic() < deadline and proc.poll() is None, system.log("edge-change")
         time.sleep(0.1)
     system.ctl("1kbit")  # nothing may cross now: the planner must move everything to the edge
@@ -87,7 +89,7 @@ def test_plan_change_mid_stream(system: System, reference) -> None:
     system.ctl("probe")
     assert proc.returncode == 0
     lines = read_lines(out)
-    assert_exact(lines, reference, 40)
+    assert_exact(lines, reference, 30)
     plans = [line["plan_id"] for line in sorted(lines, key=lambda x: x["frame_id"])]
     assert plans == sorted(plans)  # applied at frame boundaries, never going back
     assert len(set(plans)) >= 2
