@@ -24,11 +24,9 @@ import torch
 import zmq
 
 from common import config
-from common.graph import ModelGraph, trace
+from common.graph import ModelGraph
 from common.metrics import WorkerMetrics, serve
-from common.models import input_shape_for, load_served, synthetic_frame
 from common.partition import Plan
-from common.profiler import cached_profile, resolve_device
 from common.service import Compute, periodic, run_service, setup_logging
 from common.split import CloudPart, split_graph
 from common.tensorwire import from_frames, to_frames
@@ -44,27 +42,18 @@ from common.wire import (
     Result,
     WireError,
 )
+from services.serving import add_model_arguments, add_planner_arguments, host_model, top_k
 
-__all__ = ["CloudWorker", "add_arguments", "main", "top_k"]
+__all__ = ["CloudWorker", "add_arguments", "main"]
 
 log = logging.getLogger("cloud_worker")
 PLANS_KEPT = 8
-TOP_K = 5
 
 
 @dataclass
 class _Served:
     plan: Plan
     part: CloudPart | None = None
-
-
-def top_k(output: object, k: int = TOP_K) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    out = output[0] if isinstance(output, (tuple, list)) else output
-    assert isinstance(out, torch.Tensor)
-    probs = torch.softmax(out.reshape(out.shape[0], -1)[0].float(), dim=0)
-    k = min(k, probs.numel())
-    scores, classes = probs.topk(k)
-    return tuple(int(c) for c in classes), tuple(float(s) for s in scores)
 
 
 class CloudWorker:
@@ -78,17 +67,9 @@ class CloudWorker:
 
     # -- setup --
     def _load(self) -> ModelGraph:
-        a = self.args
-        if a.threads:
-            torch.set_num_threads(a.threads)
-        self.device = resolve_device(a.device)
-        model = load_served(a.model, a.weights, a.seed)
-        frame = synthetic_frame(0, input_shape_for(a.model))
-        graph = trace(model, frame, name=a.model)
-        self.profile = cached_profile(graph, str(self.device), progress=False,
-                                      repeats=a.profile_repeats)
-        graph.module.to(self.device)
-        return graph
+        hosted = host_model(self.args)
+        self.device, self.profile = hosted.device, hosted.profile
+        return hosted.graph
 
     async def run(self, stop: asyncio.Event) -> int:
         a = self.args
@@ -233,22 +214,13 @@ class CloudWorker:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=config.env("DADS_MODEL"), help="env DADS_MODEL")
-    p.add_argument("--weights", default=config.env("DADS_WEIGHTS") or None, help="env DADS_WEIGHTS")
-    p.add_argument("--seed", type=int, default=config.env_int("DADS_SEED"), help="env DADS_SEED")
-    p.add_argument("--device", default=config.env("DADS_DEVICE"), help="auto, cpu, cuda (env DADS_DEVICE)")
-    p.add_argument("--threads", type=int, default=config.env_int("DADS_THREADS"),
-                   help="torch CPU threads (env DADS_THREADS; 0: default)")
+    add_model_arguments(p)
+    add_planner_arguments(p)
     p.add_argument("--broker", default=config.endpoint("DADS_BROKER_HOST", "DADS_BACKEND_PORT"),
                    help="broker backend (env DADS_BROKER_HOST, DADS_BACKEND_PORT)")
-    p.add_argument("--plans", default=config.endpoint("DADS_PLANNER_HOST", "DADS_PLAN_PORT"),
-                   help="planner's plan feed (env DADS_PLANNER_HOST, DADS_PLAN_PORT)")
-    p.add_argument("--telemetry", default=config.endpoint("DADS_PLANNER_HOST", "DADS_TELEMETRY_PORT"),
-                   help="planner's telemetry input (env DADS_TELEMETRY_PORT)")
     p.add_argument("--id", default="", help="worker name (default host-pid)")
     p.add_argument("--metrics-port", type=int,
                    default=int(config.env("DADS_METRICS_PORT") or 9103), help="default 9103")
-    p.add_argument("--profile-repeats", type=int, default=5, help="profiling passes (default 5)")
     p.add_argument("--broker-liveness", type=float, default=3.0, metavar="S",
                    help="reconnect when the broker is silent this long (default 3 s)")
 

@@ -34,13 +34,11 @@ import torch
 import zmq
 
 from common import config, costgraph
-from common.graph import ModelGraph, trace
+from common.graph import ModelGraph
 from common.metrics import EdgeMetrics, serve
-from common.models import input_shape_for, load_served, synthetic_frame
 from common.partition import Plan, Prediction
 from common.probe import BandwidthEstimator, LinkClock
 from common.profile import scaled
-from common.profiler import cached_profile, resolve_device
 from common.service import Compute, periodic, run_service, setup_logging
 from common.split import CloudPart, EdgePart, split_graph
 from common.tensorwire import from_frames, to_frames
@@ -58,8 +56,8 @@ from common.wire import (
     Telemetry,
     WireError,
 )
-from services.cloud_worker.service import top_k
 from services.edge_agent.sources import open_source
+from services.serving import add_model_arguments, add_planner_arguments, host_model, top_k
 
 __all__ = ["EdgeAgent", "add_arguments", "main"]
 
@@ -123,19 +121,11 @@ class EdgeAgent:
 
     # -- setup --
     def _load(self) -> ModelGraph:
-        a = self.args
-        if a.threads:
-            torch.set_num_threads(a.threads)
-        self.device = resolve_device(a.device)
-        self.shape = input_shape_for(a.model)
-        graph = trace(load_served(a.model, a.weights, a.seed), synthetic_frame(0, self.shape),
-                      name=a.model)
-        self.profile = cached_profile(graph, str(self.device), progress=False,
-                                      repeats=a.profile_repeats)
-        if a.edge_slowdown > 1:  # the planner must see the emulated device, not this one
-            self.profile = scaled(self.profile, 1.0 / a.edge_slowdown)
-        graph.module.to(self.device)
-        return graph
+        hosted = host_model(self.args)
+        self.device, self.shape, self.profile = hosted.device, hosted.shape, hosted.profile
+        if self.args.edge_slowdown > 1:  # the planner must see the emulated device, not this one
+            self.profile = scaled(self.profile, 1.0 / self.args.edge_slowdown)
+        return hosted.graph
 
     def _build_cut(self, plan: Plan) -> _Cut:
         edge, cloud = split_graph(self.graph, plan.edge_nodes)
@@ -511,18 +501,10 @@ def _pct(values: list[float], p: float) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=config.env("DADS_MODEL"), help="env DADS_MODEL")
-    p.add_argument("--weights", default=config.env("DADS_WEIGHTS") or None, help="env DADS_WEIGHTS")
-    p.add_argument("--seed", type=int, default=config.env_int("DADS_SEED"), help="env DADS_SEED")
-    p.add_argument("--device", default=config.env("DADS_DEVICE"), help="env DADS_DEVICE")
-    p.add_argument("--threads", type=int, default=config.env_int("DADS_THREADS"),
-                   help="torch CPU threads (env DADS_THREADS)")
+    add_model_arguments(p)
+    add_planner_arguments(p)
     p.add_argument("--broker", default=config.endpoint("DADS_BROKER_HOST", "DADS_FRONTEND_PORT"),
                    help="broker frontend (env DADS_BROKER_HOST, DADS_FRONTEND_PORT)")
-    p.add_argument("--plans", default=config.endpoint("DADS_PLANNER_HOST", "DADS_PLAN_PORT"),
-                   help="planner's plan feed (env DADS_PLANNER_HOST, DADS_PLAN_PORT)")
-    p.add_argument("--telemetry", default=config.endpoint("DADS_PLANNER_HOST", "DADS_TELEMETRY_PORT"),
-                   help="planner's telemetry input (env DADS_TELEMETRY_PORT)")
     p.add_argument("--source", default=config.env("DADS_SOURCE"),
                    help="synthetic, an image folder, a video file or camera:N (env DADS_SOURCE)")
     p.add_argument("--fps", type=float, default=config.env_float("DADS_FPS"),
@@ -545,7 +527,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--live", action="store_true", help="print a status line every second")
     p.add_argument("--metrics-port", type=int,
                    default=int(config.env("DADS_METRICS_PORT") or 9104), help="default 9104")
-    p.add_argument("--profile-repeats", type=int, default=5, help="profiling passes (default 5)")
 
 
 def main(args: argparse.Namespace) -> int:
