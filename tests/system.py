@@ -13,6 +13,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import zmq
+
+from common.wire import Control, encode
 from services.up import Ports, _service, stop_system
 
 MODEL = "googlenet"
@@ -98,6 +101,14 @@ class System:
         subprocess.run([sys.executable, "-m", "services.cli", "ctl", "--planner",
                         self.ports.telemetry, "--bandwidth", bandwidth], check=True,
                        capture_output=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def control(self, bandwidth_bps: float) -> None:
+        """Force the planner's bandwidth at once (`ctl` does the same through the CLI)."""
+        sock = zmq.Context.instance().socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 2000)
+        sock.connect(self.ports.telemetry)
+        sock.send_multipart(encode(Control(bandwidth_bps)))
+        sock.close()
 
     def scrape(self, port: int) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:

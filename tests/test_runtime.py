@@ -76,17 +76,17 @@ def test_every_frame_gets_the_exact_result(system: System, reference) -> None:
 
 
 def test_plan_change_mid_stream(system: System, reference) -> None:
-    system.ctl("10gbit")
+    system.control(10e9)
     # a queue deep enough for the whole stream: once the slow emulated edge computes everything
     # itself it falls behind 5 fps, and a live source would rightly drop frames
     proc, out = system.start_edge("edge-change", frames=30, fps=5, extra=["--queue", "64"])
     deadline = time.monotonic() + 180
-    while len(read_lines(out)) < 10:
+    while len(read_lines(out)) < 8:
         assert time.monotonic() < deadline and proc.poll() is None, system.log("edge-change")
         time.sleep(0.1)
-    system.ctl("1kbit")  # nothing may cross now: the planner must move everything to the edge
+    system.control(1e3)  # nothing may cross now: the planner must move everything to the edge
     proc.wait(240)
-    system.ctl("probe")
+    system.ctl("probe")  # the operator CLI
     assert proc.returncode == 0
     lines = read_lines(out)
     assert_exact(lines, reference, 30)
