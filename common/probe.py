@@ -3,13 +3,16 @@
 Samples are (bytes, seconds) of real transfers, measured by the edge with a FIFO link model (a
 transfer starts when both it was sent and the previous one finished; it ends when the result's
 round trip, less the cloud's and the broker's reported times, says it arrived), plus small
-active probes when no traffic flows. The estimate is the minimum of a fast and a slow EWMA of
-the per-sample rates: a drop shows within a few samples, a rise is believed more slowly, and a
-single lucky sample cannot push the planner into a plan the link cannot carry.
+active probes when no traffic flows. The estimate is the median rate of the last few samples:
+a real change of the link shows once half the window has seen it (a few transfers), while a
+couple of outliers — the first transfers of a new TCP connection in slow start, a request that
+met a busy worker — cannot push the planner into a plan the link does not call for.
 """
 
 from __future__ import annotations
 
+import statistics
+from collections import deque
 from dataclasses import dataclass, field
 
 __all__ = ["BandwidthEstimator", "LinkClock"]
@@ -17,30 +20,26 @@ __all__ = ["BandwidthEstimator", "LinkClock"]
 
 @dataclass
 class BandwidthEstimator:
-    fast_alpha: float = 0.5
-    slow_alpha: float = 0.15
+    window: int = 7
     min_bytes: int = 4096  # smaller transfers say more about latency than about bandwidth
-    fast: float | None = None
-    slow: float | None = None
+    rates: deque[float] = field(default_factory=deque)
     samples: int = 0
 
     def add(self, nbytes: float, seconds: float) -> None:
         if nbytes < self.min_bytes or seconds <= 0:
             return
-        rate = nbytes / seconds  # bytes/s
-        self.fast = rate if self.fast is None else self.fast + self.fast_alpha * (rate - self.fast)
-        self.slow = rate if self.slow is None else self.slow + self.slow_alpha * (rate - self.slow)
+        self.rates.append(nbytes / seconds)  # bytes/s
+        while len(self.rates) > self.window:
+            self.rates.popleft()
         self.samples += 1
 
     def reset(self) -> None:
-        self.fast = self.slow = None
+        self.rates.clear()
         self.samples = 0
 
     @property
     def bytes_per_second(self) -> float | None:
-        if self.fast is None or self.slow is None:
-            return None
-        return min(self.fast, self.slow)
+        return statistics.median(self.rates) if self.rates else None
 
     @property
     def bps(self) -> float | None:

@@ -105,7 +105,7 @@ def expected_crossing(bed: testbed.Testbed, rate_bps: float) -> bool:
 
 def test_planner_follows_the_uplink(bed: testbed.Testbed) -> None:
     out = bed.log_dir / "follow.jsonl"
-    proc = bed.start_edge("edge-follow", edge_args(out, 0, fps=1.0))
+    proc = bed.start_edge("edge-follow", [*edge_args(out, 0, fps=1.0), "--live"])  # log shows bw
     times, previous = {}, None
     try:
         for phase, rate in enumerate(("wifi", "3g", "wifi")):
