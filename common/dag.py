@@ -51,10 +51,8 @@ def transfer(g: nx.DiGraph, edge: frozenset[str] | set[str]) -> list[str]:
 def ancestors_cut(g: nx.DiGraph, nodes: Iterable[str]) -> frozenset[str]:
     """The smallest cut holding `nodes`: them, their ancestors and the inputs."""
     edge = set(inputs_of(g))
-    for v in nodes:
+    for v in nodes:  # ancestor sets are transitively closed, inputs have none
         edge.add(v)
-        edge |= nx.ancestors(g, v)
-    for v in list(edge):
         edge |= nx.ancestors(g, v)
     return frozenset(edge)
 

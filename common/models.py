@@ -8,7 +8,6 @@ same model independently hold the same weights.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from torch import nn
 from common.errors import ModelLoadError
 
 __all__ = [
-    "ZOO", "ModelSpec", "load_model", "example_input", "input_shape_for", "Preprocess",
+    "ZOO", "load_model", "example_input", "input_shape_for", "Preprocess",
     "load_served", "synthetic_frame",
 ]
 
@@ -46,14 +45,6 @@ ZOO: dict[str, int] = {
 _AUX_FREE = {"googlenet": ("aux1.", "aux2."), "inception_v3": ("AuxLogits.",)}
 DEFAULT_SEED = 0
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What names a model: a zoo name or `package.module:factory`, plus an optional weights file."""
-
-    name: str
-    weights: str | None = None
-    seed: int = DEFAULT_SEED
 
 
 def _build(name: str) -> nn.Module:

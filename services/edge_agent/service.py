@@ -37,7 +37,7 @@ from common import config, costgraph
 from common.graph import ModelGraph
 from common.metrics import EdgeMetrics, serve
 from common.partition import Plan, Prediction
-from common.probe import BandwidthEstimator, LinkClock
+from common.probe import LinkClock
 from common.profile import scaled
 from common.service import Compute, periodic, run_service, setup_logging
 from common.split import CloudPart, EdgePart, split_graph
@@ -104,7 +104,6 @@ class EdgeAgent:
         self.next_request = 0
         self.uplink_bps = parse_bandwidth(args.uplink) if args.uplink else None
         self.link_clock = LinkClock()
-        self.estimate = BandwidthEstimator()
         self.samples: list[tuple[int, float]] = []
         self.latencies: deque[float] = deque(maxlen=2000)
         self.recent: deque[tuple[float, float]] = deque(maxlen=500)  # (done_at, latency)
@@ -359,7 +358,6 @@ class EdgeAgent:
         self.metrics.stage.labels("transfer").observe(seconds)
         if nbytes and seconds > 0:
             self.samples.append((nbytes, seconds))
-            self.estimate.add(nbytes, seconds)
 
     def _finish(self, job: _Frame, output: Any, worker: str, cloud_s: float,
                 classes: tuple[tuple[int, ...], tuple[float, ...]] | None = None) -> None:
