@@ -43,6 +43,13 @@ def median_time(fn: Callable[[], object], runs: int) -> float:
     return statistics.median(times)
 
 
+def write_report(text: str, out: str) -> None:
+    """Print a benchmark's markdown report and save it (docs/ by default)."""
+    print(text)
+    DOCS.mkdir(exist_ok=True)
+    Path(out).write_text(text)
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

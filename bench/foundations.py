@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from bench.common import DOCS, markdown_table
+from bench.common import DOCS, markdown_table, write_report
 from common import dag
 from common.graph import trace
 from common.models import ZOO, example_input, load_model
@@ -64,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                         "per-node sum / forward", "split build ms (median)", "split build ms (max)"],
                        rows),
     ]) + "\n"
-    print(report)
-    DOCS.mkdir(exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(report)
+    write_report(report, args.out)
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.common import DOCS, markdown_table, median_time, zoo_costs
+from bench.common import DOCS, markdown_table, median_time, write_report, zoo_costs
 from common import partition
 from common.bwmap import bandwidth_map
 from common.mincut import CutSolver
@@ -67,10 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                  markdown_table(["model", "uplink", "k", "DSH fps", "exact fps",
                                  "bottleneck ratio", "proven optimal"], ratios)]
     report = "\n".join(text) + "\n"
-    print(report)
-    DOCS.mkdir(exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(report)
+    write_report(report, args.out)
     return 0
 
 
