@@ -238,9 +238,17 @@ class ProbeAck:
 
 @dataclass(frozen=True)
 class Control:
-    """Operator → planner: force the bandwidth the planner assumes (0 lifts the override)."""
+    """Operator → planner. A field left None leaves that setting as it is.
 
-    force_bandwidth_bps: float = 0.0
+    `force_bandwidth_bps`: plan for this rate (0: the probe's estimate again). `algorithm`: pin
+    one planner of `common.partition.ALGORITHMS` instead of the DSL/DSH regime choice ("auto"
+    lifts it). `edge_nodes`: pin this exact cut (an empty list lifts it). Pins are for operators
+    and for benchmarks that measure one cut against another on the running system.
+    """
+
+    force_bandwidth_bps: float | None = None
+    algorithm: str | None = None
+    edge_nodes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -325,7 +325,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ctl(args: argparse.Namespace) -> int:
-    """Send an operator control to the planner (e.g. force the bandwidth it plans for)."""
+    """Send an operator control to the planner: bandwidth override, pinned algorithm or cut."""
     import asyncio
 
     import zmq
@@ -333,16 +333,37 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     from common.transport import Channel
     from common.wire import Control
 
+    cut: tuple[str, ...] | None = None
+    if args.unpin_cut:
+        cut = ()
+    elif args.pin_cut:
+        doc = json.loads(Path(args.pin_cut).read_text())
+        nodes = doc.get("edge_nodes") if isinstance(doc, dict) else doc
+        if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+            raise SystemExit(f"{args.pin_cut}: expected a list of node names or a plan with "
+                             "'edge_nodes' (as `dads plan --json` writes)")
+        cut = tuple(nodes)
+    msg = Control(args.bandwidth, args.algorithm, cut)
+    if msg == Control():
+        raise SystemExit("dads ctl: nothing to send; give --bandwidth, --algorithm or a cut")
+
     async def send() -> None:
         ch = Channel.open(zmq.PUSH, args.planner, bind=False)
         ch.sock.setsockopt(zmq.IMMEDIATE, 0)  # queue until connected
         ch.sock.setsockopt(zmq.LINGER, 2000)
-        await ch.send(Control(args.bandwidth or 0.0))
+        await ch.send(msg)
         ch.sock.close(linger=2000)
 
     asyncio.run(send())
-    print(f"sent to {args.planner}: bandwidth "
-          f"{'probe estimate' if not args.bandwidth else f'{args.bandwidth:g} bit/s'}")
+    said = []
+    if msg.force_bandwidth_bps is not None:
+        said.append("bandwidth " + (f"{msg.force_bandwidth_bps:g} bit/s" if msg.force_bandwidth_bps
+                                    else "from the probe"))
+    if msg.algorithm is not None:
+        said.append(f"algorithm {msg.algorithm}")
+    if cut is not None:
+        said.append(f"cut pinned ({len(cut)} edge nodes)" if cut else "cut unpinned")
+    print(f"sent to {args.planner}: {', '.join(said)}")
     return 0
 
 
@@ -452,14 +473,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_service_command(module))
 
     p = sub.add_parser("ctl", help="operator controls for a running planner",
-                       description="Force the bandwidth the planner plans for (0: back to the "
-                       "probe's estimate).")
+                       description="Force the bandwidth the planner plans for, pin one planner "
+                       "algorithm or one exact cut; each setting left out stays as it is.")
     from common import config
 
     p.add_argument("--planner", default=config.endpoint("DADS_PLANNER_HOST", "DADS_TELEMETRY_PORT"),
                    help="the planner's telemetry address")
     p.add_argument("--bandwidth", type=lambda t: 0.0 if t in ("0", "probe") else _bandwidth(t),
-                   required=True, metavar="RATE", help="a rate, or 'probe' to lift the override")
+                   metavar="RATE", help="a rate, or 'probe' to lift the override")
+    from common.partition import ALGORITHMS
+
+    p.add_argument("--algorithm", choices=["auto", *ALGORITHMS],
+                   help="plan with this algorithm only ('auto': DSL or DSH by load, the default)")
+    pin = p.add_mutually_exclusive_group()
+    pin.add_argument("--pin-cut", metavar="FILE", help="run exactly this cut: a JSON list of edge "
+                     "node names, or a plan as `dads plan --json` writes it")
+    pin.add_argument("--unpin-cut", action="store_true", help="lift a pinned cut")
     p.set_defaults(func=cmd_ctl)
     return parser
 

@@ -102,12 +102,13 @@ class System:
                         self.ports.telemetry, "--bandwidth", bandwidth], check=True,
                        capture_output=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
-    def control(self, bandwidth_bps: float) -> None:
-        """Force the planner's bandwidth at once (`ctl` does the same through the CLI)."""
+    def control(self, bandwidth_bps: float | None = None, algorithm: str | None = None,
+                edge_nodes: tuple[str, ...] | None = None) -> None:
+        """Operator controls at once (`ctl` does the same through the CLI)."""
         sock = zmq.Context.instance().socket(zmq.PUSH)
         sock.setsockopt(zmq.LINGER, 2000)
         sock.connect(self.ports.telemetry)
-        sock.send_multipart(encode(Control(bandwidth_bps)))
+        sock.send_multipart(encode(Control(bandwidth_bps, algorithm, edge_nodes)))
         sock.close()
 
     def scrape(self, port: int) -> str:

@@ -19,6 +19,7 @@ import pytest
 import torch
 import zmq
 
+from common.dag import random_cut, transfer
 from common.graph import trace
 from common.models import input_shape_for, load_served, synthetic_frame
 from common.split import relative_error
@@ -97,6 +98,42 @@ def test_plan_change_mid_stream(system: System, reference) -> None:
     assert last["worker"] == "edge" and last["algorithm"] in ("dsl", "dsh")
     assert any(line["worker"].startswith("worker-") for line in lines)
     assert "plan" in system.log("planner") and "1 kbit/s" in system.log("planner")
+
+
+def test_pinned_cut_carries_several_tensors(system: System, reference) -> None:
+    """An operator pin (what the benchmarks use) of a DAG cut: every frame exact across it."""
+    graph = trace(load_served(MODEL).eval(), synthetic_frame(0, input_shape_for(MODEL)), MODEL)
+    rng = random.Random(3)
+    cut = max((random_cut(graph.dag, rng) for _ in range(200)),
+              key=lambda c: (len(transfer(graph.dag, c)), len(c)))
+    assert len(transfer(graph.dag, cut)) >= 2
+    system.control(algorithm="edge_only")
+    proc, out = system.start_edge("edge-pin", frames=24, fps=4, extra=["--queue", "64"])
+    deadline = time.monotonic() + 180
+    while len(read_lines(out)) < 4:
+        assert time.monotonic() < deadline and proc.poll() is None, system.log("edge-pin")
+        time.sleep(0.1)
+    system.control(edge_nodes=tuple(sorted(cut)))
+    proc.wait(240)
+    system.control(algorithm="auto", edge_nodes=())
+    assert proc.returncode == 0, system.log("edge-pin")
+    lines = sorted(read_lines(out), key=lambda x: x["frame_id"])
+    assert_exact(lines, reference, 24)
+    assert lines[0]["algorithm"] == "edge_only" and lines[0]["worker"] == "edge"
+    assert lines[-1]["algorithm"] == "pinned" and lines[-1]["worker"].startswith("worker-")
+    assert "cut pinned" in system.log("planner")
+
+
+def test_bad_pins_are_refused_and_counted(system: System) -> None:
+    m = system.ports.metrics_base
+    before = metric(system.scrape(m + 1), "dads_errors_total", kind="bad_input")
+    system.control(algorithm="fastest")
+    system.control(edge_nodes=("no_such_node",))
+    deadline = time.monotonic() + 30
+    while metric(system.scrape(m + 1), "dads_errors_total", kind="bad_input") < before + 2:
+        assert time.monotonic() < deadline, system.log("planner")[-2000:]
+        time.sleep(0.2)
+    assert system.procs["planner"].poll() is None
 
 
 def _garbage() -> list[list[bytes]]:

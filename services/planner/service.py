@@ -19,7 +19,7 @@ import time
 import networkx as nx
 import zmq
 
-from common import config, partition
+from common import config, dag, partition
 from common.errors import DadsError
 from common.metrics import PlannerMetrics, serve
 from common.mincut import CutSolver
@@ -53,6 +53,9 @@ class Planner:
         self.initial_bps = parse_bandwidth(args.initial_bandwidth)
         self.estimator = BandwidthEstimator()
         self.force_bps = 0.0
+        self.pin_algorithm: str | None = None  # operator pins (Control), else the regime decides
+        self.pin_cut: frozenset[str] | None = None
+        self.repin = False  # a new pin takes effect at the next tick, whatever it predicts
         self.edge: tuple[nx.DiGraph, Profile] | None = None
         self.clouds: dict[str, tuple[float, Profile]] = {}
         self.workers_ready: int | None = None
@@ -128,9 +131,28 @@ class Planner:
         elif isinstance(msg, BrokerStats):
             self.workers_ready = msg.workers_ready
         elif isinstance(msg, Control):
+            self._control(msg)
+
+    def _control(self, msg: Control) -> None:
+        if msg.algorithm is not None and msg.algorithm != "auto" \
+                and msg.algorithm not in partition.ALGORITHMS:
+            raise ValueError(f"unknown algorithm {msg.algorithm!r}: auto or one of "
+                             f"{', '.join(partition.ALGORITHMS)}")
+        if msg.edge_nodes and self.edge is not None:
+            dag.check_cut(self.edge[0], msg.edge_nodes)  # refuse it now, not at every tick
+        if msg.force_bandwidth_bps is not None:
             self.force_bps = msg.force_bandwidth_bps
             log.info("operator: bandwidth %s", format_bandwidth(self.force_bps)
                      if self.force_bps else "from the probe again")
+        if msg.algorithm is not None:
+            self.pin_algorithm = None if msg.algorithm == "auto" else msg.algorithm
+            self.repin = True
+            log.info("operator: algorithm %s", self.pin_algorithm or "by load regime (auto)")
+        if msg.edge_nodes is not None:
+            self.pin_cut = frozenset(msg.edge_nodes) or None
+            self.repin = True
+            log.info("operator: %s", f"cut pinned ({len(self.pin_cut)} nodes on the edge)"
+                     if self.pin_cut else "cut unpinned")
 
     def _calibrate(self, t: Telemetry) -> None:
         if self.plan is None or t.plan_id != self.plan.plan_id:
@@ -177,12 +199,24 @@ class Planner:
         k = max(1, self.workers_ready if self.workers_ready is not None else len(self.clouds))
         decision, self.regime = decide(g, bw, fps, k, self.regime, time.monotonic(), queue,
                                        self.cfg, solver)
-        cand = decision.plan
+        cand, reason, pinned = decision.plan, decision.reason, self.repin
+        try:
+            if self.pin_cut is not None:
+                cand = partition.make_plan(g, self.pin_cut, bw, "pinned", k)
+                reason = "operator pinned this cut"
+            elif self.pin_algorithm is not None:
+                cand = partition.solve(g, self.pin_algorithm, bw, k)
+                reason = f"operator pinned {self.pin_algorithm}"
+        except (DadsError, ValueError) as exc:  # e.g. a pinned cut of another model
+            log.error("pin dropped: %s", exc)
+            self.metrics.errors.labels("bad_input").inc()
+            self.pin_cut = self.pin_algorithm = None
+        self.repin = False
         self.metrics.bandwidth.set(bw / 8.0)
         self.metrics.arrival_rate.set(fps)
         self.metrics.workers.set(k)
         self.metrics.regime_heavy.set(1 if decision.regime is Regime.HEAVY else 0)
-        if should_switch(self.plan, cand, g, bw, k, decision.regime, self.args.threshold):
+        if pinned or should_switch(self.plan, cand, g, bw, k, decision.regime, self.args.threshold):
             self.plan = cand.stamped(self.next_id, time.time())
             self.next_id += 1
             self.metrics.plan_changes.inc()
@@ -191,7 +225,7 @@ class Planner:
                      self.plan.plan_id, self.plan.algorithm, len(self.plan.edge_nodes), len(g),
                      len(self.plan.transfer), self.plan.transfer_bytes, format_bandwidth(bw), fps,
                      k, self.plan.predicted.latency_s * 1e3, self.plan.predicted.throughput_fps,
-                     decision.reason)
+                     reason)
         assert self.plan is not None
         current = partition.evaluate(g, self.plan.edge_nodes, bw, k)
         self.metrics.plan_id.set(self.plan.plan_id)
@@ -201,7 +235,7 @@ class Planner:
                              ("cloud", current.cloud_s)):
             self.metrics.predicted.labels(stage).set(value)
         self.metrics.load_factor.set(fps * current.bottleneck_s)
-        self.msg = PlanMsg(self.plan.to_json(), str(decision.regime), bw, decision.reason)
+        self.msg = PlanMsg(self.plan.to_json(), str(decision.regime), bw, reason)
         if self.plan.created_at >= time.time() - self.args.tick:
             await self._republish()
 
