@@ -124,11 +124,13 @@ def test_pinned_cut_carries_several_tensors(system: System, reference) -> None:
     assert "cut pinned" in system.log("planner")
 
 
-def test_bad_pins_are_refused_and_counted(system: System) -> None:
+def test_bad_pins_are_refused_and_counted(system: System, reference) -> None:
+    """Refused on arrival, or (a cut sent before any edge model was known) dropped at planning."""
     m = system.ports.metrics_base
     before = metric(system.scrape(m + 1), "dads_errors_total", kind="bad_input")
     system.control(algorithm="fastest")
     system.control(edge_nodes=("no_such_node",))
+    assert_exact(system.stream("edge-bad-pin", frames=4, fps=4), reference, 4)  # still serving
     deadline = time.monotonic() + 30
     while metric(system.scrape(m + 1), "dads_errors_total", kind="bad_input") < before + 2:
         assert time.monotonic() < deadline, system.log("planner")[-2000:]
