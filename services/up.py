@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Ports", "spawn_system", "add_arguments", "main"]
+__all__ = ["Ports", "free_base", "spawn_system", "stop_system", "add_arguments", "main"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,25 @@ class Ports:
     @property
     def telemetry(self) -> str:
         return f"tcp://127.0.0.1:{self.base + 3}"
+
+
+def free_base(count: int = 4) -> int:
+    """A base port with `count` free ports after it."""
+    for _ in range(200):
+        base = random.randint(20000, 45000)
+        try:
+            socks = []
+            for p in range(base, base + count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+        except OSError:
+            continue
+        finally:
+            for s in locals().get("socks", []):
+                s.close()
+        return base
+    raise RuntimeError("no free ports")
 
 
 def _service(name: str, args: list[str], log: Path, stdout: Any = "log",

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import time
@@ -16,28 +14,9 @@ from pathlib import Path
 import zmq
 
 from common.wire import Control, encode
-from services.up import Ports, _service, stop_system
+from services.up import Ports, _service, free_base, stop_system
 
 MODEL = "googlenet"
-
-
-def free_base(count: int = 4) -> int:
-    """A base port with `count` free ports after it."""
-    for _ in range(200):
-        base = random.randint(20000, 45000)
-        try:
-            socks = []
-            for p in range(base, base + count):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-        except OSError:
-            continue
-        finally:
-            for s in locals().get("socks", []):
-                s.close()
-        return base
-    raise RuntimeError("no free ports")
 
 
 class System:
