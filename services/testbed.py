@@ -22,9 +22,11 @@ from typing import Any
 from common.units import PRESETS, format_bandwidth, parse_bandwidth
 from services.up import _service, stop_system
 
-__all__ = ["Testbed", "add_arguments", "main", "CLOUD_IP", "EDGE_IP"]
+__all__ = ["Testbed", "add_arguments", "main", "CLOUD_IP", "EDGE_IP", "CLOUD_MGMT_IP", "available"]
 
 CLOUD_IP, EDGE_IP = "10.77.0.1", "10.77.0.2"
+#: The management network (unshaped): this host's side, and the cloud's address on it.
+HOST_MGMT_IP, CLOUD_MGMT_IP = "10.78.0.1", "10.78.0.2"
 WORKER_METRICS_BASE = 9110
 
 
@@ -34,11 +36,21 @@ def _run(*cmd: str) -> None:
         raise RuntimeError(f"{' '.join(cmd)}: {out.stderr.strip() or out.stdout.strip()}")
 
 
+def available() -> bool:
+    """Whether this process can build a test bed (root and iproute2)."""
+    import shutil
+
+    return os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("tc") is not None
+
+
 class Testbed:
-    def __init__(self, log_dir: Path, tag: str | None = None) -> None:
+    def __init__(self, log_dir: Path, tag: str | None = None, manage: bool = False) -> None:
+        """`manage`: also link this host to the cloud namespace (CLOUD_MGMT_IP, unshaped), so
+        a controller here can reach the planner and metrics, as an operator's network would."""
         tag = tag or str(os.getpid() % 100000)
         self.edge_ns, self.cloud_ns = f"dads{tag}e", f"dads{tag}c"
         self.edge_if, self.cloud_if = f"d{tag}e", f"d{tag}c"
+        self.manage, self.mgmt_if = manage, (f"d{tag}m", f"d{tag}n")
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.rate_bps: float | None = None
@@ -68,6 +80,14 @@ class Testbed:
             _run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
             _run("ip", "-n", ns, "link", "set", dev, "up")
             _run("ip", "-n", ns, "link", "set", "lo", "up")
+        if self.manage:
+            host_if, cloud_if = self.mgmt_if
+            _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", cloud_if)
+            _run("ip", "link", "set", cloud_if, "netns", self.cloud_ns)
+            _run("ip", "addr", "add", f"{HOST_MGMT_IP}/24", "dev", host_if)
+            _run("ip", "link", "set", host_if, "up")
+            _run("ip", "-n", self.cloud_ns, "addr", "add", f"{CLOUD_MGMT_IP}/24", "dev", cloud_if)
+            _run("ip", "-n", self.cloud_ns, "link", "set", cloud_if, "up")
 
     def shape(self, rate: str | float) -> float:
         """Shape the edge→cloud uplink (tbf on the edge's interface); returns bit/s."""
@@ -98,12 +118,20 @@ class Testbed:
         self.procs["broker"] = _service("broker", [], self.log_dir / "broker.log", env=env, prefix=pre)
         self.procs["planner"] = _service("planner", [*(planner_args or [])],
                                          self.log_dir / "planner.log", env=env, prefix=pre)
-        for i in range(workers):
-            self.procs[f"worker-{i}"] = _service(
-                "cloud_worker", ["--model", model, "--threads", "1", "--id", f"worker-{i}",
+        self.add_workers(model, workers)
+
+    def add_workers(self, model: str, count: int) -> list[str]:
+        """Start `count` more cloud workers (one torch thread each); returns their names."""
+        pre, env = self.exec_prefix("cloud"), self.env()
+        names = []
+        for i in range(self.workers, self.workers + count):
+            names.append(f"worker-{i}")
+            self.procs[names[-1]] = _service(
+                "cloud_worker", ["--model", model, "--threads", "1", "--id", names[-1],
                                  "--metrics-port", str(WORKER_METRICS_BASE + i)],
-                self.log_dir / f"worker-{i}.log", env=env, prefix=pre)
-        self.workers = workers
+                self.log_dir / f"{names[-1]}.log", env=env, prefix=pre)
+        self.workers += count
+        return names
 
     def start_edge(self, name: str, args: list[str], stdout: Any = "log") -> subprocess.Popen[bytes]:
         proc = _service("edge_agent", args, self.log_dir / f"{name}.log", stdout=stdout,

@@ -117,6 +117,9 @@ class EdgeAgent:
         self.last_handed = 0.0
         self.probe_sent: dict[int, float] = {}
         self.results = open(args.output, "w", buffering=1) if args.output else None  # noqa: SIM115
+        self.open_frames = 0  # captured, not yet finished (closed loop waits for 0)
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     # -- setup --
     def _load(self) -> ModelGraph:
@@ -199,10 +202,14 @@ class EdgeAgent:
         next_at = time.monotonic()
         frame_id = 0
         while not stop.is_set() and (a.frames <= 0 or frame_id < a.frames):
+            if a.closed_loop:  # the next frame only once the last one is done: no queueing
+                await self.idle.wait()
             frame = await asyncio.to_thread(next, frames, None)
             if frame is None:
                 break
             now = time.monotonic()
+            self.open_frames += 1
+            self.idle.clear()
             self.counts["in"] += 1
             self.metrics.frames_in.inc()
             self.captured.append(now)
@@ -359,8 +366,14 @@ class EdgeAgent:
         if nbytes and seconds > 0:
             self.samples.append((nbytes, seconds))
 
+    def _closed(self) -> None:
+        self.open_frames -= 1
+        if self.open_frames <= 0:
+            self.idle.set()
+
     def _finish(self, job: _Frame, output: Any, worker: str, cloud_s: float,
                 classes: tuple[tuple[int, ...], tuple[float, ...]] | None = None) -> None:
+        self._closed()
         now = time.monotonic()
         latency = now - job.captured_at
         self.latencies.append(latency)
@@ -377,7 +390,7 @@ class EdgeAgent:
                 "algorithm": job.cut.plan.algorithm, "classes": list(classes[0]),
                 "scores": [round(s, 6) for s in classes[1]], "latency_s": round(latency, 6),
                 "edge_s": round(job.edge_s, 6), "cloud_s": round(cloud_s, 6), "worker": worker,
-                "attempts": job.attempts + 1, "dropped": False,
+                "attempts": job.attempts + 1, "dropped": False, "done_at": round(time.time(), 6),
             }
             if self.args.want_output and output is not None:
                 out = output[0] if isinstance(output, (tuple, list)) else output
@@ -385,6 +398,7 @@ class EdgeAgent:
             self.results.write(json.dumps(line) + "\n")
 
     def _finish_dropped(self, frame_id: int, reason: str, job: _Frame | None = None) -> None:
+        self._closed()
         self.counts["dropped"] += 1
         self.metrics.frames_dropped.inc()
         if self.results:
@@ -508,6 +522,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=config.env_float("DADS_FPS"),
                    help="source frame rate; 0 = as fast as the pipeline takes (env DADS_FPS)")
     p.add_argument("--frames", type=int, default=0, help="stop after N frames (0: run until stopped)")
+    p.add_argument("--closed-loop", action="store_true",
+                   help="capture the next frame only when the last one is done (no frame ever "
+                   "waits for another: per-frame latency as under very light load, measured fast)")
     p.add_argument("--window", type=int, default=4, help="frames in flight at most (default 4)")
     p.add_argument("--queue", type=int, default=8, help="frames waiting for the edge at most (8)")
     p.add_argument("--deadline", type=float, default=10.0, metavar="S",

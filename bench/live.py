@@ -1,0 +1,268 @@
+"""The running system under measurement: real services, a real (or emulated) uplink, operator pins.
+
+Broker, planner and cloud workers start once per model; an edge agent starts per uplink and
+load. The benchmark steers the planner as an operator would (`Control`: the uplink's rate, a
+pinned algorithm or cut), learns each plan and its prediction from the planner's own PUB socket,
+and reads the edge's per-frame JSON lines. Where this process may build the test bed (root),
+the uplink is a veth pair shaped by `tc tbf` and the controller reaches the cloud over an
+unshaped management link; elsewhere the edge's sender emulates the uplink (and says so).
+
+Light load is the edge's closed loop (a frame is captured only when the last one is done, so no
+frame ever waits for another: the paper's 0.1 fps, without waiting 10 s per frame); heavy load
+is a 20 fps live source that drops what the pipeline cannot take.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from common import config
+from common.partition import Plan
+from common.units import parse_bandwidth
+from common.wire import Control, PlanMsg, decode, encode
+from services import testbed
+from services.up import Ports, _service, free_base, stop_system
+
+LIGHT = ["--closed-loop", "--fps", "0", "--window", "1", "--queue", "1"]
+HEAVY_FPS = 20.0
+
+
+def heavy_args(fps: float = HEAVY_FPS, window: int = 8) -> list[str]:
+    return ["--fps", str(fps), "--window", str(window), "--queue", "8"]
+
+
+@dataclass
+class Measured:
+    """One plan, measured: per-frame lines of the edge, and what the planner predicted."""
+
+    plan: Plan
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    throughput_fps: float | None = None
+
+    @property
+    def latency_s(self) -> float | None:
+        return statistics.median(x["latency_s"] for x in self.lines) if self.lines else None
+
+    def stage_s(self, stage: str) -> float | None:
+        if not self.lines:
+            return None
+        if stage == "transfer":  # what is neither edge nor cloud compute: link, queues, hops
+            return statistics.median(x["latency_s"] - x["edge_s"] - x["cloud_s"] for x in self.lines)
+        return statistics.median(x[f"{stage}_s"] for x in self.lines)
+
+
+class Live:
+    """Services of one model; `edge()` runs an edge agent, `pin()` steers the planner."""
+
+    def __init__(self, model: str, log_dir: Path, edge_slowdown: float, workers: int = 1,
+                 use_testbed: bool | None = None) -> None:
+        self.model, self.log_dir, self.slowdown = model, log_dir, edge_slowdown
+        self.use_testbed = testbed.available() if use_testbed is None else use_testbed
+        self.initial_workers = workers
+        self.workers = 0
+        self.uplink_bps = 0.0
+        self.last_plan_id = 0
+        self.bed: testbed.Testbed | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.edges = 0
+
+    @property
+    def link(self) -> str:
+        return "tc tbf on a veth pair (test bed)" if self.use_testbed else "emulated in the edge's sender"
+
+    # -- lifecycle --
+    def __enter__(self) -> Live:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {"DADS_CACHE": os.environ.get("DADS_CACHE", str(Path.home() / ".cache" / "dads"))}
+        planner = ["--tick", "0.2"]
+        try:
+            if self.use_testbed:
+                self.bed = testbed.Testbed(self.log_dir, manage=True)
+                self.bed.extra_env = env
+                self.bed.up()
+                self.bed.start_cloud(self.model, 0, planner)
+                self.procs = self.bed.procs
+                host = testbed.CLOUD_MGMT_IP
+                port = lambda var: int(config.ENV[var][0])  # noqa: E731
+                self.plans = f"tcp://{host}:{port('DADS_PLAN_PORT')}"
+                self.telemetry = f"tcp://{host}:{port('DADS_TELEMETRY_PORT')}"
+            else:
+                self.ports = Ports(free_base(4), free_base(16))
+                p, m = self.ports, self.ports.metrics_base
+                os.environ.update(env)
+                self.procs["broker"] = _service(
+                    "broker", ["--frontend", p.frontend, "--backend", p.backend, "--planner",
+                               p.telemetry, "--metrics-port", str(m)], self.log_dir / "broker.log")
+                self.procs["planner"] = _service(
+                    "planner", ["--plans", p.plans, "--telemetry", p.telemetry, "--metrics-port",
+                                str(m + 1), *planner], self.log_dir / "planner.log")
+                self.plans, self.telemetry = p.plans, p.telemetry
+            ctx = zmq.Context.instance()
+            self.sub = ctx.socket(zmq.SUB)
+            self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+            self.sub.connect(self.plans)
+            self.push = ctx.socket(zmq.PUSH)
+            self.push.setsockopt(zmq.LINGER, 1000)
+            self.push.connect(self.telemetry)
+            self.add_workers(self.initial_workers)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sock in ("sub", "push"):
+            if hasattr(self, sock):
+                getattr(self, sock).close(linger=0)
+        if self.bed is not None:
+            self.bed.down()
+        else:
+            stop_system(self.procs, timeout=10)
+
+    def _wait_log(self, name: str, text: str, timeout: float = 300.0) -> None:
+        path = self.log_dir / f"{name}.log"
+        deadline = time.monotonic() + timeout
+        while not (path.exists() and text in path.read_text(errors="replace")):
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{name} exited; see {path}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} never logged {text!r}; see {path}")
+            time.sleep(0.2)
+
+    def add_workers(self, count: int) -> None:
+        if self.bed is not None:
+            names = self.bed.add_workers(self.model, count)
+        else:
+            p, m = self.ports, self.ports.metrics_base
+            names = []
+            for i in range(self.workers, self.workers + count):
+                names.append(f"worker-{i}")
+                self.procs[names[-1]] = _service(
+                    "cloud_worker", ["--model", self.model, "--threads", "1", "--plans", p.plans,
+                                     "--telemetry", p.telemetry, "--broker", p.backend, "--id",
+                                     names[-1], "--metrics-port", str(m + 2 + i)],
+                    self.log_dir / f"{names[-1]}.log")
+        for name in names:
+            self._wait_log(name, "ready on")
+        self.workers += count
+
+    # -- steering --
+    def control(self, **fields: Any) -> None:
+        self.push.send_multipart(encode(Control(**fields)))
+
+    def set_uplink(self, rate: str) -> None:
+        self.uplink_bps = parse_bandwidth(rate)
+        if self.bed is not None:
+            self.bed.shape(rate)
+        self.control(force_bandwidth_bps=self.uplink_bps)  # plan for the link, not the probe
+
+    def pin(self, algorithm: str | None = None, cut: tuple[str, ...] | None = None,
+            timeout: float = 120.0) -> Plan:
+        """Pin an algorithm or a cut; the new plan once the planner publishes it for k workers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.control(algorithm=algorithm or "auto", edge_nodes=cut if cut is not None else ())
+            plan = self._next_plan(deadline)
+            if plan.workers == self.workers and plan.bandwidth_bps == self.uplink_bps:
+                return plan
+            time.sleep(0.5)  # the planner has not seen every worker (or the rate) yet
+
+    def _next_plan(self, deadline: float) -> Plan:
+        while time.monotonic() < deadline:
+            if self.sub.poll(500):
+                msg, _ = decode(self.sub.recv_multipart())
+                if isinstance(msg, PlanMsg):
+                    plan = Plan.from_json(msg.plan)
+                    if plan.plan_id > self.last_plan_id:
+                        self.last_plan_id = plan.plan_id
+                        return plan
+        raise TimeoutError(f"no new plan from the planner; see {self.log_dir}/planner.log")
+
+    # -- the edge --
+    @contextlib.contextmanager
+    def edge(self, load_args: list[str]) -> Iterator[EdgeRun]:
+        self.edges += 1
+        name = f"edge-{self.edges}"
+        out = self.log_dir / f"{name}.jsonl"
+        args = ["--model", self.model, "--threads", "1", "--frames", "0", "--deadline", "600",
+                "--edge-slowdown", str(self.slowdown), "--output", str(out), *load_args]
+        if self.bed is not None:
+            proc = self.bed.start_edge(name, args)
+        else:
+            p = self.ports
+            args += ["--plans", p.plans, "--telemetry", p.telemetry, "--broker", p.frontend,
+                     "--metrics-port", str(p.metrics_base + 15),
+                     "--uplink", str(self.uplink_bps)]
+            proc = _service("edge_agent", args, self.log_dir / f"{name}.log")
+            self.procs[name] = proc
+        run = EdgeRun(proc, out, self.log_dir / f"{name}.log")
+        try:
+            yield run
+        finally:
+            stop_system({name: proc}, timeout=30)
+            self.procs.pop(name, None)
+
+
+@dataclass
+class EdgeRun:
+    proc: subprocess.Popen[bytes]
+    out: Path
+    log: Path
+
+    def _lines(self, plan_id: int) -> list[dict[str, Any]]:
+        if not self.out.exists():
+            return []
+        lines = [json.loads(x) for x in self.out.read_text().splitlines() if x.strip()]
+        return [x for x in lines if x.get("plan_id") == plan_id and not x["dropped"]]
+
+    def _wait(self, done: Any, timeout: float, plan_id: int) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self._lines(plan_id)
+            if done(lines) or time.monotonic() > deadline:
+                return lines
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the edge agent exited; see {self.log}")
+            time.sleep(0.1)
+
+    def latency(self, plan: Plan, frames: int, warm: int = 1, timeout: float = 300.0) -> Measured:
+        """`frames` closed-loop frames of this plan after `warm` (the worker builds its part)."""
+        lines = self._wait(lambda ls: len(ls) >= warm + frames, timeout, plan.plan_id)
+        return Measured(plan, sorted(lines, key=lambda x: x["frame_id"])[warm:warm + frames])
+
+    def throughput(self, plan: Plan, min_done: int, min_span_s: float, skip: int,
+                   timeout: float = 180.0) -> Measured:
+        """Results per second of this plan in steady state: the first `skip` fill the pipeline."""
+        def enough(ls: list[dict[str, Any]]) -> bool:
+            t = sorted(x["done_at"] for x in ls)[skip:]
+            return len(t) >= min_done and t[-1] - t[0] >= min_span_s
+
+        lines = sorted(self._wait(enough, timeout, plan.plan_id), key=lambda x: x["done_at"])[skip:]
+        m = Measured(plan, lines)
+        if len(lines) >= 2 and lines[-1]["done_at"] > lines[0]["done_at"]:
+            m.throughput_fps = (len(lines) - 1) / (lines[-1]["done_at"] - lines[0]["done_at"])
+        return m
+
+
+def hardware() -> str:
+    """The edge and cloud, in words, for the tables."""
+    from common.profiler import _cpu_name
+
+    return f"{_cpu_name()}, {os.cpu_count()} cores, shared by edge and cloud"
+
+
+if __name__ == "__main__":
+    sys.exit("bench.live is a library of the benchmark scripts; run `python -m bench.run`")

@@ -1,0 +1,249 @@
+"""The DADS paper's evaluation, measured on the running system.
+
+    python -m bench.paper [--quick] [--models a,b] [--uplinks cat1,3g,4g,wifi]
+
+Per model and uplink: end-to-end latency under light load of edge-only, cloud-only,
+Neurosurgeon (best prefix of the layer order) and DSL; throughput under heavy load (20 fps) of
+edge-only, cloud-only, DSL and DSH with one cloud worker, then DSL and DSH with four. Every
+number is measured on real services (`bench.live`); the planner is pinned to each algorithm in
+turn and told the link's rate. The edge device is this machine's CPU slowed down by
+`--edge-slowdown` (emulated: its compute time is stretched), the cloud workers are this
+machine's CPU with one thread each. Edge-only sends nothing, so it is measured on the first
+uplink only and repeated in the other rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import DOCS, markdown_table, write_report
+from bench.live import LIGHT, Live, Measured, hardware, heavy_args
+from common.units import PRESETS
+
+MODELS = ["alexnet", "vgg16", "resnet18", "googlenet", "inception_v3", "mobilenet_v2",
+          "densenet121", "resnet50"]
+LIGHT_ALGOS = ["cloud_only", "neurosurgeon", "dsl"]
+HEAVY_ALGOS = ["cloud_only", "dsl", "dsh"]
+
+
+def _record(m: Measured, **keys: Any) -> dict[str, Any]:
+    p = m.plan.predicted
+    return {**keys, "algorithm": m.plan.algorithm, "plan_id": m.plan.plan_id,
+            "edge_nodes": len(m.plan.edge_nodes), "tensors": len(m.plan.transfer),
+            "transfer_bytes": m.plan.transfer_bytes, "frames": len(m.lines),
+            "latency_s": m.latency_s, "throughput_fps": m.throughput_fps,
+            "measured": {s: m.stage_s(s) for s in ("edge", "transfer", "cloud")},
+            "predicted": {"latency_s": p.latency_s, "edge_s": p.edge_s,
+                          "transfer_s": p.transfer_s, "cloud_s": p.cloud_s,
+                          "throughput_fps": p.throughput_fps}}
+
+
+def measure_model(model: str, uplinks: list[str], slowdown: float, frames: int, span_s: float,
+                  big_k: int, log_dir: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def say(r: dict[str, Any]) -> None:
+        out.append(r)
+        got = (f"{r['throughput_fps']:.2f} fps" if r["load"] == "heavy" and r["throughput_fps"]
+               else f"{r['latency_s'] * 1e3:.0f} ms" if r["latency_s"] is not None else "-")
+        print(f"  {model} {r['uplink']} {r['load']} k={r['k']} {r['algorithm']}: {got} "
+              f"(predicted {r['predicted']['latency_s'] * 1e3:.0f} ms, "
+              f"{r['predicted']['throughput_fps']:.2f} fps)", file=sys.stderr, flush=True)
+
+    with Live(model, log_dir / model, slowdown) as live:
+        print(f"{model}: services up, uplink {live.link}", file=sys.stderr, flush=True)
+        for i, uplink in enumerate(uplinks):
+            live.set_uplink(uplink)
+            algos = (["edge_only"] if i == 0 else []) + LIGHT_ALGOS
+            with live.edge(LIGHT) as edge:
+                for algo in algos:
+                    plan = live.pin(algo)
+                    say(_record(edge.latency(plan, frames), model=model, uplink=uplink,
+                                load="light", k=live.workers))
+            algos = (["edge_only"] if i == 0 else []) + HEAVY_ALGOS
+            with live.edge(heavy_args()) as edge:
+                for algo in algos:
+                    plan = live.pin(algo)
+                    say(_record(edge.throughput(plan, 4, span_s, skip=2), model=model,
+                                uplink=uplink, load="heavy", k=live.workers))
+        live.add_workers(big_k - live.workers)
+        for uplink in uplinks:
+            live.set_uplink(uplink)
+            with live.edge(heavy_args(window=2 * big_k + 4)) as edge:
+                for algo in ("dsl", "dsh"):
+                    plan = live.pin(algo)
+                    say(_record(edge.throughput(plan, 4, span_s, skip=big_k + 1), model=model,
+                                uplink=uplink, load="heavy", k=live.workers))
+    return out
+
+
+def _get(records: list[dict[str, Any]], **keys: Any) -> dict[str, Any] | None:
+    for r in records:
+        if all(r.get(k) == v for k, v in keys.items()):
+            return r
+    return None
+
+
+def _ms(r: dict[str, Any] | None) -> str:
+    return f"{r['latency_s'] * 1e3:.0f}" if r and r["latency_s"] is not None else "-"
+
+
+def _fps(r: dict[str, Any] | None) -> str:
+    return f"{r['throughput_fps']:.2f}" if r and r["throughput_fps"] else "-"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def _lat(r: dict[str, Any] | None) -> float | None:
+    return r["latency_s"] if r else None
+
+
+def _thr(r: dict[str, Any] | None) -> float | None:
+    return r["throughput_fps"] if r else None
+
+
+def tables(records: list[dict[str, Any]], big_k: int) -> tuple[str, str, str]:
+    lat_rows, thr_rows, over_rows = [], [], []
+    models = list(dict.fromkeys(r["model"] for r in records))
+    uplinks = list(dict.fromkeys(r["uplink"] for r in records))
+    for model in models:
+        eo_l = _get(records, model=model, load="light", algorithm="edge_only")
+        eo_h = _get(records, model=model, load="heavy", algorithm="edge_only")
+        for up in uplinks:
+            co, ns, dsl = (_get(records, model=model, uplink=up, load="light", algorithm=a)
+                           for a in ("cloud_only", "neurosurgeon", "dsl"))
+            d, n = _lat(dsl), _lat(ns)
+            lower = f"{(1 - d / n) * 100:.0f}%" if d and n else "-"
+            lat_rows.append([model, up, _ms(eo_l), _ms(co), _ms(ns), _ms(dsl),
+                             f"{dsl['edge_nodes']}/{dsl['tensors']}" if dsl else "-",
+                             _ratio(_lat(eo_l), d), _ratio(_lat(co), d), lower])
+            co_h, dsl1, dsh1, dslk, dshk = (
+                _get(records, model=model, uplink=up, load="heavy", algorithm=a, k=k)
+                for a, k in (("cloud_only", 1), ("dsl", 1), ("dsh", 1), ("dsl", big_k), ("dsh", big_k)))
+            thr_rows.append([model, up, _fps(eo_h), _fps(co_h), _fps(dsl1), _fps(dsh1), _fps(dslk),
+                             _fps(dshk), _ratio(_thr(dsh1), _thr(eo_h)),
+                             _ratio(_thr(dsh1), _thr(co_h)), _ratio(_thr(dshk), _thr(eo_h)),
+                             _ratio(_thr(dshk), _thr(co_h))])
+    for r in records:
+        if r["load"] == "light" and r["latency_s"] is not None:
+            m, p = r["measured"], r["predicted"]
+            over_rows.append([r["model"], r["uplink"], r["algorithm"],
+                              f"{p['latency_s'] * 1e3:.0f}", f"{r['latency_s'] * 1e3:.0f}",
+                              f"{r['latency_s'] / p['latency_s']:.2f}",
+                              _ratio(m["edge"], p["edge_s"]), _ratio(m["transfer"], p["transfer_s"]),
+                              _ratio(m["cloud"], p["cloud_s"])])
+    lat = markdown_table(["model", "uplink", "edge-only", "cloud-only", "Neurosurgeon", "DSL",
+                          "DSL cut (edge nodes/tensors)", "DSL vs edge-only", "DSL vs cloud-only",
+                          "DSL lower than Neurosurgeon"], lat_rows)
+    thr = markdown_table(["model", "uplink", "edge-only", "cloud-only", "DSL k=1", "DSH k=1",
+                          f"DSL k={big_k}", f"DSH k={big_k}", "DSH k=1 vs edge-only",
+                          "DSH k=1 vs cloud-only", f"DSH k={big_k} vs edge-only",
+                          f"DSH k={big_k} vs cloud-only"], thr_rows)
+    over = markdown_table(["model", "uplink", "plan", "predicted ms", "measured ms",
+                           "measured/predicted", "edge m/p", "link+hops m/p", "cloud m/p"], over_rows)
+    return lat, thr, over
+
+
+def plot(records: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    uplinks = list(dict.fromkeys(r["uplink"] for r in records))
+    models = list(dict.fromkeys(r["model"] for r in records))
+    fig, axes = plt.subplots(1, len(uplinks), figsize=(4.5 * len(uplinks), 4), squeeze=False)
+    width = 0.2
+    for ax, up in zip(axes[0], uplinks, strict=True):
+        for j, algo in enumerate(["edge_only", "cloud_only", "neurosurgeon", "dsl"]):
+            vals = []
+            for model in models:
+                r = _get(records, model=model, load="light", algorithm=algo,
+                         **({} if algo == "edge_only" else {"uplink": up}))
+                vals.append(r["latency_s"] * 1e3 if r and r["latency_s"] else 0)
+            ax.bar([i + (j - 1.5) * width for i in range(len(models))], vals, width, label=algo)
+        ax.set_xticks(range(len(models)), models, rotation=45, ha="right")
+        ax.set(yscale="log", title=f"light load, {up}", ylabel="latency (ms)")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="alexnet on wifi and 3g, fewer frames")
+    ap.add_argument("--models", help=f"comma-separated (default: {','.join(MODELS)})")
+    ap.add_argument("--uplinks", help=f"comma-separated presets or rates (default: {','.join(PRESETS)})")
+    ap.add_argument("--edge-slowdown", type=float, default=10.0, metavar="F",
+                    help="the edge device is this machine F times slower (default 10)")
+    ap.add_argument("--workers", type=int, default=4, help="the larger pool for DSH (default 4)")
+    ap.add_argument("--out", default=str(DOCS / "paper.md"), help="markdown report")
+    args = ap.parse_args(argv)
+    models = args.models.split(",") if args.models else ["alexnet"] if args.quick else MODELS
+    uplinks = args.uplinks.split(",") if args.uplinks else ["wifi", "3g"] if args.quick else list(PRESETS)
+    frames, span = (2, 2.0) if args.quick else (3, 6.0)
+    log_dir = Path(tempfile.mkdtemp(prefix="dads-paper-"))
+    print(f"bench.paper: logs in {log_dir}", file=sys.stderr)
+    records: list[dict[str, Any]] = []
+    for model in models:
+        records += measure_model(model, uplinks, args.edge_slowdown, frames, span, args.workers,
+                                 log_dir)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(records, indent=1))
+    plot(records, out.with_suffix(".png"))
+    lat, thr, over = tables(records, args.workers)
+    text = f"""## The DADS evaluation, measured on the running system
+
+Edge: {hardware()}; the edge device is emulated {args.edge_slowdown:g}x slower than a core of
+it (its compute time is stretched), one torch thread. Cloud: the same CPU, one torch thread per
+worker. Uplink: {_link()}, planner told its rate. Light load: closed loop (one frame at a time,
+as at the paper's 0.1 fps), median of {frames} frames after a warm one. Heavy load: 20 fps
+offered, results per second in steady state over at least {span:g} s. k = cloud workers
+(the {args.workers} workers of the last columns share this machine's {_cores()} cores, so their
+gain is bounded by the cores, not by the planner).
+
+### End-to-end latency under light load (ms)
+
+{lat}
+
+![latency]({out.with_suffix('.png').name})
+
+### Throughput under heavy load (frames/s)
+
+{thr}
+
+### Measured against predicted (light load)
+
+Measured end-to-end latency / the planner's prediction for the same cut (target ≤ 1.10), and
+per stage (link+hops: everything that is neither edge nor cloud compute).
+
+{over}
+"""
+    write_report(text, str(out))
+    return 0
+
+
+def _link() -> str:
+    from services import testbed
+
+    return ("`tc tbf` on a veth pair between two network namespaces (the test bed)"
+            if testbed.available() else "emulated in the edge's sender (no root here)")
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
