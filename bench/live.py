@@ -35,12 +35,12 @@ from common.wire import Control, PlanMsg, decode, encode
 from services import testbed
 from services.up import Ports, _service, free_base, stop_system
 
-LIGHT = ["--closed-loop", "--fps", "0", "--window", "1", "--queue", "1"]
+LIGHT = ["--closed-loop", "--fps", "0", "--window", "1", "--queue", "1", "--deadline", "120"]
 HEAVY_FPS = 20.0
 
 
 def heavy_args(fps: float = HEAVY_FPS, window: int = 8) -> list[str]:
-    return ["--fps", str(fps), "--window", str(window), "--queue", "8"]
+    return ["--fps", str(fps), "--window", str(window), "--queue", "8", "--deadline", "600"]
 
 
 @dataclass
@@ -197,7 +197,7 @@ class Live:
         self.edges += 1
         name = f"edge-{self.edges}"
         out = self.log_dir / f"{name}.jsonl"
-        args = ["--model", self.model, "--threads", "1", "--frames", "0", "--deadline", "600",
+        args = ["--model", self.model, "--threads", "1", "--frames", "0",
                 "--edge-slowdown", str(self.slowdown), "--output", str(out), *load_args]
         if self.bed is not None:
             proc = self.bed.start_edge(name, args)

@@ -15,7 +15,8 @@ import networkx as nx
 
 from common.errors import InvalidCut
 
-__all__ = ["inputs_of", "check_cut", "transfer", "random_cut", "closed_sets", "ancestors_cut"]
+__all__ = ["inputs_of", "check_cut", "transfer", "layer_order", "random_cut", "closed_sets",
+           "ancestors_cut"]
 
 
 def inputs_of(g: nx.DiGraph) -> list[str]:
@@ -55,6 +56,16 @@ def ancestors_cut(g: nx.DiGraph, nodes: Iterable[str]) -> frozenset[str]:
         edge.add(v)
         edge |= nx.ancestors(g, v)
     return frozenset(edge)
+
+
+def layer_order(g: nx.DiGraph) -> list[str]:
+    """The chain view's order: inputs first, then a topological order that follows the graph's
+    own node order (the order the layers were traced in). Its prefixes are the single cut points
+    of Neurosurgeon-style planners."""
+    position = {v: i for i, v in enumerate(g)}
+    order = list(nx.lexicographical_topological_sort(g, key=position.__getitem__))
+    inputs = set(inputs_of(g))
+    return [v for v in order if v in inputs] + [v for v in order if v not in inputs]
 
 
 def random_cut(g: nx.DiGraph, rng: random.Random) -> frozenset[str]:

@@ -267,10 +267,8 @@ def neurosurgeon(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1) -> Plan:
     chain-view planner; what it cannot do is put parallel branches on different sides.
     """
     _check_inputs(g, bandwidth_bps, workers)
-    position = {v: i for i, v in enumerate(g)}
-    order = list(nx.lexicographical_topological_sort(g, key=position.__getitem__))
+    order = dag.layer_order(g)
     inputs = set(dag.inputs_of(g))
-    order = [v for v in order if v in inputs] + [v for v in order if v not in inputs]
     spb = 8.0 / bandwidth_bps
     edge: set[str] = set()
     cloud_succ = {v: g.out_degree(v) for v in g}

@@ -8,6 +8,10 @@ Services never touch socket options or the codec directly: they open a channel f
   parked on a peer that is not there.
 - ROUTER_MANDATORY on routers: sending to a vanished peer raises instead of dropping silently.
 - ZMTP heartbeats: dead TCP peers are noticed by the transport as well as by our own heartbeats.
+  libzmq counts only a *whole* received message as a sign of life, so the timeout must exceed
+  the longest single transfer: a 150 KB frame takes 9 s on a DADS cat1 uplink (130 kbit/s), and
+  a 3 s timeout cut such connections mid-message (found by bench.paper). Liveness of workers is
+  our own heartbeat's job (broker --liveness); this one only reaps dead TCP peers.
 - MAXMSGSIZE: a peer announcing a frame larger than the limits is disconnected before its bytes
   are buffered.
 """
@@ -26,6 +30,7 @@ from common.wire import LIMITS, Limits, Message, WireError, decode, encode
 __all__ = ["Envelope", "Channel", "context", "HWM"]
 
 HWM = 1000
+ZMTP_TIMEOUT_MS = 120_000  # > the longest one message may take on the slowest uplink (see above)
 
 
 def context() -> zmq.asyncio.Context:
@@ -47,9 +52,9 @@ def _configure(sock: zmq.asyncio.Socket, limits: Limits) -> None:
     sock.setsockopt(zmq.SNDHWM, HWM)
     sock.setsockopt(zmq.RCVHWM, HWM)
     sock.setsockopt(zmq.MAXMSGSIZE, limits.max_message_bytes)
-    sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
-    sock.setsockopt(zmq.HEARTBEAT_TTL, 3000)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, 5000)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, ZMTP_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, ZMTP_TIMEOUT_MS)
 
 
 class Channel:

@@ -1,0 +1,186 @@
+"""Planner quality on the running system: regret of DSL's cut, and the cost model's error.
+
+    python -m bench.quality [--quick] [--cases alexnet:3g,googlenet:4g]
+
+For each model and uplink, the planner is pinned (operator `Control`) to every single cut point
+of the layer order (evenly sampled where there are more than `--points`) and to a sample of
+DAG cuts (random closed sets, several tensors crossing), and each is measured under light load
+(closed loop) like DSL's own cut. Regret = DSL's measured latency / the best measured latency
+- 1 (target ≤ 5%). Every measured cut also gives measured / predicted, end to end and per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import DOCS, markdown_table, write_report
+from bench.live import LIGHT, Live, hardware
+from common import dag
+
+CASES = ["alexnet:3g", "alexnet:4g", "resnet18:4g", "googlenet:4g", "googlenet:wifi"]
+QUICK = ["alexnet:3g"]
+
+
+def candidates(model: str, points: int, dag_cuts: int, seed: int = 0
+               ) -> list[tuple[str, frozenset[str]]]:
+    """Single cut points (prefixes of the layer order) and random DAG cuts, each cut once."""
+    from common.graph import trace
+    from common.models import input_shape_for, load_served, synthetic_frame
+
+    g = trace(load_served(model).eval(), synthetic_frame(0, input_shape_for(model)), model).dag
+    order = dag.layer_order(g)
+    first = len(dag.inputs_of(g))
+    ends = list(range(first, len(order) + 1))
+    if len(ends) > points:
+        ends = sorted({ends[round(i * (len(ends) - 1) / (points - 1))] for i in range(points)})
+    seen: set[frozenset[str]] = set()
+    out = []
+    for end in ends:
+        cut = frozenset(order[:end])
+        if cut not in seen:
+            seen.add(cut)
+            out.append(("point", cut))
+    rng = random.Random(seed)
+    for _ in range(50 * dag_cuts):
+        if sum(kind == "dag" for kind, _ in out) >= dag_cuts:
+            break
+        cut = dag.random_cut(g, rng)
+        if cut not in seen and len(dag.transfer(g, cut)) >= 2:
+            seen.add(cut)
+            out.append(("dag", cut))
+    return out
+
+
+def measure_case(model: str, uplink: str, slowdown: float, frames: int, points: int,
+                 dag_cuts: int, log_dir: Path) -> list[dict[str, Any]]:
+    cands = candidates(model, points, dag_cuts)
+    records = []
+    with Live(model, log_dir / f"{model}-{uplink}", slowdown) as live:
+        live.set_uplink(uplink)
+        with live.edge(LIGHT) as edge:
+            todo: list[tuple[str, frozenset[str] | None]] = [("dsl", None), *cands]
+            for i, (kind, cut) in enumerate(todo):
+                plan = live.pin("dsl") if cut is None else live.pin(cut=tuple(sorted(cut)))
+                m = edge.latency(plan, frames)
+                p = plan.predicted
+                records.append({
+                    "model": model, "uplink": uplink, "kind": kind,
+                    "edge_nodes": len(plan.edge_nodes), "tensors": len(plan.transfer),
+                    "cut": sorted(plan.edge_nodes), "latency_s": m.latency_s,
+                    "predicted_s": p.latency_s,
+                    "stages": {s: (m.stage_s(s), getattr(p, f"{s}_s"))
+                               for s in ("edge", "transfer", "cloud")}})
+                print(f"  {model} {uplink} [{i + 1}/{len(todo)}] {kind}: "
+                      f"{len(plan.edge_nodes)} edge nodes, {len(plan.transfer)} tensor(s): "
+                      f"{(m.latency_s or 0) * 1e3:.0f} ms (predicted {p.latency_s * 1e3:.0f})",
+                      file=sys.stderr, flush=True)
+    return records
+
+
+def summarise(records: list[dict[str, Any]]) -> tuple[list[list[object]], list[list[object]]]:
+    regret_rows, error_rows = [], []
+    for case in dict.fromkeys((r["model"], r["uplink"]) for r in records):
+        rs = [r for r in records if (r["model"], r["uplink"]) == case and r["latency_s"]]
+        dsl = next(r for r in rs if r["kind"] == "dsl")
+        best = min(rs, key=lambda r: r["latency_s"])
+        regret = dsl["latency_s"] / best["latency_s"] - 1
+        pred_best = min(rs, key=lambda r: r["predicted_s"])
+        regret_rows.append([
+            *case, len(rs) - 1, sum(r["kind"] == "dag" for r in rs),
+            f"{dsl['edge_nodes']}/{dsl['tensors']}", f"{dsl['latency_s'] * 1e3:.0f}",
+            f"{best['kind']} {best['edge_nodes']}/{best['tensors']}", f"{best['latency_s'] * 1e3:.0f}",
+            f"{regret * 100:.1f}%", "yes" if regret <= 0.05 else "no",
+            "yes" if pred_best["predicted_s"] >= dsl["predicted_s"] - 1e-9 else "no"])
+        ratios = [r["latency_s"] / r["predicted_s"] for r in rs]
+        stage = {s: [r["stages"][s][0] / r["stages"][s][1] for r in rs
+                     if r["stages"][s][1] > 1e-3 and r["stages"][s][0] is not None]
+                 for s in ("edge", "transfer", "cloud")}
+        error_rows.append([*case, len(rs), _spread(ratios), *(_spread(stage[s]) for s in stage)])
+    return regret_rows, error_rows
+
+
+def _spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+def plot(records: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(dict.fromkeys((r["model"], r["uplink"]) for r in records))
+    fig, axes = plt.subplots(1, len(cases), figsize=(4 * len(cases), 3.8), squeeze=False)
+    for ax, case in zip(axes[0], cases, strict=True):
+        rs = [r for r in records if (r["model"], r["uplink"]) == case and r["latency_s"]]
+        for kind, marker in (("point", "o"), ("dag", "^"), ("dsl", "*")):
+            sel = [r for r in rs if r["kind"] == kind]
+            ax.scatter([r["predicted_s"] * 1e3 for r in sel], [r["latency_s"] * 1e3 for r in sel],
+                       marker=marker, s=120 if kind == "dsl" else 25, label=kind)
+        lim = max(max(r["latency_s"], r["predicted_s"]) for r in rs) * 1e3 * 1.1
+        ax.plot([0, lim], [0, lim], color="grey", lw=1, ls="--")
+        ax.set(xlabel="predicted latency (ms)", ylabel="measured latency (ms)",
+               title=f"{case[0]}, {case[1]}", xscale="log", yscale="log")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}, fewer cuts")
+    ap.add_argument("--cases", help=f"model:uplink,... (default {','.join(CASES)})")
+    ap.add_argument("--points", type=int, default=24, help="single cut points at most (24)")
+    ap.add_argument("--dag-cuts", type=int, default=8, help="random multi-tensor cuts (8)")
+    ap.add_argument("--frames", type=int, default=3, help="frames per cut after a warm one (3)")
+    ap.add_argument("--edge-slowdown", type=float, default=10.0, metavar="F",
+                    help="the edge device is this machine F times slower (default 10)")
+    ap.add_argument("--out", default=str(DOCS / "quality.md"), help="markdown report")
+    args = ap.parse_args(argv)
+    cases = args.cases.split(",") if args.cases else QUICK if args.quick else CASES
+    points, dag_cuts, frames = (6, 2, 2) if args.quick else (args.points, args.dag_cuts, args.frames)
+    log_dir = Path(tempfile.mkdtemp(prefix="dads-quality-"))
+    print(f"bench.quality: logs in {log_dir}", file=sys.stderr)
+    records = []
+    for case in cases:
+        model, _, uplink = case.partition(":")
+        records += measure_case(model, uplink, args.edge_slowdown, frames, points, dag_cuts, log_dir)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(records, indent=1))
+    plot(records, out.with_suffix(".png"))
+    regret, error = summarise(records)
+    text = f"""## Planner quality: regret and prediction error, measured
+
+{hardware()}; edge emulated {args.edge_slowdown:g}x slower, one torch thread each side; light load
+(closed loop), median of {frames} frames after a warm one per cut; the planner pinned to each cut.
+Regret = DSL's measured latency / the best measured latency among all the cuts tried − 1
+(target ≤ 5%). "DSL optimal on the model" checks that no tried cut has a lower *predicted*
+latency than DSL's (it must not: DSL is the exact minimum under the cost model).
+
+{markdown_table(["model", "uplink", "cuts tried", "of them DAG cuts", "DSL cut (edge nodes/tensors)",
+                 "DSL ms", "best measured cut", "best ms", "regret", "≤ 5%",
+                 "DSL optimal on the model"], regret)}
+
+### Measured / predicted, over every cut tried: median (min–max)
+
+{markdown_table(["model", "uplink", "cuts", "end to end", "edge", "link+hops", "cloud"], error)}
+
+![measured vs predicted]({out.with_suffix('.png').name})
+"""
+    write_report(text, str(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
