@@ -66,7 +66,7 @@ def measure_model(model: str, uplinks: list[str], slowdown: float, frames: int, 
                     say(_record(edge.latency(plan, frames), model=model, uplink=uplink,
                                 load="light", k=live.workers))
             algos = (["edge_only"] if i == 0 else []) + HEAVY_ALGOS
-            with live.edge(heavy_args()) as edge:
+            with live.edge(heavy_args(window=4)) as edge:
                 for algo in algos:
                     plan = live.pin(algo)
                     say(_record(edge.throughput(plan, 4, span_s, skip=2), model=model,
@@ -74,7 +74,7 @@ def measure_model(model: str, uplinks: list[str], slowdown: float, frames: int, 
         live.add_workers(big_k - live.workers)
         for uplink in uplinks:
             live.set_uplink(uplink)
-            with live.edge(heavy_args(window=2 * big_k + 4)) as edge:
+            with live.edge(heavy_args(window=big_k + 3)) as edge:
                 for algo in ("dsl", "dsh"):
                     plan = live.pin(algo)
                     say(_record(edge.throughput(plan, 4, span_s, skip=big_k + 1), model=model,
@@ -192,12 +192,18 @@ def main(argv: list[str] | None = None) -> int:
     frames, span = (2, 2.0) if args.quick else (3, 6.0)
     log_dir = Path(tempfile.mkdtemp(prefix="dads-paper-"))
     print(f"bench.paper: logs in {log_dir}", file=sys.stderr)
-    records: list[dict[str, Any]] = []
-    for model in models:
-        records += measure_model(model, uplinks, args.edge_slowdown, frames, span, args.workers,
-                                 log_dir)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    records: list[dict[str, Any]] = []
+    for model in models:  # the report is rewritten after each model: a cut-short run still counts
+        records += measure_model(model, uplinks, args.edge_slowdown, frames, span, args.workers,
+                                 log_dir)
+        report(records, args, frames, span, out)
+    return 0
+
+
+def report(records: list[dict[str, Any]], args: argparse.Namespace, frames: int, span: float,
+           out: Path) -> None:
     out.with_suffix(".json").write_text(json.dumps(records, indent=1))
     plot(records, out.with_suffix(".png"))
     lat, thr, over = tables(records, args.workers)
@@ -229,7 +235,6 @@ per stage (link+hops: everything that is neither edge nor cloud compute).
 {over}
 """
     write_report(text, str(out))
-    return 0
 
 
 def _link() -> str:
