@@ -63,7 +63,7 @@ class Channel:
     def __init__(self, sock: zmq.asyncio.Socket, limits: Limits = LIMITS) -> None:
         self.sock = sock
         self.limits = limits
-        self.routed = sock.socket_type == zmq.ROUTER
+        self.routed = sock.type == zmq.ROUTER
 
     @classmethod
     def open(

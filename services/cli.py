@@ -340,8 +340,8 @@ def cmd_ctl(args: argparse.Namespace) -> int:
         doc = json.loads(Path(args.pin_cut).read_text())
         nodes = doc.get("edge_nodes") if isinstance(doc, dict) else doc
         if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
-            raise SystemExit(f"{args.pin_cut}: expected a list of node names or a plan with "
-                             "'edge_nodes' (as `dads plan --json` writes)")
+            raise SystemExit(f"{args.pin_cut}: expected a list of node names or a plan JSON "
+                             "with 'edge_nodes'")
         cut = tuple(nodes)
     msg = Control(args.bandwidth, args.algorithm, cut)
     if msg == Control():
@@ -486,8 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algorithm", choices=["auto", *ALGORITHMS],
                    help="plan with this algorithm only ('auto': DSL or DSH by load, the default)")
     pin = p.add_mutually_exclusive_group()
-    pin.add_argument("--pin-cut", metavar="FILE", help="run exactly this cut: a JSON list of edge "
-                     "node names, or a plan as `dads plan --json` writes it")
+    pin.add_argument("--pin-cut", metavar="FILE", help="run exactly this cut: a JSON list of the "
+                     "served graph's edge node names, or a plan JSON (DESIGN §3) holding them")
     pin.add_argument("--unpin-cut", action="store_true", help="lift a pinned cut")
     p.set_defaults(func=cmd_ctl)
     return parser

@@ -124,6 +124,15 @@ def test_pinned_cut_carries_several_tensors(system: System, reference) -> None:
     assert "cut pinned" in system.log("planner")
 
 
+def test_closed_loop_never_queues_a_frame(system: System, reference) -> None:
+    """--closed-loop: each frame is captured after the last one is done (light-load latency)."""
+    lines = system.stream("edge-closed", frames=5, fps=0, extra=["--closed-loop", "--window", "4"])
+    assert_exact(lines, reference, 5)
+    lines.sort(key=lambda x: x["frame_id"])
+    for prev, nxt in zip(lines, lines[1:], strict=False):
+        assert nxt["done_at"] - nxt["latency_s"] >= prev["done_at"] - 0.01, (prev, nxt)
+
+
 def test_bad_pins_are_refused_and_counted(system: System, reference) -> None:
     """Refused on arrival, or (a cut sent before any edge model was known) dropped at planning."""
     m = system.ports.metrics_base
