@@ -35,9 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="every part at a smoke-test size")
     ap.add_argument("--only", help=f"comma-separated parts ({', '.join(p for p, _ in PARTS)})")
     ap.add_argument("--out-dir", default=str(DOCS), help="where reports go (default docs/)")
+    ap.add_argument("--assemble", action="store_true",
+                    help="measure nothing: only rebuild BENCHMARKS.md from the part reports")
     args = ap.parse_args(argv)
     names = [p for p, _ in PARTS]
-    chosen = args.only.split(",") if args.only else names
+    chosen = [] if args.assemble else args.only.split(",") if args.only else names
     unknown = set(chosen) - set(names)
     if unknown:
         ap.error(f"unknown part(s) {', '.join(sorted(unknown))}: choose from {', '.join(names)}")
