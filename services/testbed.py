@@ -81,6 +81,10 @@ class Testbed:
             _run("ip", "-n", ns, "link", "set", dev, "up")
             _run("ip", "-n", ns, "link", "set", "lo", "up")
         if self.manage:
+            taken = subprocess.run(["ip", "-br", "addr"], capture_output=True, text=True).stdout
+            if f"{HOST_MGMT_IP}/" in taken:  # two would answer for one address: refuse
+                raise RuntimeError(f"{HOST_MGMT_IP} is in use: another test bed with a management "
+                                   "link runs here (one at a time), or a stale one; see `ip -br addr`")
             host_if, cloud_if = self.mgmt_if
             _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", cloud_if)
             _run("ip", "link", "set", cloud_if, "netns", self.cloud_ns)
