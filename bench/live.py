@@ -19,7 +19,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -80,7 +79,7 @@ class Live:
 
     @property
     def link(self) -> str:
-        return "tc tbf on a veth pair (test bed)" if self.use_testbed else "emulated in the edge's sender"
+        return link_description(self.use_testbed)
 
     # -- lifecycle --
     def __enter__(self) -> Live:
@@ -257,12 +256,16 @@ class EdgeRun:
         return m
 
 
+def link_description(use_testbed: bool | None = None) -> str:
+    """How the uplink is made, in words, for the tables."""
+    if use_testbed is None:
+        use_testbed = testbed.available()
+    return ("`tc tbf` on a veth pair between two network namespaces (the test bed)" if use_testbed
+            else "emulated in the edge's sender (no root here)")
+
+
 def hardware() -> str:
     """The edge and cloud, in words, for the tables."""
     from common.profiler import _cpu_name
 
     return f"{_cpu_name()}, {os.cpu_count()} cores, shared by edge and cloud"
-
-
-if __name__ == "__main__":
-    sys.exit("bench.live is a library of the benchmark scripts; run `python -m bench.run`")

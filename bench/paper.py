@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from bench.common import DOCS, markdown_table, write_report
-from bench.live import LIGHT, Live, Measured, hardware, heavy_args
+from bench.live import LIGHT, Live, Measured, hardware, heavy_args, link_description
 from common.units import PRESETS
 
 MODELS = ["alexnet", "vgg16", "resnet18", "googlenet", "inception_v3", "mobilenet_v2",
@@ -211,10 +212,10 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, frames: int,
 
 Edge: {hardware()}; the edge device is emulated {args.edge_slowdown:g}x slower than a core of
 it (its compute time is stretched), one torch thread. Cloud: the same CPU, one torch thread per
-worker. Uplink: {_link()}, planner told its rate. Light load: closed loop (one frame at a time,
+worker. Uplink: {link_description()}, planner told its rate. Light load: closed loop (one frame at a time,
 as at the paper's 0.1 fps), median of {frames} frames after a warm one. Heavy load: 20 fps
 offered, results per second in steady state over at least {span:g} s. k = cloud workers
-(the {args.workers} workers of the last columns share this machine's {_cores()} cores, so their
+(the {args.workers} workers of the last columns share this machine's {os.cpu_count()} cores, so their
 gain is bounded by the cores, not by the planner).
 
 ### End-to-end latency under light load (ms)
@@ -235,19 +236,6 @@ per stage (link+hops: everything that is neither edge nor cloud compute).
 {over}
 """
     write_report(text, str(out))
-
-
-def _link() -> str:
-    from services import testbed
-
-    return ("`tc tbf` on a veth pair between two network namespaces (the test bed)"
-            if testbed.available() else "emulated in the edge's sender (no root here)")
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 1
 
 
 if __name__ == "__main__":
