@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 
@@ -54,3 +59,30 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def parser(doc: str | None, report: str) -> argparse.ArgumentParser:
+    """The argument parser every benchmark starts from: its docstring as help, `--out`."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(DOCS / report), help=f"markdown report (default docs/{report})")
+    return ap
+
+
+def add_edge_slowdown(ap: argparse.ArgumentParser, default: float = 10.0) -> None:
+    ap.add_argument("--edge-slowdown", type=float, default=default, metavar="F",
+                    help=f"the edge device is this machine F times slower (default {default:g})")
+
+
+def log_dir(part: str) -> Path:
+    """A fresh directory for one run's service logs, said on stderr (where to look on failure)."""
+    path = Path(tempfile.mkdtemp(prefix=f"dads-{part}-"))
+    print(f"bench.{part}: logs in {path}", file=sys.stderr)
+    return path
+
+
+def save_raw(records: Any, out: Path, plot: Callable[[Any, Path], None]) -> str:
+    """Write a report's raw records (.json) and its plot (.png) beside it; the plot's file name."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(records, indent=1))
+    plot(records, out.with_suffix(".png"))
+    return out.with_suffix(".png").name

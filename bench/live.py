@@ -32,7 +32,15 @@ from common.partition import Plan
 from common.units import parse_bandwidth
 from common.wire import Control, PlanMsg, decode, encode
 from services import testbed
-from services.up import Ports, _service, free_base, stop_system
+from services.up import (
+    Ports,
+    free_base,
+    start_cloud,
+    start_service,
+    start_workers,
+    stop_system,
+    wait_log,
+)
 
 LIGHT = ["--closed-loop", "--fps", "0", "--window", "1", "--queue", "1", "--deadline", "120"]
 HEAVY_FPS = 20.0
@@ -99,15 +107,9 @@ class Live:
                 self.telemetry = f"tcp://{host}:{port('DADS_TELEMETRY_PORT')}"
             else:
                 self.ports = Ports(free_base(4), free_base(16))
-                p, m = self.ports, self.ports.metrics_base
                 os.environ.update(env)
-                self.procs["broker"] = _service(
-                    "broker", ["--frontend", p.frontend, "--backend", p.backend, "--planner",
-                               p.telemetry, "--metrics-port", str(m)], self.log_dir / "broker.log")
-                self.procs["planner"] = _service(
-                    "planner", ["--plans", p.plans, "--telemetry", p.telemetry, "--metrics-port",
-                                str(m + 1), *planner], self.log_dir / "planner.log")
-                self.plans, self.telemetry = p.plans, p.telemetry
+                self.procs = start_cloud(self.ports, self.log_dir, planner)
+                self.plans, self.telemetry = self.ports.plans, self.ports.telemetry
             ctx = zmq.Context.instance()
             self.sub = ctx.socket(zmq.SUB)
             self.sub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -130,32 +132,15 @@ class Live:
         else:
             stop_system(self.procs, timeout=10)
 
-    def _wait_log(self, name: str, text: str, timeout: float = 300.0) -> None:
-        path = self.log_dir / f"{name}.log"
-        deadline = time.monotonic() + timeout
-        while not (path.exists() and text in path.read_text(errors="replace")):
-            proc = self.procs.get(name)
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"{name} exited; see {path}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} never logged {text!r}; see {path}")
-            time.sleep(0.2)
-
     def add_workers(self, count: int) -> None:
         if self.bed is not None:
             names = self.bed.add_workers(self.model, count)
         else:
-            p, m = self.ports, self.ports.metrics_base
-            names = []
-            for i in range(self.workers, self.workers + count):
-                names.append(f"worker-{i}")
-                self.procs[names[-1]] = _service(
-                    "cloud_worker", ["--model", self.model, "--threads", "1", "--plans", p.plans,
-                                     "--telemetry", p.telemetry, "--broker", p.backend, "--id",
-                                     names[-1], "--metrics-port", str(m + 2 + i)],
-                    self.log_dir / f"{names[-1]}.log")
+            started = start_workers(self.ports, self.model, self.log_dir, self.workers, count)
+            self.procs.update(started)
+            names = list(started)
         for name in names:
-            self._wait_log(name, "ready on")
+            wait_log(self.log_dir / f"{name}.log", "ready on", self.procs.get(name), 300.0)
         self.workers += count
 
     # -- steering --
@@ -205,7 +190,7 @@ class Live:
             args += ["--plans", p.plans, "--telemetry", p.telemetry, "--broker", p.frontend,
                      "--metrics-port", str(p.metrics_base + 15),
                      "--uplink", str(self.uplink_bps)]
-            proc = _service("edge_agent", args, self.log_dir / f"{name}.log")
+            proc = start_service("edge_agent", args, self.log_dir / f"{name}.log")
             self.procs[name] = proc
         run = EdgeRun(proc, out, self.log_dir / f"{name}.log")
         try:

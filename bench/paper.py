@@ -15,14 +15,12 @@ uplink only and repeated in the other rows.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import DOCS, markdown_table, write_report
+from bench.common import add_edge_slowdown, log_dir, markdown_table, parser, save_raw, write_report
 from bench.live import LIGHT, Live, Measured, hardware, heavy_args, link_description
 from common.units import PRESETS
 
@@ -179,34 +177,29 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__, "paper.md")
     ap.add_argument("--quick", action="store_true", help="alexnet on wifi and 3g, fewer frames")
     ap.add_argument("--models", help=f"comma-separated (default: {','.join(MODELS)})")
     ap.add_argument("--uplinks", help=f"comma-separated presets or rates (default: {','.join(PRESETS)})")
-    ap.add_argument("--edge-slowdown", type=float, default=10.0, metavar="F",
-                    help="the edge device is this machine F times slower (default 10)")
+    add_edge_slowdown(ap)
     ap.add_argument("--workers", type=int, default=4, help="the larger pool for DSH (default 4)")
-    ap.add_argument("--out", default=str(DOCS / "paper.md"), help="markdown report")
     args = ap.parse_args(argv)
     models = args.models.split(",") if args.models else ["alexnet"] if args.quick else MODELS
     uplinks = args.uplinks.split(",") if args.uplinks else ["wifi", "3g"] if args.quick else list(PRESETS)
     frames, span = (2, 2.0) if args.quick else (3, 6.0)
-    log_dir = Path(tempfile.mkdtemp(prefix="dads-paper-"))
-    print(f"bench.paper: logs in {log_dir}", file=sys.stderr)
+    logs = log_dir("paper")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
     for model in models:  # the report is rewritten after each model: a cut-short run still counts
         records += measure_model(model, uplinks, args.edge_slowdown, frames, span, args.workers,
-                                 log_dir)
+                                 logs)
         report(records, args, frames, span, out)
     return 0
 
 
 def report(records: list[dict[str, Any]], args: argparse.Namespace, frames: int, span: float,
            out: Path) -> None:
-    out.with_suffix(".json").write_text(json.dumps(records, indent=1))
-    plot(records, out.with_suffix(".png"))
+    png = save_raw(records, out, plot)
     lat, thr, over = tables(records, args.workers)
     text = f"""## The DADS evaluation, measured on the running system
 
@@ -222,7 +215,7 @@ gain is bounded by the cores, not by the planner).
 
 {lat}
 
-![latency]({out.with_suffix('.png').name})
+![latency]({png})
 
 ### Throughput under heavy load (frames/s)
 

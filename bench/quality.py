@@ -11,16 +11,13 @@ DAG cuts (random closed sets, several tensors crossing), and each is measured un
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import DOCS, markdown_table, write_report
+from bench.common import add_edge_slowdown, log_dir, markdown_table, parser, save_raw, write_report
 from bench.live import LIGHT, Live, hardware
 from common import dag
 
@@ -59,10 +56,10 @@ def candidates(model: str, points: int, dag_cuts: int, seed: int = 0
 
 
 def measure_case(model: str, uplink: str, slowdown: float, frames: int, points: int,
-                 dag_cuts: int, log_dir: Path) -> list[dict[str, Any]]:
+                 dag_cuts: int, logs: Path) -> list[dict[str, Any]]:
     cands = candidates(model, points, dag_cuts)
     records = []
-    with Live(model, log_dir / f"{model}-{uplink}", slowdown) as live:
+    with Live(model, logs / f"{model}-{uplink}", slowdown) as live:
         live.set_uplink(uplink)
         with live.edge(LIGHT) as edge:
             todo: list[tuple[str, frozenset[str] | None]] = [("dsl", None), *cands]
@@ -137,32 +134,31 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__, "quality.md")
     ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}, fewer cuts")
     ap.add_argument("--cases", help=f"model:uplink,... (default {','.join(CASES)})")
     ap.add_argument("--points", type=int, default=24, help="single cut points at most (24)")
     ap.add_argument("--dag-cuts", type=int, default=8, help="random multi-tensor cuts (8)")
     ap.add_argument("--frames", type=int, default=3, help="frames per cut after a warm one (3)")
-    ap.add_argument("--edge-slowdown", type=float, default=10.0, metavar="F",
-                    help="the edge device is this machine F times slower (default 10)")
-    ap.add_argument("--out", default=str(DOCS / "quality.md"), help="markdown report")
+    add_edge_slowdown(ap)
     args = ap.parse_args(argv)
     cases = args.cases.split(",") if args.cases else QUICK if args.quick else CASES
     points, dag_cuts, frames = (6, 2, 2) if args.quick else (args.points, args.dag_cuts, args.frames)
-    log_dir = Path(tempfile.mkdtemp(prefix="dads-quality-"))
-    print(f"bench.quality: logs in {log_dir}", file=sys.stderr)
-    records = []
-    for case in cases:
+    logs = log_dir("quality")
+    records: list[dict[str, Any]] = []
+    for case in cases:  # the report is rewritten after each case: a cut-short run still counts
         model, _, uplink = case.partition(":")
-        records += measure_case(model, uplink, args.edge_slowdown, frames, points, dag_cuts, log_dir)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(records, indent=1))
-    plot(records, out.with_suffix(".png"))
+        records += measure_case(model, uplink, args.edge_slowdown, frames, points, dag_cuts, logs)
+        report(records, args.edge_slowdown, frames, Path(args.out))
+    return 0
+
+
+def report(records: list[dict[str, Any]], slowdown: float, frames: int, out: Path) -> None:
+    png = save_raw(records, out, plot)
     regret, error = summarise(records)
     text = f"""## Planner quality: regret and prediction error, measured
 
-{hardware()}; edge emulated {args.edge_slowdown:g}x slower, one torch thread each side; light load
+{hardware()}; edge emulated {slowdown:g}x slower, one torch thread each side; light load
 (closed loop), median of {frames} frames after a warm one per cut; the planner pinned to each cut.
 Regret = DSL's measured latency / the best measured latency among all the cuts tried − 1
 (target ≤ 5%). "DSL optimal on the model" checks that no tried cut has a lower *predicted*
@@ -176,10 +172,9 @@ latency than DSL's (it must not: DSL is the exact minimum under the cost model).
 
 {markdown_table(["model", "uplink", "cuts", "end to end", "edge", "link+hops", "cloud"], error)}
 
-![measured vs predicted]({out.with_suffix('.png').name})
+![measured vs predicted]({png})
 """
     write_report(text, str(out))
-    return 0
 
 
 if __name__ == "__main__":

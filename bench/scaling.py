@@ -13,22 +13,19 @@ what the runtime loses to dispatch, queues and hops.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import DOCS, markdown_table, write_report
+from bench.common import log_dir, markdown_table, parser, save_raw, write_report
 from bench.live import Live, hardware, heavy_args
 
 
 def run(model: str, counts: list[int], uplink: str, min_done: int, span_s: float,
-        log_dir: Path) -> list[dict[str, Any]]:
+        logs: Path) -> list[dict[str, Any]]:
     rows = []
-    with Live(model, log_dir, edge_slowdown=1.0, workers=counts[0]) as live:
+    with Live(model, logs, edge_slowdown=1.0, workers=counts[0]) as live:
         live.set_uplink(uplink)
         for k in counts:
             live.add_workers(k - live.workers)
@@ -70,22 +67,17 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__, "scaling.md")
     ap.add_argument("--quick", action="store_true", help="1 and 2 workers, shorter windows")
     ap.add_argument("--model", default="googlenet", help="default googlenet")
     ap.add_argument("--workers", default="1,2,4", help="worker counts (default 1,2,4)")
     ap.add_argument("--uplink", default="1gbit", help="the link's rate (default 1gbit: not the limit)")
-    ap.add_argument("--out", default=str(DOCS / "scaling.md"), help="markdown report")
     args = ap.parse_args(argv)
     counts = [1, 2] if args.quick else [int(k) for k in args.workers.split(",")]
     min_done, span = (6, 2.0) if args.quick else (30, 10.0)
-    log_dir = Path(tempfile.mkdtemp(prefix="dads-scaling-"))
-    print(f"bench.scaling: logs in {log_dir}", file=sys.stderr)
-    rows = run(args.model, counts, args.uplink, min_done, span, log_dir)
+    rows = run(args.model, counts, args.uplink, min_done, span, log_dir("scaling"))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    plot(rows, out.with_suffix(".png"))
+    png = save_raw(rows, out, plot)
     table = markdown_table(
         ["workers", "measured fps", "bound (measured stages)", "of bound", "≥ 90%",
          "bound (predicted)", "of predicted", "cloud stage ms", "edge stage ms"],
@@ -102,7 +94,7 @@ over at least {span:g} s. Bounds are 1/max(edge, link, cloud/k).
 
 {table}
 
-![scaling]({out.with_suffix('.png').name})
+![scaling]({png})
 """
     write_report(text, str(out))
     return 0

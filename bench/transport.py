@@ -14,7 +14,6 @@ Two numbers per payload size: throughput with a window of requests in flight (th
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import multiprocessing as mp
 import statistics
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench.common import DOCS, markdown_table, write_report
+from bench.common import markdown_table, parser, write_report
 
 SIZES = [1 << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20]
 FINGERPRINT = "bench-transport"
@@ -110,11 +109,11 @@ async def _measure(frontend: str, size: int, count: int, window: int) -> tuple[f
 
 
 def run(quick: bool, window: int) -> list[dict[str, float]]:
-    from services.up import Ports, _service, free_base, stop_system
+    from services.up import Ports, free_base, start_service, stop_system
 
     ports = Ports(free_base(4), free_base(2))
     log_dir = Path(tempfile.mkdtemp(prefix="dads-transport-"))
-    procs = {"broker": _service("broker", ["--frontend", ports.frontend, "--backend", ports.backend,
+    procs = {"broker": start_service("broker", ["--frontend", ports.frontend, "--backend", ports.backend,
                                            "--planner", "", "--metrics-port",
                                            str(ports.metrics_base)], log_dir / "broker.log")}
     spawn = mp.get_context("spawn")
@@ -169,10 +168,9 @@ def plot(rows: list[dict[str, float]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__, "transport.md")
     ap.add_argument("--quick", action="store_true", help="fewer messages per size")
     ap.add_argument("--window", type=int, default=8, help="requests in flight for throughput (8)")
-    ap.add_argument("--out", default=str(DOCS / "transport.md"), help="markdown report")
     args = ap.parse_args(argv)
     rows = run(args.quick, args.window)
     png = Path(args.out).with_suffix(".png")

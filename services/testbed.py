@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from common.units import PRESETS, format_bandwidth, parse_bandwidth
-from services.up import _service, stop_system
+from services.up import start_service, stop_system
 
 __all__ = ["Testbed", "add_arguments", "main", "CLOUD_IP", "EDGE_IP", "CLOUD_MGMT_IP", "available"]
 
@@ -119,8 +119,8 @@ class Testbed:
 
     def start_cloud(self, model: str, workers: int, planner_args: list[str] | None = None) -> None:
         pre, env = self.exec_prefix("cloud"), self.env()
-        self.procs["broker"] = _service("broker", [], self.log_dir / "broker.log", env=env, prefix=pre)
-        self.procs["planner"] = _service("planner", [*(planner_args or [])],
+        self.procs["broker"] = start_service("broker", [], self.log_dir / "broker.log", env=env, prefix=pre)
+        self.procs["planner"] = start_service("planner", [*(planner_args or [])],
                                          self.log_dir / "planner.log", env=env, prefix=pre)
         self.add_workers(model, workers)
 
@@ -130,7 +130,7 @@ class Testbed:
         names = []
         for i in range(self.workers, self.workers + count):
             names.append(f"worker-{i}")
-            self.procs[names[-1]] = _service(
+            self.procs[names[-1]] = start_service(
                 "cloud_worker", ["--model", model, "--threads", "1", "--id", names[-1],
                                  "--metrics-port", str(WORKER_METRICS_BASE + i)],
                 self.log_dir / f"{names[-1]}.log", env=env, prefix=pre)
@@ -138,7 +138,7 @@ class Testbed:
         return names
 
     def start_edge(self, name: str, args: list[str], stdout: Any = "log") -> subprocess.Popen[bytes]:
-        proc = _service("edge_agent", args, self.log_dir / f"{name}.log", stdout=stdout,
+        proc = start_service("edge_agent", args, self.log_dir / f"{name}.log", stdout=stdout,
                         env=self.env(), prefix=self.exec_prefix("edge"))
         self.procs[name] = proc
         return proc

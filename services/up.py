@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Ports", "free_base", "spawn_system", "stop_system", "add_arguments", "main"]
+__all__ = ["Ports", "free_base", "start_service", "wait_log", "start_cloud", "start_workers",
+           "spawn_system", "stop_system", "add_arguments", "main"]
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,9 @@ def free_base(count: int = 4) -> int:
     raise RuntimeError("no free ports")
 
 
-def _service(name: str, args: list[str], log: Path, stdout: Any = "log",
-             env: dict[str, str] | None = None, prefix: list[str] | None = None
-             ) -> subprocess.Popen[bytes]:
+def start_service(name: str, args: list[str], log: Path, stdout: Any = "log",
+                  env: dict[str, str] | None = None, prefix: list[str] | None = None
+                  ) -> subprocess.Popen[bytes]:
     """Start `python -m services.NAME`; stderr to `log`, stdout too unless given (None: ours).
 
     `prefix` runs it under another command, e.g. `ip netns exec NS` in the test bed.
@@ -78,29 +79,56 @@ def _service(name: str, args: list[str], log: Path, stdout: Any = "log",
                                 start_new_session=True)
 
 
+def wait_log(log: Path, text: str, proc: subprocess.Popen[bytes] | None = None,
+             timeout: float = 120.0) -> None:
+    """Wait until a service logs `text` (it is ready); fail early, with its log, if it exits."""
+    deadline = time.monotonic() + timeout
+    read = lambda: log.read_text(errors="replace") if log.exists() else ""  # noqa: E731
+    while text not in read():
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{log.stem} exited ({proc.returncode}); {log}:\n{read()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{log.stem} never logged {text!r}; {log}:\n{read()[-3000:]}")
+        time.sleep(0.1)
+
+
+def start_cloud(ports: Ports, log_dir: Path, planner_args: list[str] | None = None
+                ) -> dict[str, subprocess.Popen[bytes]]:
+    """Broker and planner on loopback `ports` (workers: `start_workers`)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    m = ports.metrics_base
+    return {
+        "broker": start_service("broker", ["--frontend", ports.frontend, "--backend", ports.backend,
+                                           "--planner", ports.telemetry, "--metrics-port", str(m)],
+                                log_dir / "broker.log"),
+        "planner": start_service("planner", ["--plans", ports.plans, "--telemetry", ports.telemetry,
+                                             "--metrics-port", str(m + 1), *(planner_args or [])],
+                                 log_dir / "planner.log"),
+    }
+
+
+def start_workers(ports: Ports, model: str, log_dir: Path, first: int, count: int,
+                  threads: int = 1, extra: list[str] | None = None
+                  ) -> dict[str, subprocess.Popen[bytes]]:
+    """Cloud workers `worker-{first}`.. on loopback `ports`; metrics on metrics_base + 2 + i."""
+    return {f"worker-{i}": start_service(
+        "cloud_worker", ["--model", model, "--threads", str(threads), "--plans", ports.plans,
+                         "--telemetry", ports.telemetry, "--broker", ports.backend, "--id",
+                         f"worker-{i}", "--metrics-port", str(ports.metrics_base + 2 + i),
+                         *(extra or [])], log_dir / f"worker-{i}.log")
+        for i in range(first, first + count)}
+
+
 def spawn_system(ports: Ports, model: str, workers: int, log_dir: Path, edge_args: list[str],
                  threads: int = 1, edge_stdout: Any = "log",
                  worker_args: list[str] | None = None) -> dict[str, subprocess.Popen[bytes]]:
     """Start every service; the caller owns stopping them (`stop_system`)."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    m = ports.metrics_base
-    common_args = ["--plans", ports.plans, "--telemetry", ports.telemetry]
-    model_args = ["--model", model, "--threads", str(threads)]
-    procs = {
-        "broker": _service("broker", ["--frontend", ports.frontend, "--backend", ports.backend,
-                                      "--planner", ports.telemetry, "--metrics-port", str(m)],
-                           log_dir / "broker.log"),
-        "planner": _service("planner", [*common_args, "--metrics-port", str(m + 1)],
-                            log_dir / "planner.log"),
-    }
-    for i in range(workers):
-        procs[f"worker-{i}"] = _service(
-            "cloud_worker", [*model_args, *common_args, "--broker", ports.backend, "--id",
-                             f"worker-{i}", "--metrics-port", str(m + 2 + i), *(worker_args or [])],
-            log_dir / f"worker-{i}.log")
-    procs["edge"] = _service(
-        "edge_agent", [*model_args, *common_args, "--broker", ports.frontend,
-                       "--metrics-port", str(m + 2 + workers), *edge_args],
+    procs = start_cloud(ports, log_dir)
+    procs.update(start_workers(ports, model, log_dir, 0, workers, threads, worker_args))
+    procs["edge"] = start_service(
+        "edge_agent", ["--model", model, "--threads", str(threads), "--plans", ports.plans,
+                       "--telemetry", ports.telemetry, "--broker", ports.frontend,
+                       "--metrics-port", str(ports.metrics_base + 2 + workers), *edge_args],
         log_dir / "edge.log", stdout=edge_stdout)
     return procs
 

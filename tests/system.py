@@ -7,14 +7,21 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import zmq
 
 from common.wire import Control, encode
-from services.up import Ports, _service, free_base, stop_system
+from services.up import (
+    Ports,
+    free_base,
+    start_cloud,
+    start_service,
+    start_workers,
+    stop_system,
+    wait_log,
+)
 
 MODEL = "googlenet"
 
@@ -25,20 +32,9 @@ class System:
     def __init__(self, tmp: Path, workers: int = 2, planner_args: list[str] | None = None) -> None:
         self.tmp = tmp
         self.ports = Ports(free_base(4), free_base(8))
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        p, m = self.ports, self.ports.metrics_base
-        common = ["--plans", p.plans, "--telemetry", p.telemetry]
-        self.procs["broker"] = _service("broker", ["--frontend", p.frontend, "--backend", p.backend,
-                                                   "--planner", p.telemetry, "--metrics-port", str(m)],
-                                        tmp / "broker.log")
-        self.procs["planner"] = _service("planner", [*common, "--metrics-port", str(m + 1),
-                                                     *(planner_args or [])], tmp / "planner.log")
-        for i in range(workers):
-            self.procs[f"worker-{i}"] = _service(
-                "cloud_worker", ["--model", MODEL, "--threads", "1", *common, "--broker", p.backend,
-                                 "--id", f"worker-{i}", "--metrics-port", str(m + 2 + i)],
-                tmp / f"worker-{i}.log")
-        self.edge_port = m + 2 + workers
+        self.procs = start_cloud(self.ports, tmp, planner_args)
+        self.procs.update(start_workers(self.ports, MODEL, tmp, 0, workers))
+        self.edge_port = self.ports.metrics_base + 2 + workers
         self.wait_log("broker", "frontend")
         for i in range(workers):
             self.wait_log(f"worker-{i}", "ready on")
@@ -48,14 +44,7 @@ class System:
         return path.read_text() if path.exists() else ""
 
     def wait_log(self, name: str, text: str, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log(name):
-            proc = self.procs.get(name)
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"{name} exited ({proc.returncode}):\n{self.log(name)[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} never logged {text!r}:\n{self.log(name)[-3000:]}")
-            time.sleep(0.1)
+        wait_log(self.tmp / f"{name}.log", text, self.procs.get(name), timeout)
 
     def start_edge(self, name: str, frames: int, fps: float = 5.0, extra: list[str] | None = None
                    ) -> tuple[subprocess.Popen[bytes], Path]:
@@ -65,7 +54,7 @@ class System:
                 "--broker", p.frontend, "--metrics-port", str(self.edge_port), "--frames",
                 str(frames), "--fps", str(fps), "--output", str(out), "--want-output",
                 "--deadline", "60", "--edge-slowdown", "8", *(extra or [])]
-        proc = _service("edge_agent", args, self.tmp / f"{name}.log")
+        proc = start_service("edge_agent", args, self.tmp / f"{name}.log")
         self.procs[name] = proc
         return proc, out
 
