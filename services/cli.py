@@ -376,7 +376,24 @@ def _service_command(module: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: The long-running commands: each module's `add_arguments` and `main` (imported only when run).
+SERVICES: dict[str, tuple[str, str]] = {
+    "broker": ("services.broker.service", "run the broker (edges in front, workers behind)"),
+    "cloud-worker": ("services.cloud_worker.service", "run a cloud worker"),
+    "edge-agent": ("services.edge_agent.service", "run the edge agent"),
+    "planner": ("services.planner.service", "run the planner"),
+    "up": ("services.up", "run the whole system on this machine (loopback)"),
+    "testbed": ("services.testbed", "two hosts (netns) with a shaped real link"),
+}
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `dads` parser; of the services, only `command`'s options are built (they import torch)."""
     parser = argparse.ArgumentParser(
         prog="dads",
         description="Dynamic Adaptive DNN Surgery: split DNN inference between an edge device "
@@ -454,20 +471,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/demo", metavar="DIR", help="figures (default out/demo)")
     p.set_defaults(func=cmd_demo)
 
-    from services import testbed, up
-    from services.broker import service as broker
-    from services.cloud_worker import service as worker
-    from services.edge_agent import service as edge
-    from services.planner import service as planner
+    for name, (module, text) in SERVICES.items():
+        if name != command:  # listed in --help; its options (and torch) load only when chosen
+            sub.add_parser(name, help=text, add_help=False)
+            continue
+        import importlib
 
-    for name, mod, module, text in (
-        ("broker", broker, "services.broker.service", "run the broker (edges in front, workers behind)"),
-        ("cloud-worker", worker, "services.cloud_worker.service", "run a cloud worker"),
-        ("edge-agent", edge, "services.edge_agent.service", "run the edge agent"),
-        ("planner", planner, "services.planner.service", "run the planner"),
-        ("up", up, "services.up", "run the whole system on this machine (loopback)"),
-        ("testbed", testbed, "services.testbed", "two hosts (netns) with a shaped real link"),
-    ):
+        mod = importlib.import_module(module)
         p = sub.add_parser(name, help=text, description=(mod.__doc__ or text).strip().split("\n\n")[0])
         mod.add_arguments(p)
         p.set_defaults(func=_service_command(module))
@@ -494,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command(argv)).parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
