@@ -24,7 +24,7 @@ from common import dag
 from common.graph import ModelGraph, ValueSpec, trace
 
 __all__ = [
-    "EdgePart", "CloudPart", "split", "split_graph", "flatten", "unflatten", "relative_error", "check_cut",
+    "EdgePart", "CloudPart", "split", "split_graph", "cloud_part", "flatten", "unflatten", "relative_error", "check_cut",
     "wire_names",
 ]
 
@@ -105,31 +105,50 @@ class CloudPart(nn.Module):
         return self.gm(*values)
 
 
-def split_graph(graph: ModelGraph, edge_nodes: Iterable[str]) -> tuple[EdgePart, CloudPart]:
-    """Cut a traced model; raises InvalidCut (naming the node) when `edge_nodes` is not a cut."""
+def _crossing(graph: ModelGraph, edge_nodes: Iterable[str]) -> tuple[frozenset[str], list[str]]:
+    """The edge set (checked: raises InvalidCut naming the node) and the tensors that cross,
+    outputs computed on the edge included."""
     edge = dag.check_cut(graph.dag, edge_nodes)
     sends = dag.transfer(graph.dag, edge)
     sends += [v for v in graph.outputs if v in edge and v not in sends]
-    specs = [graph.nodes[v].spec for v in sends]
+    return edge, sends
 
-    src = graph.module.graph
-    edge_g, cloud_g = fx.Graph(), fx.Graph()
-    edge_env: dict[fx.Node, fx.Node] = {}
-    cloud_env: dict[fx.Node, fx.Node] = {}
+
+def _edge_module(graph: ModelGraph, edge: frozenset[str], sends: list[str]) -> fx.GraphModule:
+    src, g = graph.module.graph, fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
     by_name = {n.name: n for n in src.nodes}
-    for v in sends:
-        cloud_env[by_name[v]] = cloud_g.placeholder(v)
+    for n in src.nodes:
+        if n.name in edge:
+            env[n] = g.node_copy(n, env.__getitem__)
+    g.output(tuple(env[by_name[v]] for v in sends))
+    return fx.GraphModule(graph.module, g, class_name="EdgeGraph")
+
+
+def _cloud_module(graph: ModelGraph, edge: frozenset[str], sends: list[str]) -> fx.GraphModule:
+    src, g = graph.module.graph, fx.Graph()
+    by_name = {n.name: n for n in src.nodes}
+    env = {by_name[v]: g.placeholder(v) for v in sends}
     for n in src.nodes:
         if n.op == "output":
-            edge_g.output(tuple(edge_env[by_name[v]] for v in sends))
-            cloud_g.output(fx.map_arg(n.args[0], cloud_env.__getitem__))
-        elif n.name in edge:
-            edge_env[n] = edge_g.node_copy(n, edge_env.__getitem__)
-        else:
-            cloud_env[n] = cloud_g.node_copy(n, cloud_env.__getitem__)
-    edge_gm = fx.GraphModule(graph.module, edge_g, class_name="EdgeGraph")
-    cloud_gm = fx.GraphModule(graph.module, cloud_g, class_name="CloudGraph")
-    return EdgePart(edge_gm, sends, specs), CloudPart(cloud_gm, sends, specs)
+            g.output(fx.map_arg(n.args[0], env.__getitem__))
+        elif n.name not in edge:
+            env[n] = g.node_copy(n, env.__getitem__)
+    return fx.GraphModule(graph.module, g, class_name="CloudGraph")
+
+
+def split_graph(graph: ModelGraph, edge_nodes: Iterable[str]) -> tuple[EdgePart, CloudPart]:
+    """Cut a traced model; raises InvalidCut (naming the node) when `edge_nodes` is not a cut."""
+    edge, sends = _crossing(graph, edge_nodes)
+    specs = [graph.nodes[v].spec for v in sends]
+    return (EdgePart(_edge_module(graph, edge, sends), sends, specs),
+            CloudPart(_cloud_module(graph, edge, sends), sends, specs))
+
+
+def cloud_part(graph: ModelGraph, edge_nodes: Iterable[str]) -> CloudPart:
+    """Only the cloud's side of the cut: what a worker runs (it never needs the edge's)."""
+    edge, sends = _crossing(graph, edge_nodes)
+    return CloudPart(_cloud_module(graph, edge, sends), sends, [graph.nodes[v].spec for v in sends])
 
 
 def split(

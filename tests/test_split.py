@@ -11,7 +11,7 @@ from common import dag
 from common.errors import InvalidCut
 from common.graph import trace
 from common.models import ZOO, example_input, load_model
-from common.split import check_cut, split, split_graph
+from common.split import check_cut, cloud_part, split, split_graph
 from tests.toy_models import Branchy, TwoInputs
 
 TOL = 1e-5
@@ -60,6 +60,21 @@ def test_every_cut_of_a_small_dag_model_is_exact() -> None:
         assert check_cut(graph, edge, x, ref) <= TOL
         count += 1
     assert count == 35  # every closed set of this graph (test_dag checks the enumeration)
+
+
+def test_a_workers_cloud_part_alone_is_the_same_cloud_part() -> None:
+    model = TwoInputs().eval()
+    x = (torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8))
+    graph = trace(model, x, "two_inputs")
+    with torch.no_grad():
+        ref = model(*x)
+    for edge in dag.closed_sets(graph.dag):
+        e, c = split_graph(graph, edge)
+        alone = cloud_part(graph, edge)
+        assert alone.receives == c.receives == e.sends
+        torch.testing.assert_close(alone(*e(*x)), ref, rtol=0, atol=0)
+    with pytest.raises(InvalidCut):
+        cloud_part(graph, ["nope"])
 
 
 def test_tuple_output_crosses_as_one_tensor_per_element() -> None:

@@ -28,7 +28,7 @@ from common.graph import ModelGraph
 from common.metrics import WorkerMetrics, serve
 from common.partition import Plan
 from common.service import Compute, periodic, run_service, setup_logging
-from common.split import CloudPart, split_graph
+from common.split import CloudPart, cloud_part
 from common.tensorwire import from_frames, to_frames
 from common.transport import Channel, Envelope
 from common.wire import (
@@ -178,7 +178,7 @@ class CloudWorker:
             return
         if served.part is None:
             t = time.perf_counter()
-            _, part = await self.compute(split_graph, self.graph, served.plan.edge_nodes)
+            part = await self.compute(cloud_part, self.graph, served.plan.edge_nodes)
             served.part = part
             self.metrics.split_build.observe(time.perf_counter() - t)
         names = [m.name for m in req.tensors]
