@@ -68,9 +68,13 @@ def parser(doc: str | None, report: str) -> argparse.ArgumentParser:
     return ap
 
 
-def add_edge_slowdown(ap: argparse.ArgumentParser, default: float = 10.0) -> None:
-    ap.add_argument("--edge-slowdown", type=float, default=default, metavar="F",
-                    help=f"the edge device is this machine F times slower (default {default:g})")
+def add_devices(ap: argparse.ArgumentParser, default_slowdown: float = 10.0) -> None:
+    """The edge (this machine's CPU, one thread, emulated slower) and the cloud workers' device."""
+    ap.add_argument("--edge-slowdown", type=float, default=default_slowdown, metavar="F",
+                    help=f"the edge device is this machine F times slower (default {default_slowdown:g})")
+    ap.add_argument("--cloud-device", default="cpu", metavar="DEV",
+                    help="the cloud workers' torch device: cpu (default) or cuda[:N]; the edge "
+                    "stays on the CPU")
 
 
 def log_dir(part: str) -> Path:

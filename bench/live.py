@@ -74,8 +74,9 @@ class Live:
     """Services of one model; `edge()` runs an edge agent, `pin()` steers the planner."""
 
     def __init__(self, model: str, log_dir: Path, edge_slowdown: float, workers: int = 1,
-                 use_testbed: bool | None = None) -> None:
+                 use_testbed: bool | None = None, cloud_device: str = "cpu") -> None:
         self.model, self.log_dir, self.slowdown = model, log_dir, edge_slowdown
+        self.cloud_device = cloud_device
         self.use_testbed = testbed.available() if use_testbed is None else use_testbed
         self.initial_workers = workers
         self.workers = 0
@@ -92,7 +93,8 @@ class Live:
     # -- lifecycle --
     def __enter__(self) -> Live:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {"DADS_CACHE": os.environ.get("DADS_CACHE", str(Path.home() / ".cache" / "dads"))}
+        env = {"DADS_CACHE": os.environ.get("DADS_CACHE", str(Path.home() / ".cache" / "dads")),
+               "DADS_DEVICE": self.cloud_device}  # the workers'; the edge is told cpu
         planner = ["--tick", "0.2"]
         try:
             if self.use_testbed:
@@ -181,7 +183,7 @@ class Live:
         self.edges += 1
         name = f"edge-{self.edges}"
         out = self.log_dir / f"{name}.jsonl"
-        args = ["--model", self.model, "--threads", "1", "--frames", "0",
+        args = ["--model", self.model, "--device", "cpu", "--threads", "1", "--frames", "0",
                 "--edge-slowdown", str(self.slowdown), "--output", str(out), *load_args]
         if self.bed is not None:
             proc = self.bed.start_edge(name, args)
@@ -249,8 +251,13 @@ def link_description(use_testbed: bool | None = None) -> str:
             else "emulated in the edge's sender (no root here)")
 
 
-def hardware() -> str:
+def hardware(cloud_device: str = "cpu") -> str:
     """The edge and cloud, in words, for the tables."""
     from common.profiler import _cpu_name
 
-    return f"{_cpu_name()}, {os.cpu_count()} cores, shared by edge and cloud"
+    cpu = f"{_cpu_name()}, {os.cpu_count()} cores"
+    if not cloud_device.startswith("cuda"):
+        return f"{cpu}, shared by edge and cloud"
+    import torch
+
+    return f"edge: {cpu}; cloud: {torch.cuda.get_device_name(torch.device(cloud_device))}"

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import add_edge_slowdown, log_dir, markdown_table, parser, save_raw, write_report
+from bench.common import add_devices, log_dir, markdown_table, parser, save_raw, write_report
 from bench.live import LIGHT, Live, Measured, hardware, heavy_args, link_description
 from common.units import PRESETS
 
@@ -43,7 +43,7 @@ def _record(m: Measured, **keys: Any) -> dict[str, Any]:
 
 
 def measure_model(model: str, uplinks: list[str], slowdown: float, frames: int, span_s: float,
-                  big_k: int, log_dir: Path) -> list[dict[str, Any]]:
+                  big_k: int, logs: Path, cloud_device: str = "cpu") -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def say(r: dict[str, Any]) -> None:
@@ -54,7 +54,7 @@ def measure_model(model: str, uplinks: list[str], slowdown: float, frames: int, 
               f"(predicted {r['predicted']['latency_s'] * 1e3:.0f} ms, "
               f"{r['predicted']['throughput_fps']:.2f} fps)", file=sys.stderr, flush=True)
 
-    with Live(model, log_dir / model, slowdown) as live:
+    with Live(model, logs / model, slowdown, cloud_device=cloud_device) as live:
         print(f"{model}: services up, uplink {live.link}", file=sys.stderr, flush=True)
         for i, uplink in enumerate(uplinks):
             live.set_uplink(uplink)
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="alexnet on wifi and 3g, fewer frames")
     ap.add_argument("--models", help=f"comma-separated (default: {','.join(MODELS)})")
     ap.add_argument("--uplinks", help=f"comma-separated presets or rates (default: {','.join(PRESETS)})")
-    add_edge_slowdown(ap)
+    add_devices(ap)
     ap.add_argument("--workers", type=int, default=4, help="the larger pool for DSH (default 4)")
     args = ap.parse_args(argv)
     models = args.models.split(",") if args.models else ["alexnet"] if args.quick else MODELS
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict[str, Any]] = []
     for model in models:  # the report is rewritten after each model: a cut-short run still counts
         records += measure_model(model, uplinks, args.edge_slowdown, frames, span, args.workers,
-                                 logs)
+                                 logs, args.cloud_device)
         report(records, args, frames, span, out)
     return 0
 
@@ -201,15 +201,16 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, frames: int,
            out: Path) -> None:
     png = save_raw(records, out, plot)
     lat, thr, over = tables(records, args.workers)
+    cloud = ("the same CPU, one torch thread per worker" if args.cloud_device == "cpu"
+             else f"{args.cloud_device} (one worker process each)")
     text = f"""## The DADS evaluation, measured on the running system
 
-Edge: {hardware()}; the edge device is emulated {args.edge_slowdown:g}x slower than a core of
-it (its compute time is stretched), one torch thread. Cloud: the same CPU, one torch thread per
-worker. Uplink: {link_description()}, planner told its rate. Light load: closed loop (one frame at a time,
+{hardware(args.cloud_device)}. The edge device is emulated {args.edge_slowdown:g}x slower than a
+core of this CPU (its compute time is stretched), one torch thread. Cloud: {cloud}. Uplink: {link_description()}, planner told its rate. Light load: closed loop (one frame at a time,
 as at the paper's 0.1 fps), median of {frames} frames after a warm one. Heavy load: 20 fps
 offered, results per second in steady state over at least {span:g} s. k = cloud workers
-(the {args.workers} workers of the last columns share this machine's {os.cpu_count()} cores, so their
-gain is bounded by the cores, not by the planner).
+(on a CPU cloud the {args.workers} workers of the last columns share this machine's {os.cpu_count()}
+cores, so their gain is bounded by the cores, not by the planner).
 
 ### End-to-end latency under light load (ms)
 

@@ -11,13 +11,14 @@ DAG cuts (random closed sets, several tensors crossing), and each is measured un
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import add_edge_slowdown, log_dir, markdown_table, parser, save_raw, write_report
+from bench.common import add_devices, log_dir, markdown_table, parser, save_raw, write_report
 from bench.live import LIGHT, Live, hardware
 from common import dag
 
@@ -56,10 +57,10 @@ def candidates(model: str, points: int, dag_cuts: int, seed: int = 0
 
 
 def measure_case(model: str, uplink: str, slowdown: float, frames: int, points: int,
-                 dag_cuts: int, logs: Path) -> list[dict[str, Any]]:
+                 dag_cuts: int, logs: Path, cloud_device: str = "cpu") -> list[dict[str, Any]]:
     cands = candidates(model, points, dag_cuts)
     records = []
-    with Live(model, logs / f"{model}-{uplink}", slowdown) as live:
+    with Live(model, logs / f"{model}-{uplink}", slowdown, cloud_device=cloud_device) as live:
         live.set_uplink(uplink)
         with live.edge(LIGHT) as edge:
             todo: list[tuple[str, frozenset[str] | None]] = [("dsl", None), *cands]
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", type=int, default=24, help="single cut points at most (24)")
     ap.add_argument("--dag-cuts", type=int, default=8, help="random multi-tensor cuts (8)")
     ap.add_argument("--frames", type=int, default=3, help="frames per cut after a warm one (3)")
-    add_edge_slowdown(ap)
+    add_devices(ap)
     args = ap.parse_args(argv)
     cases = args.cases.split(",") if args.cases else QUICK if args.quick else CASES
     points, dag_cuts, frames = (6, 2, 2) if args.quick else (args.points, args.dag_cuts, args.frames)
@@ -148,17 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict[str, Any]] = []
     for case in cases:  # the report is rewritten after each case: a cut-short run still counts
         model, _, uplink = case.partition(":")
-        records += measure_case(model, uplink, args.edge_slowdown, frames, points, dag_cuts, logs)
-        report(records, args.edge_slowdown, frames, Path(args.out))
+        records += measure_case(model, uplink, args.edge_slowdown, frames, points, dag_cuts, logs,
+                                args.cloud_device)
+        report(records, args, frames, Path(args.out))
     return 0
 
 
-def report(records: list[dict[str, Any]], slowdown: float, frames: int, out: Path) -> None:
+def report(records: list[dict[str, Any]], args: argparse.Namespace, frames: int, out: Path) -> None:
     png = save_raw(records, out, plot)
     regret, error = summarise(records)
     text = f"""## Planner quality: regret and prediction error, measured
 
-{hardware()}; edge emulated {slowdown:g}x slower, one torch thread each side; light load
+{hardware(args.cloud_device)}; edge emulated {args.edge_slowdown:g}x slower, one torch thread each side; light load
 (closed loop), median of {frames} frames after a warm one per cut; the planner pinned to each cut.
 Regret = DSL's measured latency / the best measured latency among all the cuts tried − 1
 (target ≤ 5%). "DSL optimal on the model" checks that no tried cut has a lower *predicted*
