@@ -15,6 +15,7 @@ uplink only and repeated in the other rows.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--uplinks", help=f"comma-separated presets or rates (default: {','.join(PRESETS)})")
     add_devices(ap)
     ap.add_argument("--workers", type=int, default=4, help="the larger pool for DSH (default 4)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the models already in the report's .json, measure the others")
     args = ap.parse_args(argv)
     models = args.models.split(",") if args.models else ["alexnet"] if args.quick else MODELS
     uplinks = args.uplinks.split(",") if args.uplinks else ["wifi", "3g"] if args.quick else list(PRESETS)
@@ -190,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     logs = log_dir("paper")
     out = Path(args.out)
     records: list[dict[str, Any]] = []
+    if args.resume and out.with_suffix(".json").exists():
+        records = json.loads(out.with_suffix(".json").read_text())
+        done = {r["model"] for r in records}
+        print(f"bench.paper: resuming; kept {', '.join(sorted(done))}", file=sys.stderr)
+        models = [m for m in models if m not in done]
     for model in models:  # the report is rewritten after each model: a cut-short run still counts
         records += measure_model(model, uplinks, args.edge_slowdown, frames, span, args.workers,
                                  logs, args.cloud_device)
