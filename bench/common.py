@@ -90,3 +90,13 @@ def save_raw(records: Any, out: Path, plot: Callable[[Any, Path], None]) -> str:
     out.with_suffix(".json").write_text(json.dumps(records, indent=1))
     plot(records, out.with_suffix(".png"))
     return out.with_suffix(".png").name
+
+
+def resumed(out: Path, key: Callable[[dict[str, Any]], str], part: str) -> list[dict[str, Any]]:
+    """The records of a report's .json (`--resume`); says on stderr which keys it keeps."""
+    if not out.with_suffix(".json").exists():
+        return []
+    records: list[dict[str, Any]] = json.loads(out.with_suffix(".json").read_text())
+    print(f"bench.{part}: resuming; kept {', '.join(sorted({key(r) for r in records}))}",
+          file=sys.stderr)
+    return records

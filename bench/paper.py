@@ -15,13 +15,20 @@ uplink only and repeated in the other rows.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import add_devices, log_dir, markdown_table, parser, save_raw, write_report
+from bench.common import (
+    add_devices,
+    log_dir,
+    markdown_table,
+    parser,
+    resumed,
+    save_raw,
+    write_report,
+)
 from bench.live import LIGHT, Live, Measured, hardware, heavy_args, link_description
 from common.units import PRESETS
 
@@ -200,11 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     logs = log_dir("paper")
     out = Path(args.out)
     records: list[dict[str, Any]] = []
-    if args.resume and out.with_suffix(".json").exists():
-        records = json.loads(out.with_suffix(".json").read_text())
-        done = {r["model"] for r in records}
-        print(f"bench.paper: resuming; kept {', '.join(sorted(done))}", file=sys.stderr)
-        models = [m for m in models if m not in done]
+    if args.resume and (records := resumed(out, lambda r: r["model"], "paper")):
+        models = [m for m in models if m not in {r["model"] for r in records}]
         report(records, args, frames, span, out)  # also re-renders a finished run
     for model in models:  # the report is rewritten after each model: a cut-short run still counts
         records += measure_model(model, uplinks, args.edge_slowdown, frames, span, args.workers,

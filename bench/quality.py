@@ -12,14 +12,21 @@ DAG cuts (random closed sets, several tensors crossing), and each is measured un
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import add_devices, log_dir, markdown_table, parser, save_raw, write_report
+from bench.common import (
+    add_devices,
+    log_dir,
+    markdown_table,
+    parser,
+    resumed,
+    save_raw,
+    write_report,
+)
 from bench.live import LIGHT, Live, hardware
 from common import dag
 
@@ -162,11 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     logs = log_dir("quality")
     records: list[dict[str, Any]] = []
     out = Path(args.out)
-    if args.resume and out.with_suffix(".json").exists():
-        records = json.loads(out.with_suffix(".json").read_text())
-        done = {f"{r['model']}:{r['uplink']}" for r in records}
-        print(f"bench.quality: resuming; kept {', '.join(sorted(done))}", file=sys.stderr)
-        cases = [c for c in cases if c not in done]
+    case_of = lambda r: f"{r['model']}:{r['uplink']}"  # noqa: E731
+    if args.resume and (records := resumed(out, case_of, "quality")):
+        cases = [c for c in cases if c not in {case_of(r) for r in records}]
         report(records, args, frames, out)  # also re-renders a finished run
     for case in cases:  # the report is rewritten after each case: a cut-short run still counts
         model, _, uplink = case.partition(":")
