@@ -81,8 +81,8 @@ class CutSolver:
         caps[self._c[:, 0]] = cloud_weight * self.cloud_time[self._c[:, 1]]
         caps[self._t[:, 0]] = seconds_per_byte * self.out_bytes[self._t[:, 1]]
         total = caps.sum()
-        if total > 0:
-            caps = np.rint(caps * (_FINITE_TOTAL / total))
+        if total > 0:  # caps / total first: 2**48 / total overflows when total is subnormal
+            caps = np.rint(caps / total * _FINITE_TOTAL)
         caps[self._inf] = _INF
         flow = self._graph.maxflow(self.source, self.sink, capacity=caps.tolist())
         side: Sequence[int] = next(p for p in flow.partition if self.source in p)
