@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +101,20 @@ def resumed(out: Path, key: Callable[[dict[str, Any]], str], part: str) -> list[
     print(f"bench.{part}: resuming; kept {', '.join(sorted({key(r) for r in records}))}",
           file=sys.stderr)
     return records
+
+
+@contextlib.contextmanager
+def figure(path: Path, *grid: int, dpi: int = 110, **kw: Any) -> Iterator[tuple[Any, Any]]:
+    """`plt.subplots(*grid, **kw)` drawn headless (Agg), laid out and saved to `path` on exit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(*grid, **kw)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        fig.savefig(path, dpi=dpi)
+    finally:
+        plt.close(fig)

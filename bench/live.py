@@ -76,7 +76,9 @@ class Live:
     def __init__(self, model: str, log_dir: Path, edge_slowdown: float, workers: int = 1,
                  use_testbed: bool | None = None, cloud_device: str = "cpu") -> None:
         self.model, self.log_dir, self.slowdown = model, log_dir, edge_slowdown
-        self.cloud_device = cloud_device
+        self.env = {  # every service's; the edge overrides the device with --device cpu
+            "DADS_CACHE": os.environ.get("DADS_CACHE", str(Path.home() / ".cache" / "dads")),
+            "DADS_DEVICE": cloud_device}
         self.use_testbed = testbed.available() if use_testbed is None else use_testbed
         self.initial_workers = workers
         self.workers = 0
@@ -93,13 +95,11 @@ class Live:
     # -- lifecycle --
     def __enter__(self) -> Live:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {"DADS_CACHE": os.environ.get("DADS_CACHE", str(Path.home() / ".cache" / "dads")),
-               "DADS_DEVICE": self.cloud_device}  # the workers'; the edge is told cpu
         planner = ["--tick", "0.2"]
         try:
             if self.use_testbed:
                 self.bed = testbed.Testbed(self.log_dir, manage=True)
-                self.bed.extra_env = env
+                self.bed.extra_env = self.env
                 self.bed.up()
                 self.bed.start_cloud(self.model, 0, planner)
                 self.procs = self.bed.procs
@@ -109,8 +109,7 @@ class Live:
                 self.telemetry = f"tcp://{host}:{port('DADS_TELEMETRY_PORT')}"
             else:
                 self.ports = Ports(free_base(4), free_base(16))
-                os.environ.update(env)
-                self.procs = start_cloud(self.ports, self.log_dir, planner)
+                self.procs = start_cloud(self.ports, self.log_dir, planner, self.env)
                 self.plans, self.telemetry = self.ports.plans, self.ports.telemetry
             ctx = zmq.Context.instance()
             self.sub = ctx.socket(zmq.SUB)
@@ -138,7 +137,8 @@ class Live:
         if self.bed is not None:
             names = self.bed.add_workers(self.model, count)
         else:
-            started = start_workers(self.ports, self.model, self.log_dir, self.workers, count)
+            started = start_workers(self.ports, self.model, self.log_dir, self.workers, count,
+                                    env=self.env)
             self.procs.update(started)
             names = list(started)
         for name in names:
@@ -192,7 +192,7 @@ class Live:
             args += ["--plans", p.plans, "--telemetry", p.telemetry, "--broker", p.frontend,
                      "--metrics-port", str(p.metrics_base + 15),
                      "--uplink", str(self.uplink_bps)]
-            proc = start_service("edge_agent", args, self.log_dir / f"{name}.log")
+            proc = start_service("edge_agent", args, self.log_dir / f"{name}.log", env=self.env)
             self.procs[name] = proc
         run = EdgeRun(proc, out, self.log_dir / f"{name}.log")
         try:

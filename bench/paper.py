@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.common import (
     add_devices,
+    figure,
     log_dir,
     markdown_table,
     parser,
@@ -166,29 +167,21 @@ def tables(records: list[dict[str, Any]], big_k: int) -> tuple[str, str, str]:
 
 
 def plot(records: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     uplinks = list(dict.fromkeys(r["uplink"] for r in records))
     models = list(dict.fromkeys(r["model"] for r in records))
-    fig, axes = plt.subplots(1, len(uplinks), figsize=(4.5 * len(uplinks), 4), squeeze=False)
-    width = 0.2
-    for ax, up in zip(axes[0], uplinks, strict=True):
-        for j, algo in enumerate(["edge_only", "cloud_only", "neurosurgeon", "dsl"]):
-            vals = []
-            for model in models:
-                r = _get(records, model=model, load="light", algorithm=algo,
-                         **({} if algo == "edge_only" else {"uplink": up}))
-                vals.append(r["latency_s"] * 1e3 if r and r["latency_s"] else 0)
-            ax.bar([i + (j - 1.5) * width for i in range(len(models))], vals, width, label=algo)
-        ax.set_xticks(range(len(models)), models, rotation=45, ha="right")
-        ax.set(yscale="log", title=f"light load, {up}", ylabel="latency (ms)")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, 1, len(uplinks), figsize=(4.5 * len(uplinks), 4), squeeze=False) as (_, axes):
+        width = 0.2
+        for ax, up in zip(axes[0], uplinks, strict=True):
+            for j, algo in enumerate(["edge_only", "cloud_only", "neurosurgeon", "dsl"]):
+                vals = []
+                for model in models:
+                    r = _get(records, model=model, load="light", algorithm=algo,
+                             **({} if algo == "edge_only" else {"uplink": up}))
+                    vals.append(r["latency_s"] * 1e3 if r and r["latency_s"] else 0)
+                ax.bar([i + (j - 1.5) * width for i in range(len(models))], vals, width, label=algo)
+            ax.set_xticks(range(len(models)), models, rotation=45, ha="right")
+            ax.set(yscale="log", title=f"light load, {up}", ylabel="latency (ms)")
+        axes[0][0].legend(fontsize=8)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 
 from bench.common import (
     add_devices,
+    figure,
     log_dir,
     markdown_table,
     parser,
@@ -130,27 +131,19 @@ def _spread(values: list[float]) -> str:
 
 
 def plot(records: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cases = list(dict.fromkeys((r["model"], r["uplink"]) for r in records))
-    fig, axes = plt.subplots(1, len(cases), figsize=(4 * len(cases), 3.8), squeeze=False)
-    for ax, case in zip(axes[0], cases, strict=True):
-        rs = [r for r in records if (r["model"], r["uplink"]) == case and r["latency_s"]]
-        for kind, marker in (("point", "o"), ("dag", "^"), ("dsl", "*")):
-            sel = [r for r in rs if r["kind"] == kind]
-            ax.scatter([r["predicted_s"] * 1e3 for r in sel], [r["latency_s"] * 1e3 for r in sel],
-                       marker=marker, s=120 if kind == "dsl" else 25, label=kind)
-        lim = max(max(r["latency_s"], r["predicted_s"]) for r in rs) * 1e3 * 1.1
-        ax.plot([0, lim], [0, lim], color="grey", lw=1, ls="--")
-        ax.set(xlabel="predicted latency (ms)", ylabel="measured latency (ms)",
-               title=f"{case[0]}, {case[1]}", xscale="log", yscale="log")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, 1, len(cases), figsize=(4 * len(cases), 3.8), squeeze=False) as (_, axes):
+        for ax, case in zip(axes[0], cases, strict=True):
+            rs = [r for r in records if (r["model"], r["uplink"]) == case and r["latency_s"]]
+            for kind, marker in (("point", "o"), ("dag", "^"), ("dsl", "*")):
+                sel = [r for r in rs if r["kind"] == kind]
+                ax.scatter([r["predicted_s"] * 1e3 for r in sel], [r["latency_s"] * 1e3 for r in sel],
+                           marker=marker, s=120 if kind == "dsl" else 25, label=kind)
+            lim = max(max(r["latency_s"], r["predicted_s"]) for r in rs) * 1e3 * 1.1
+            ax.plot([0, lim], [0, lim], color="grey", lw=1, ls="--")
+            ax.set(xlabel="predicted latency (ms)", ylabel="measured latency (ms)",
+                   title=f"{case[0]}, {case[1]}", xscale="log", yscale="log")
+        axes[0][0].legend(fontsize=8)
 
 
 def main(argv: list[str] | None = None) -> int:

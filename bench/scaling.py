@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import log_dir, markdown_table, parser, save_raw, write_report
+from bench.common import figure, log_dir, markdown_table, parser, save_raw, write_report
 from bench.live import Live, hardware, heavy_args
 
 
@@ -49,21 +49,13 @@ def run(model: str, counts: list[int], uplink: str, min_done: int, span_s: float
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ks = [r["workers"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5, 3.8))
-    ax.plot(ks, [r["throughput_fps"] for r in rows], "o-", label="measured")
-    ax.plot(ks, [r["measured_bound_fps"] for r in rows], "s--", label="bound, measured stages")
-    ax.plot(ks, [r["predicted_bound_fps"] for r in rows], "x:", label="bound, planner's prediction")
-    ax.set(xlabel="cloud workers", ylabel="frames/s", xticks=ks, title=f"{rows[0]['model']}, cloud-only")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, figsize=(5, 3.8)) as (_, ax):
+        ax.plot(ks, [r["throughput_fps"] for r in rows], "o-", label="measured")
+        ax.plot(ks, [r["measured_bound_fps"] for r in rows], "s--", label="bound, measured stages")
+        ax.plot(ks, [r["predicted_bound_fps"] for r in rows], "x:", label="bound, planner's prediction")
+        ax.set(xlabel="cloud workers", ylabel="frames/s", xticks=ks, title=f"{rows[0]['model']}, cloud-only")
+        ax.legend(fontsize=8)
 
 
 def main(argv: list[str] | None = None) -> int:

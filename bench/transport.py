@@ -24,7 +24,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench.common import markdown_table, parser, write_report
+from bench.common import figure, markdown_table, parser, write_report
 
 SIZES = [1 << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20]
 FINGERPRINT = "bench-transport"
@@ -145,26 +145,18 @@ def _size(n: int) -> str:
 
 
 def plot(rows: list[dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     sizes = [r["size"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    a.plot(sizes, [r["gbps"] for r in rows], "o-")
-    a.axhline(1.0, color="grey", ls="--", lw=1, label="target 1 GB/s")
-    a.set(xscale="log", xlabel="payload per request (bytes)", ylabel="GB/s",
-          title="edge → broker → worker throughput")
-    a.legend()
-    b.plot(sizes, [r["rtt_med"] * 1e3 for r in rows], "o-", label="median")
-    b.plot(sizes, [r["rtt_p99"] * 1e3 for r in rows], "x--", label="p99")
-    b.set(xscale="log", yscale="log", xlabel="payload per request (bytes)", ylabel="ms",
-          title="round trip, one request at a time")
-    b.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, 1, 2, figsize=(10, 3.6), dpi=120) as (_, (a, b)):
+        a.plot(sizes, [r["gbps"] for r in rows], "o-")
+        a.axhline(1.0, color="grey", ls="--", lw=1, label="target 1 GB/s")
+        a.set(xscale="log", xlabel="payload per request (bytes)", ylabel="GB/s",
+              title="edge → broker → worker throughput")
+        a.legend()
+        b.plot(sizes, [r["rtt_med"] * 1e3 for r in rows], "o-", label="median")
+        b.plot(sizes, [r["rtt_p99"] * 1e3 for r in rows], "x--", label="p99")
+        b.set(xscale="log", yscale="log", xlabel="payload per request (bytes)", ylabel="ms",
+              title="round trip, one request at a time")
+        b.legend()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,30 +92,30 @@ def wait_log(log: Path, text: str, proc: subprocess.Popen[bytes] | None = None,
         time.sleep(0.1)
 
 
-def start_cloud(ports: Ports, log_dir: Path, planner_args: list[str] | None = None
-                ) -> dict[str, subprocess.Popen[bytes]]:
-    """Broker and planner on loopback `ports` (workers: `start_workers`)."""
+def start_cloud(ports: Ports, log_dir: Path, planner_args: list[str] | None = None,
+                env: dict[str, str] | None = None) -> dict[str, subprocess.Popen[bytes]]:
+    """Broker and planner on loopback `ports` (workers: `start_workers`); `env` added to ours."""
     log_dir.mkdir(parents=True, exist_ok=True)
     m = ports.metrics_base
     return {
         "broker": start_service("broker", ["--frontend", ports.frontend, "--backend", ports.backend,
                                            "--planner", ports.telemetry, "--metrics-port", str(m)],
-                                log_dir / "broker.log"),
+                                log_dir / "broker.log", env=env),
         "planner": start_service("planner", ["--plans", ports.plans, "--telemetry", ports.telemetry,
                                              "--metrics-port", str(m + 1), *(planner_args or [])],
-                                 log_dir / "planner.log"),
+                                 log_dir / "planner.log", env=env),
     }
 
 
 def start_workers(ports: Ports, model: str, log_dir: Path, first: int, count: int,
-                  threads: int = 1, extra: list[str] | None = None
-                  ) -> dict[str, subprocess.Popen[bytes]]:
+                  threads: int = 1, extra: list[str] | None = None,
+                  env: dict[str, str] | None = None) -> dict[str, subprocess.Popen[bytes]]:
     """Cloud workers `worker-{first}`.. on loopback `ports`; metrics on metrics_base + 2 + i."""
     return {f"worker-{i}": start_service(
         "cloud_worker", ["--model", model, "--threads", str(threads), "--plans", ports.plans,
                          "--telemetry", ports.telemetry, "--broker", ports.backend, "--id",
                          f"worker-{i}", "--metrics-port", str(ports.metrics_base + 2 + i),
-                         *(extra or [])], log_dir / f"worker-{i}.log")
+                         *(extra or [])], log_dir / f"worker-{i}.log", env=env)
         for i in range(first, first + count)}
 
 
