@@ -23,11 +23,11 @@ def zoo_costs(name: str, cloud_speedup: float = 10.0, repeats: int = 3) -> tuple
 
     Returns the graph and the seconds spent building it (trace + profile when not cached).
     """
-    from common import costgraph
-    from common.graph import trace
-    from common.models import example_input, load_model
-    from common.profile import scaled
-    from common.profiler import cached_profile
+    from common.model.graph import trace
+    from common.model.models import example_input, load_model
+    from common.model.profiler import cached_profile
+    from common.planning import costgraph
+    from common.planning.profile import scaled
 
     t0 = time.perf_counter()
     graph = trace(load_model(name), example_input(name), name)

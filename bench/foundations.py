@@ -17,11 +17,11 @@ import time
 import torch
 
 from bench.common import DOCS, markdown_table, write_report
-from common import dag
-from common.graph import trace
-from common.models import ZOO, example_input, load_model
-from common.profiler import profile_graph
-from common.split import split_graph
+from common.model.graph import trace
+from common.model.models import ZOO, example_input, load_model
+from common.model.profiler import profile_graph
+from common.model.split import split_graph
+from common.planning import dag
 
 QUICK = ["resnet18", "googlenet", "densenet121"]
 

@@ -27,10 +27,10 @@ from typing import Any
 
 import zmq
 
-from common import config
-from common.partition import Plan
-from common.units import parse_bandwidth
-from common.wire import Control, PlanMsg, decode, encode
+from common.planning.partition import Plan
+from common.planning.units import parse_bandwidth
+from common.runtime import config
+from common.runtime.wire import Control, PlanMsg, decode, encode
 from services import testbed
 from services.up import (
     Ports,
@@ -253,7 +253,7 @@ def link_description(use_testbed: bool | None = None) -> str:
 
 def hardware(cloud_device: str = "cpu") -> str:
     """The edge and cloud, in words, for the tables."""
-    from common.profiler import _cpu_name
+    from common.model.profiler import _cpu_name
 
     cpu = f"{_cpu_name()}, {os.cpu_count()} cores"
     if not cloud_device.startswith("cuda"):

@@ -31,7 +31,7 @@ from bench.common import (
     write_report,
 )
 from bench.live import LIGHT, Live, Measured, hardware, heavy_args, link_description
-from common.units import PRESETS
+from common.planning.units import PRESETS
 
 MODELS = ["alexnet", "vgg16", "resnet18", "googlenet", "inception_v3", "mobilenet_v2",
           "densenet121", "resnet50"]

@@ -12,11 +12,11 @@ import argparse
 import sys
 
 from bench.common import DOCS, markdown_table, median_time, write_report, zoo_costs
-from common import partition
-from common.bwmap import bandwidth_map
-from common.mincut import CutSolver
-from common.models import ZOO
-from common.units import PRESETS
+from common.model.models import ZOO
+from common.planning import partition
+from common.planning.bwmap import bandwidth_map
+from common.planning.mincut import CutSolver
+from common.planning.units import PRESETS
 
 QUICK = ["resnet18", "googlenet", "densenet121"]
 

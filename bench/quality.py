@@ -29,7 +29,7 @@ from bench.common import (
     write_report,
 )
 from bench.live import LIGHT, Live, hardware
-from common import dag
+from common.planning import dag
 
 CASES = ["alexnet:3g", "alexnet:4g", "resnet18:4g", "googlenet:4g", "googlenet:wifi"]
 QUICK = ["alexnet:3g"]
@@ -38,8 +38,8 @@ QUICK = ["alexnet:3g"]
 def candidates(model: str, points: int, dag_cuts: int, seed: int = 0
                ) -> list[tuple[str, frozenset[str]]]:
     """Single cut points (prefixes of the layer order) and random DAG cuts, each cut once."""
-    from common.graph import trace
-    from common.models import input_shape_for, load_served, synthetic_frame
+    from common.model.graph import trace
+    from common.model.models import input_shape_for, load_served, synthetic_frame
 
     g = trace(load_served(model).eval(), synthetic_frame(0, input_shape_for(model)), model).dag
     order = dag.layer_order(g)

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 def assemble(out_dir: Path, quick: bool = False) -> Path:
     import torch
 
-    from common.profiler import _cpu_name
+    from common.model.profiler import _cpu_name
 
     header = [
         "# Benchmarks",

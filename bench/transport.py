@@ -35,10 +35,10 @@ def _worker(backend: str, name: str) -> None:
     """An echo worker: decode, view as tensors, answer; heartbeats keep it alive at the broker."""
     import zmq
 
-    from common.service import run_service
-    from common.tensorwire import from_frames
-    from common.transport import Channel
-    from common.wire import Heartbeat, Ready, Request, Result
+    from common.runtime.service import run_service
+    from common.runtime.tensorwire import from_frames
+    from common.runtime.transport import Channel
+    from common.runtime.wire import Heartbeat, Ready, Request, Result
 
     async def run(stop: asyncio.Event) -> int:
         ch = Channel.open(zmq.DEALER, backend, bind=False, identity=name.encode())
@@ -75,9 +75,9 @@ async def _measure(frontend: str, size: int, count: int, window: int) -> tuple[f
     import torch
     import zmq
 
-    from common.tensorwire import to_frames
-    from common.transport import Channel
-    from common.wire import Request, Result
+    from common.runtime.tensorwire import to_frames
+    from common.runtime.transport import Channel
+    from common.runtime.wire import Request, Result
 
     ch = Channel.open(zmq.DEALER, frontend, bind=False)
     tensor = torch.randn(size // 4)

@@ -49,17 +49,17 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _trace(args: argparse.Namespace):  # -> ModelGraph; torch imported only when needed
-    from common.graph import trace
-    from common.models import example_input, load_model
+    from common.model.graph import trace
+    from common.model.models import example_input, load_model
 
     model = load_model(args.model, args.weights, args.seed)
     return trace(model, example_input(args.model, args.input_shape), name=args.model)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from common.plots import LayerRow, plot_profile
-    from common.profile import cache_path
-    from common.profiler import profile_graph
+    from common.model.plots import LayerRow, plot_profile
+    from common.model.profiler import profile_graph
+    from common.planning.profile import cache_path
 
     graph = _trace(args)
     t0 = time.perf_counter()
@@ -83,8 +83,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_split_check(args: argparse.Namespace) -> int:
     import torch
 
-    from common import dag
-    from common.split import check_cut
+    from common.model.split import check_cut
+    from common.planning import dag
 
     graph = _trace(args)
     x = graph.example_inputs
@@ -109,8 +109,8 @@ def cmd_split_check(args: argparse.Namespace) -> int:
 
 
 def cmd_costgraph(args: argparse.Namespace) -> int:
-    from common import costgraph
-    from common.profile import Profile
+    from common.planning import costgraph
+    from common.planning.profile import Profile
 
     graph = _trace(args)
     g = costgraph.build(graph.dag, Profile.load(args.edge), Profile.load(args.cloud),
@@ -124,7 +124,7 @@ def cmd_costgraph(args: argparse.Namespace) -> int:
 
 
 def _bandwidth(text: str) -> float:
-    from common.units import parse_bandwidth
+    from common.planning.units import parse_bandwidth
 
     try:
         return parse_bandwidth(text)
@@ -170,8 +170,8 @@ def _resolve_input_bytes(value: int | str | None, graph) -> int | None:
 
 
 def _costs(args: argparse.Namespace):  # -> nx.DiGraph
-    from common import costgraph
-    from common.profile import Profile, scaled
+    from common.planning import costgraph
+    from common.planning.profile import Profile, scaled
 
     if args.graph:
         if args.model:
@@ -179,7 +179,7 @@ def _costs(args: argparse.Namespace):  # -> nx.DiGraph
         return costgraph.load(args.graph)
     if not args.model:
         raise DadsError("say what to plan: a model name, or --graph COSTS.json")
-    from common.profiler import cached_profile
+    from common.model.profiler import cached_profile
 
     graph = _trace(args)
     edge = Profile.load(args.edge_profile) if args.edge_profile else cached_profile(graph, "cpu")
@@ -193,7 +193,7 @@ def _costs(args: argparse.Namespace):  # -> nx.DiGraph
 
 
 def _plan_report(g, plan, baselines: dict) -> str:  # -> the readable table of `dads plan`
-    from common.units import format_bandwidth, format_bytes
+    from common.planning.units import format_bandwidth, format_bytes
 
     p = plan.predicted
     n = g.number_of_nodes()
@@ -223,8 +223,8 @@ def _plan_report(g, plan, baselines: dict) -> str:  # -> the readable table of `
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from common import partition
-    from common.regime import decide
+    from common.planning import partition
+    from common.planning.regime import decide
 
     g = _costs(args)
     reason = ""
@@ -248,7 +248,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if reason:
             print(f"  load: {reason}")
     if args.plot:
-        from common.plots import plot_cut
+        from common.model.plots import plot_cut
 
         out = plot_cut(g, plan.edge_nodes, f"{g.graph.get('model', '')}: {plan.algorithm} cut",
                        Path(args.plot))
@@ -257,9 +257,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_bwmap(args: argparse.Namespace) -> int:
-    from common import partition
-    from common.bwmap import bandwidth_map
-    from common.units import PRESETS, format_bandwidth, format_bytes
+    from common.planning import partition
+    from common.planning.bwmap import bandwidth_map
+    from common.planning.units import PRESETS, format_bandwidth, format_bytes
 
     g = _costs(args)
     t0 = time.perf_counter()
@@ -279,7 +279,7 @@ def cmd_bwmap(args: argparse.Namespace) -> int:
                   f"{len(s.edge_nodes):>10} {len(s.transfer):>9} {format_bytes(s.transfer_bytes):>10} "
                   f"{s.compute_s * 1e3:>7.2f} ms")
     if args.plot:
-        from common.plots import plot_bandwidth_map
+        from common.model.plots import plot_bandwidth_map
 
         cloud = partition.cloud_only(g, args.min)
         edge = partition.edge_only(g, args.min)
@@ -295,8 +295,8 @@ def cmd_bwmap(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Profile the default model here, then plan it for each DADS uplink (runtime: `dads up`)."""
-    from common import partition
-    from common.units import PRESETS, format_bandwidth
+    from common.planning import partition
+    from common.planning.units import PRESETS, format_bandwidth
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -330,8 +330,8 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
     import zmq
 
-    from common.transport import Channel
-    from common.wire import Control
+    from common.runtime.transport import Channel
+    from common.runtime.wire import Control
 
     cut: tuple[str, ...] | None = None
     if args.unpin_cut:
@@ -434,7 +434,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="output file (default: stdout)")
     p.set_defaults(func=cmd_costgraph)
 
-    from common.partition import ALGORITHMS
+    from common.planning.partition import ALGORITHMS
 
     p = sub.add_parser("plan", help="compute a partition plan (DSL, DSH, baselines)",
                        description="Plan where to cut: print per-stage times, crossing tensors and "
@@ -485,13 +485,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("ctl", help="operator controls for a running planner",
                        description="Force the bandwidth the planner plans for, pin one planner "
                        "algorithm or one exact cut; each setting left out stays as it is.")
-    from common import config
+    from common.runtime import config
 
     p.add_argument("--planner", default=config.endpoint("DADS_PLANNER_HOST", "DADS_TELEMETRY_PORT"),
                    help="the planner's telemetry address")
     p.add_argument("--bandwidth", type=lambda t: 0.0 if t in ("0", "probe") else _bandwidth(t),
                    metavar="RATE", help="a rate, or 'probe' to lift the override")
-    from common.partition import ALGORITHMS
+    from common.planning.partition import ALGORITHMS
 
     p.add_argument("--algorithm", choices=["auto", *ALGORITHMS],
                    help="plan with this algorithm only ('auto': DSL or DSH by load, the default)")

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.units import PRESETS, format_bandwidth, parse_bandwidth
+from common.planning.units import PRESETS, format_bandwidth, parse_bandwidth
 from services.up import start_service, stop_system
 
 __all__ = ["Testbed", "add_arguments", "main", "CLOUD_IP", "EDGE_IP", "CLOUD_MGMT_IP", "available"]

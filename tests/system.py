@@ -12,7 +12,7 @@ from pathlib import Path
 
 import zmq
 
-from common.wire import Control, encode
+from common.runtime.wire import Control, encode
 from services.up import (
     Ports,
     free_base,

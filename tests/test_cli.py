@@ -67,7 +67,7 @@ def test_errors_say_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.fixture
 def costs_file(tmp_path: Path) -> Path:
-    from common import costgraph
+    from common.planning import costgraph
     from tests.test_partition import chain_loses_graph
 
     return costgraph.save(chain_loses_graph(), tmp_path / "costs.json")
@@ -134,7 +134,7 @@ def test_plan_a_model_profiles_it_once(capsys: pytest.CaptureFixture[str]) -> No
 def test_ctl_sends_only_what_it_is_given(tmp_path: Path) -> None:
     import zmq
 
-    from common.wire import Control, decode
+    from common.runtime.wire import Control, decode
 
     pull = zmq.Context.instance().socket(zmq.PULL)
     port = pull.bind_to_random_port("tcp://127.0.0.1")

@@ -7,8 +7,8 @@ import random
 import networkx as nx
 import pytest
 
-from common import dag
 from common.errors import InvalidCut
+from common.planning import dag
 
 
 def diamond() -> nx.DiGraph:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.config import ENV
-from common.metrics import BrokerMetrics, EdgeMetrics, PlannerMetrics, WorkerMetrics
+from common.runtime.config import ENV
+from common.runtime.metrics import BrokerMetrics, EdgeMetrics, PlannerMetrics, WorkerMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -7,8 +7,8 @@ import torch
 import torch.fx as fx
 
 from common.errors import ModelLoadError
-from common.graph import trace
-from common.models import ZOO, example_input, load_model
+from common.model.graph import trace
+from common.model.models import ZOO, example_input, load_model
 from tests.toy_models import TwoInputs
 
 

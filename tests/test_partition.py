@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common import dag, partition
-from common.bwmap import bandwidth_map
-from common.costgraph import to_json
 from common.errors import CostGraphError
+from common.planning import dag, partition
+from common.planning.bwmap import bandwidth_map
+from common.planning.costgraph import to_json
 from tests.strategies import bandwidths, cost_graphs
 
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

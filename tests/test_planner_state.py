@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from common import partition
-from common.probe import BandwidthEstimator, LinkClock
-from common.regime import Regime
+from common.planning import partition
+from common.planning.probe import BandwidthEstimator, LinkClock
+from common.planning.regime import Regime
 from services.planner.state import Calibration, should_switch
 from tests.test_partition import chain_loses_graph
 

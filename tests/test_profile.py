@@ -8,11 +8,11 @@ import networkx as nx
 import pytest
 import torch
 
-from common import costgraph
 from common.errors import CostGraphError, ProfileMismatch
-from common.graph import trace
-from common.profile import Profile, cache_path
-from common.profiler import profile_graph
+from common.model.graph import trace
+from common.model.profiler import profile_graph
+from common.planning import costgraph
+from common.planning.profile import Profile, cache_path
 from tests.toy_models import Branchy
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from common import partition
-from common.regime import Hysteresis, Regime, RegimeState, decide, next_regime
+from common.planning import partition
+from common.planning.regime import Hysteresis, Regime, RegimeState, decide, next_regime
 from tests.test_partition import chain_loses_graph
 
 CFG = Hysteresis(enter_heavy=1.0, leave_heavy=0.8, queue_high=4, min_dwell_s=5.0)

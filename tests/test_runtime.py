@@ -19,11 +19,11 @@ import pytest
 import torch
 import zmq
 
-from common.dag import random_cut, transfer
-from common.graph import trace
-from common.models import input_shape_for, load_served, synthetic_frame
-from common.split import relative_error
-from common.wire import PROTOCOL_VERSION, Kind
+from common.model.graph import trace
+from common.model.models import input_shape_for, load_served, synthetic_frame
+from common.model.split import relative_error
+from common.planning.dag import random_cut, transfer
+from common.runtime.wire import PROTOCOL_VERSION, Kind
 from tests.system import MODEL, System, metric, read_lines
 
 pytestmark = pytest.mark.timeout(600)

@@ -7,11 +7,11 @@ import random
 import pytest
 import torch
 
-from common import dag
 from common.errors import InvalidCut
-from common.graph import trace
-from common.models import ZOO, example_input, load_model
-from common.split import check_cut, cloud_part, split, split_graph
+from common.model.graph import trace
+from common.model.models import ZOO, example_input, load_model
+from common.model.split import check_cut, cloud_part, split, split_graph
+from common.planning import dag
 from tests.toy_models import Branchy, TwoInputs
 
 TOL = 1e-5

@@ -16,11 +16,11 @@ import pytest
 import torch
 import yaml
 
-from common import costgraph, partition
-from common.graph import trace
-from common.models import input_shape_for, load_served, synthetic_frame
-from common.profile import Profile, scaled
-from common.split import relative_error
+from common.model.graph import trace
+from common.model.models import input_shape_for, load_served, synthetic_frame
+from common.model.split import relative_error
+from common.planning import costgraph, partition
+from common.planning.profile import Profile, scaled
 from services import testbed
 from services.testbed import CLOUD_IP, EDGE_IP, WORKER_METRICS_BASE
 from tests.system import metric, read_lines

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from common.units import format_bandwidth, parse_bandwidth
+from common.planning.units import format_bandwidth, parse_bandwidth
 
 
 @pytest.mark.parametrize(("text", "bps"), [

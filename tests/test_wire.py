@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.tensorwire import from_frames, to_frames
-from common.wire import (
+from common.runtime.tensorwire import from_frames, to_frames
+from common.runtime.wire import (
     LIMITS,
     PROTOCOL_VERSION,
     BrokerStats,

@@ -15,11 +15,11 @@ import time
 
 import zmq
 
-from common import config
-from common.metrics import BrokerMetrics, serve
-from common.service import periodic, run_service, setup_logging
-from common.transport import Channel, Envelope
-from common.wire import (
+from common.runtime import config
+from common.runtime.metrics import BrokerMetrics, serve
+from common.runtime.service import periodic, run_service, setup_logging
+from common.runtime.transport import Channel, Envelope
+from common.runtime.wire import (
     BrokerStats,
     ErrorCode,
     ErrorReply,

@@ -16,7 +16,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.wire import ErrorCode
+from common.runtime.wire import ErrorCode
 
 __all__ = ["Pending", "Dispatch", "Answer", "Forward", "BrokerState", "Action"]
 

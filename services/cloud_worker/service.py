@@ -23,15 +23,16 @@ from dataclasses import dataclass
 import torch
 import zmq
 
-from common import config
-from common.graph import ModelGraph
-from common.metrics import WorkerMetrics, serve
-from common.partition import Plan
-from common.service import Compute, periodic, run_service, setup_logging
-from common.split import CloudPart, cloud_part
-from common.tensorwire import from_frames, to_frames
-from common.transport import Channel, Envelope
-from common.wire import (
+from common.model.graph import ModelGraph
+from common.model.hosting import host_model, top_k
+from common.model.split import CloudPart, cloud_part
+from common.planning.partition import Plan
+from common.runtime import config
+from common.runtime.metrics import WorkerMetrics, serve
+from common.runtime.service import Compute, periodic, run_service, setup_logging
+from common.runtime.tensorwire import from_frames, to_frames
+from common.runtime.transport import Channel, Envelope
+from common.runtime.wire import (
     CloudProfile,
     ErrorCode,
     ErrorReply,
@@ -42,7 +43,6 @@ from common.wire import (
     Result,
     WireError,
 )
-from services.serving import add_model_arguments, add_planner_arguments, host_model, top_k
 
 __all__ = ["CloudWorker", "add_arguments", "main"]
 
@@ -214,8 +214,8 @@ class CloudWorker:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_model_arguments(p)
-    add_planner_arguments(p)
+    config.add_model_arguments(p)
+    config.add_planner_arguments(p)
     p.add_argument("--broker", default=config.endpoint("DADS_BROKER_HOST", "DADS_BACKEND_PORT"),
                    help="broker backend (env DADS_BROKER_HOST, DADS_BACKEND_PORT)")
     p.add_argument("--id", default="", help="worker name (default host-pid)")

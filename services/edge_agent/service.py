@@ -33,18 +33,20 @@ from typing import Any, TextIO
 import torch
 import zmq
 
-from common import config, costgraph
-from common.graph import ModelGraph
-from common.metrics import EdgeMetrics, serve
-from common.partition import Plan, Prediction
-from common.probe import LinkClock
-from common.profile import scaled
-from common.service import Compute, periodic, run_service, setup_logging
-from common.split import CloudPart, EdgePart, split_graph
-from common.tensorwire import from_frames, to_frames
-from common.transport import Channel
-from common.units import format_bandwidth, parse_bandwidth
-from common.wire import (
+from common.model.graph import ModelGraph
+from common.model.hosting import host_model, top_k
+from common.model.split import CloudPart, EdgePart, split_graph
+from common.planning import costgraph
+from common.planning.partition import Plan, Prediction
+from common.planning.probe import LinkClock
+from common.planning.profile import scaled
+from common.planning.units import format_bandwidth, parse_bandwidth
+from common.runtime import config
+from common.runtime.metrics import EdgeMetrics, serve
+from common.runtime.service import Compute, periodic, run_service, setup_logging
+from common.runtime.tensorwire import from_frames, to_frames
+from common.runtime.transport import Channel
+from common.runtime.wire import (
     EdgeProfile,
     ErrorCode,
     ErrorReply,
@@ -57,7 +59,6 @@ from common.wire import (
     WireError,
 )
 from services.edge_agent.sources import open_source
-from services.serving import add_model_arguments, add_planner_arguments, host_model, top_k
 
 __all__ = ["EdgeAgent", "add_arguments", "main"]
 
@@ -513,8 +514,8 @@ def _pct(values: list[float], p: float) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_model_arguments(p)
-    add_planner_arguments(p)
+    config.add_model_arguments(p)
+    config.add_planner_arguments(p)
     p.add_argument("--broker", default=config.endpoint("DADS_BROKER_HOST", "DADS_FRONTEND_PORT"),
                    help="broker frontend (env DADS_BROKER_HOST, DADS_FRONTEND_PORT)")
     p.add_argument("--source", default=config.env("DADS_SOURCE"),

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from common.errors import DadsError
-from common.models import synthetic_frame
+from common.model.models import synthetic_frame
 
 __all__ = ["open_source", "IMAGE_SUFFIXES"]
 

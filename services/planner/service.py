@@ -19,17 +19,18 @@ import time
 import networkx as nx
 import zmq
 
-from common import config, dag, partition
 from common.errors import DadsError
-from common.metrics import PlannerMetrics, serve
-from common.mincut import CutSolver
-from common.probe import BandwidthEstimator
-from common.profile import Profile
-from common.regime import Hysteresis, Regime, RegimeState, decide
-from common.service import periodic, run_service, setup_logging
-from common.transport import Channel
-from common.units import format_bandwidth, parse_bandwidth
-from common.wire import (
+from common.planning import dag, partition
+from common.planning.mincut import CutSolver
+from common.planning.probe import BandwidthEstimator
+from common.planning.profile import Profile
+from common.planning.regime import Hysteresis, Regime, RegimeState, decide
+from common.planning.units import format_bandwidth, parse_bandwidth
+from common.runtime import config
+from common.runtime.metrics import PlannerMetrics, serve
+from common.runtime.service import periodic, run_service, setup_logging
+from common.runtime.transport import Channel
+from common.runtime.wire import (
     BrokerStats,
     CloudProfile,
     Control,

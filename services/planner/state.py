@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from common import costgraph, partition
-from common.profile import Profile
-from common.regime import Regime
+from common.planning import costgraph, partition
+from common.planning.profile import Profile
+from common.planning.regime import Regime
 
 __all__ = ["Calibration", "merge_cloud_profiles", "cost_graph", "should_switch"]
 

@@ -6,9 +6,11 @@ vars) and a shell (flags) configure the same things. `ENV` documents every varia
 
 from __future__ import annotations
 
+import argparse
 import os
 
-__all__ = ["ENV", "env", "env_int", "env_float", "endpoint"]
+__all__ = ["ENV", "env", "env_int", "env_float", "endpoint", "add_model_arguments",
+           "add_planner_arguments"]
 
 #: variable -> (default, meaning). The README's settings table is generated from this.
 ENV: dict[str, tuple[str, str]] = {
@@ -56,3 +58,21 @@ def env_float(name: str) -> float:
 def endpoint(host_var: str, port_var: str, bind: bool = False) -> str:
     host = env("DADS_BIND_HOST") if bind else env(host_var)
     return f"tcp://{host}:{env(port_var)}"
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=env("DADS_MODEL"), help="env DADS_MODEL")
+    p.add_argument("--weights", default=env("DADS_WEIGHTS") or None, help="env DADS_WEIGHTS")
+    p.add_argument("--seed", type=int, default=env_int("DADS_SEED"), help="env DADS_SEED")
+    p.add_argument("--device", default=env("DADS_DEVICE"),
+                   help="auto, cpu, cuda (env DADS_DEVICE)")
+    p.add_argument("--threads", type=int, default=env_int("DADS_THREADS"),
+                   help="torch CPU threads (env DADS_THREADS; 0: torch's default)")
+    p.add_argument("--profile-repeats", type=int, default=5, help="profiling passes (default 5)")
+
+
+def add_planner_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plans", default=endpoint("DADS_PLANNER_HOST", "DADS_PLAN_PORT"),
+                   help="planner's plan feed (env DADS_PLANNER_HOST, DADS_PLAN_PORT)")
+    p.add_argument("--telemetry", default=endpoint("DADS_PLANNER_HOST", "DADS_TELEMETRY_PORT"),
+                   help="planner's telemetry input (env DADS_TELEMETRY_PORT)")

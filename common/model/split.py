@@ -20,8 +20,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from common import dag
-from common.graph import ModelGraph, ValueSpec, trace
+from common.model.graph import ModelGraph, ValueSpec, trace
+from common.planning import dag
 
 __all__ = [
     "EdgePart", "CloudPart", "split", "split_graph", "cloud_part", "flatten", "unflatten", "relative_error", "check_cut",
@@ -158,7 +158,7 @@ def split(
 ) -> tuple[EdgePart, CloudPart]:
     """DESIGN §7: `edge_part(x)` gives the crossing tensors, `cloud_part(*them)` the output.
 
-    Pass a ModelGraph (from `common.graph.trace`) to skip tracing when splitting one model often.
+    Pass a ModelGraph (from `common.model.graph.trace`) to skip tracing when splitting one model often.
     """
     if isinstance(model, ModelGraph):
         graph = model

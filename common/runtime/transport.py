@@ -25,7 +25,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from common.wire import LIMITS, Limits, Message, WireError, decode, encode
+from common.runtime.wire import LIMITS, Limits, Message, WireError, decode, encode
 
 __all__ = ["Envelope", "Channel", "context", "HWM"]
 

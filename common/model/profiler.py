@@ -19,8 +19,8 @@ import torch
 import torch.fx as fx
 from tqdm import tqdm
 
-from common.graph import ModelGraph
-from common.profile import DeviceInfo, Profile, cache_path
+from common.model.graph import ModelGraph
+from common.planning.profile import DeviceInfo, Profile, cache_path
 
 __all__ = ["resolve_device", "describe_device", "profile_graph", "cached_profile"]
 

@@ -16,7 +16,7 @@ from typing import Any
 import networkx as nx
 
 from common.errors import CostGraphError
-from common.profile import Profile
+from common.planning.profile import Profile
 
 __all__ = ["NODE_FIELDS", "build", "validate", "to_json", "from_json", "load", "save"]
 

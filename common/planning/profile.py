@@ -1,7 +1,7 @@
 """Profiles: per-node latency of one model on one device, as a JSON document.
 
 This module is plain data (no torch) so that the planner can read profiles without importing the
-deep-learning stack; `common.profiler` measures them.
+deep-learning stack; `common.model.profiler` measures them.
 """
 
 from __future__ import annotations

@@ -241,7 +241,7 @@ class Control:
     """Operator → planner. A field left None leaves that setting as it is.
 
     `force_bandwidth_bps`: plan for this rate (0: the probe's estimate again). `algorithm`: pin
-    one planner of `common.partition.ALGORITHMS` instead of the DSL/DSH regime choice ("auto"
+    one planner of `common.planning.partition.ALGORITHMS` instead of the DSL/DSH regime choice ("auto"
     lifts it). `edge_nodes`: pin this exact cut (an empty list lifts it). Pins are for operators
     and for benchmarks that measure one cut against another on the running system.
     """

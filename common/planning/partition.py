@@ -15,10 +15,10 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from common import dag
-from common.costgraph import validate
 from common.errors import CostGraphError
-from common.mincut import CutSolver
+from common.planning import dag
+from common.planning.costgraph import validate
+from common.planning.mincut import CutSolver
 
 __all__ = [
     "ALGORITHMS", "Prediction", "Plan", "evaluate", "make_plan", "dsl", "dsh",

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from common.wire import ALLOWED_DTYPES, ErrorCode, TensorMeta, WireError
+from common.runtime.wire import ALLOWED_DTYPES, ErrorCode, TensorMeta, WireError
 
 __all__ = ["to_frames", "from_frames"]
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import networkx as nx
 
-from common import dag
-from common.mincut import CutSolver
+from common.planning import dag
+from common.planning.mincut import CutSolver
 
 __all__ = ["Segment", "BandwidthMap", "bandwidth_map"]
 

@@ -15,8 +15,8 @@ from enum import StrEnum
 
 import networkx as nx
 
-from common import partition
-from common.mincut import CutSolver
+from common.planning import partition
+from common.planning.mincut import CutSolver
 
 __all__ = ["Regime", "Hysteresis", "RegimeState", "Decision", "next_regime", "decide"]
 

@@ -1,0 +1,47 @@
+"""Hosting the served model on a device: build, trace, profile; and what a result says (top-k)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import torch
+
+from common.model.graph import ModelGraph, trace
+from common.model.models import input_shape_for, load_served, synthetic_frame
+from common.model.profiler import cached_profile, resolve_device
+from common.planning.profile import Profile
+
+__all__ = ["Hosted", "host_model", "top_k"]
+
+TOP_K = 5
+
+
+@dataclass
+class Hosted:
+    graph: ModelGraph  # the served model (normalisation inside), traced on a uint8 frame
+    profile: Profile  # this device's, cached
+    device: torch.device
+    shape: tuple[int, ...]  # the input frame's
+
+
+def host_model(args: argparse.Namespace) -> Hosted:
+    """Build, trace and profile the served model on this device (blocking: run it in a thread)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    shape = input_shape_for(args.model)
+    graph = trace(load_served(args.model, args.weights, args.seed), synthetic_frame(0, shape),
+                  name=args.model)
+    profile = cached_profile(graph, str(device), progress=False, repeats=args.profile_repeats)
+    graph.module.to(device)
+    return Hosted(graph, profile, device, shape)
+
+
+def top_k(output: object, k: int = TOP_K) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The k most likely classes of the first output, with their softmax scores."""
+    out = output[0] if isinstance(output, (tuple, list)) else output
+    assert isinstance(out, torch.Tensor)
+    probs = torch.softmax(out.reshape(out.shape[0], -1)[0].float(), dim=0)
+    scores, classes = probs.topk(min(k, probs.numel()))
+    return tuple(int(c) for c in classes), tuple(float(s) for s in scores)

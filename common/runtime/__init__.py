@@ -1,0 +1,1 @@
+"""The runtime layer: wire contract, tensor frames, ZeroMQ channel, service base, metrics, config."""
