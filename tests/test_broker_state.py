@@ -62,3 +62,29 @@ def test_reregistering_worker_gives_back_its_request() -> None:
     s.on_request(b"e", 1, 60.0, [], 0.0)
     assert dispatched(s.on_ready(b"w1", 1.0)) == [(b"w1", 1)]  # restarted: sent again
     assert s.workers[b"w1"].busy.attempts == 1
+
+
+def test_a_hung_worker_loses_its_request_and_gets_no_more() -> None:
+    """Alive (heartbeating) but never answering: the request goes elsewhere after the timeout."""
+    s = BrokerState(liveness_s=3.0, dispatch_timeout_s=10.0)
+    s.on_ready(b"w1", 0.0)
+    assert dispatched(s.on_request(b"e", 1, 60.0, ["r"], 0.0)) == [(b"w1", 1)]
+    for t in range(1, 11):
+        s.on_seen(b"w1", float(t))
+        assert s.on_tick(float(t)) == []  # slow is not hung: within the timeout nothing moves
+    s.on_seen(b"w1", 11.0)
+    assert s.on_tick(11.0) == [] and s.in_flight == 0 and len(s.queue) == 1  # taken back
+    assert dispatched(s.on_ready(b"w2", 11.5)) == [(b"w2", 1)]  # re-queued: to the next worker
+    assert s.on_request(b"e", 2, 60.0, ["r2"], 12.0) == []  # w1 owes an answer: gets nothing
+    assert dispatched(s.on_reply(b"w1", 1, 13.0)) == [(b"w1", 2)]  # its late answer: not forwarded
+    assert isinstance(s.on_reply(b"w2", 1, 14.0)[0], Forward)  # w2's answer is
+
+
+def test_a_slow_worker_within_the_timeout_answers() -> None:
+    s = BrokerState(liveness_s=3.0, dispatch_timeout_s=60.0)
+    s.on_ready(b"w1", 0.0)
+    s.on_request(b"e", 1, 60.0, ["r"], 0.0)
+    for t in range(1, 20):
+        s.on_seen(b"w1", float(t))
+        assert s.on_tick(float(t)) == []
+    assert isinstance(s.on_reply(b"w1", 1, 20.0)[0], Forward)

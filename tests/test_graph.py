@@ -9,6 +9,8 @@ import torch.fx as fx
 from common.errors import ModelLoadError
 from common.model.graph import trace
 from common.model.models import ZOO, example_input, load_model
+from common.model.split import split
+from common.planning.costgraph import describe_mismatch
 from tests.toy_models import TwoInputs
 
 
@@ -36,14 +38,39 @@ def test_nodes_are_the_fx_names_with_sizes() -> None:
     assert g.dag.graph["inputs"] == ["a", "b"] and g.dag.graph["fingerprint"] == g.fingerprint
 
 
-def test_fingerprint_is_structural() -> None:
+def test_fingerprint_covers_structure_and_weights() -> None:
     a = trace(load_model("resnet18", seed=0), example_input("resnet18"), "resnet18")
-    b = trace(load_model("resnet18", seed=7), example_input("resnet18", seed=3), "resnet18")
-    assert a.fingerprint == b.fingerprint  # weights' values and input values don't matter
+    b = trace(load_model("resnet18", seed=0), example_input("resnet18", seed=3), "resnet18")
+    assert a.fingerprint == b.fingerprint  # input values don't matter
+    w = trace(load_model("resnet18", seed=7), example_input("resnet18"), "resnet18")
+    assert w.fingerprint != a.fingerprint  # weights' values do: a worker must refuse the edge
+    assert w.fingerprint[:16] == a.fingerprint[:16]  # ...and can say it is only the weights
+    assert "--seed" in describe_mismatch(a.fingerprint, w.fingerprint)
     c = trace(load_model("resnet18"), example_input("resnet18", (1, 3, 160, 160)), "resnet18")
-    assert c.fingerprint != a.fingerprint  # activation shapes do: costs differ
+    assert c.fingerprint[:16] != a.fingerprint[:16]  # activation shapes do: costs differ
     d = trace(load_model("resnet50"), example_input("resnet50"), "resnet50")
     assert d.fingerprint != a.fingerprint
+    assert "--model" in describe_mismatch(a.fingerprint, d.fingerprint)
+
+
+class MakesConstants(torch.nn.Module):
+    """Creates a tensor inside forward: fx stores it on the root as `_tensor_constantN`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.tensor([2.0]) + torch.tensor([1.0])
+
+
+def test_tracing_twice_names_nodes_alike() -> None:
+    model = MakesConstants()
+    x = torch.randn(1, 3)
+    first, second = trace(model, x), trace(model, x)
+    assert list(first.nodes) == list(second.nodes)
+    assert any(n.startswith("_tensor_constant") for n in first.nodes)
+    assert first.fingerprint == second.fingerprint
+    assert not [k for k in vars(model) if k.startswith("_tensor_constant")]  # left as found
+    edge = [n for n in first.nodes if n in ("x", "_tensor_constant0", "mul")]
+    split(model, x, edge)  # a cut taken from one trace is valid for a split of another
+    assert torch.equal(second.module(x), model(x))
 
 
 def test_random_weights_are_reproducible() -> None:

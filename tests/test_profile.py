@@ -42,7 +42,7 @@ def test_profile_round_trips_and_refuses_other_models(graph, profile: Profile, t
     back.check(graph.fingerprint)
     with pytest.raises(ProfileMismatch, match="re-profile"):
         back.check("0" * 32)
-    assert cache_path("a/b", "f" * 32, profile.device).name.startswith("a_b-ffffffffffff-cpu-")
+    assert cache_path("a/b", "f" * 32, profile.device).name.startswith(f"a_b-{'f' * 32}-cpu-")
     with pytest.raises(ValueError, match="dads-profile/1"):
         Profile.from_json({"format": "other"})
 

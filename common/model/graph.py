@@ -21,7 +21,8 @@ from torch import nn
 
 from common.errors import TraceError
 
-__all__ = ["ValueSpec", "NodeInfo", "ModelGraph", "trace"]
+__all__ = [
+    "ValueSpec", "NodeInfo", "ModelGraph", "trace"]
 
 SpecKind = Literal["tensor", "int", "float", "bool", "none", "size", "tuple", "list"]
 _SCALAR_BYTES = {"int": 8, "float": 8, "bool": 1}
@@ -170,7 +171,7 @@ def _target_key(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     return str(node.target)
 
 
-def _fingerprint(gm: fx.GraphModule, specs: dict[str, ValueSpec]) -> str:
+def _structure_digest(gm: fx.GraphModule, specs: dict[str, ValueSpec]) -> str:
     modules = dict(gm.named_modules())
     doc = {
         "nodes": [
@@ -184,7 +185,27 @@ def _fingerprint(gm: fx.GraphModule, specs: dict[str, ValueSpec]) -> str:
         ],
     }
     blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:32]
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _weights_digest(gm: fx.GraphModule) -> str:
+    """The values of every parameter and buffer: two seeds or two weights files differ here."""
+    h = hashlib.sha256()
+    state = gm.state_dict(keep_vars=False)
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(name.encode() + b"\0" + str(t.dtype).encode() + b"\0")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().data if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _fingerprint(gm: fx.GraphModule, specs: dict[str, ValueSpec]) -> str:
+    """32 hex digits: 16 of the structure (graph, shapes), then 16 of the weights' values.
+
+    Edge and worker compare whole fingerprints; the halves let `costgraph.describe_mismatch` say which
+    side of the model differs.
+    """
+    return _structure_digest(gm, specs)[:16] + _weights_digest(gm)[:16]
 
 
 class _Recorder(fx.Interpreter):
@@ -201,6 +222,23 @@ class _Recorder(fx.Interpreter):
         return out
 
 
+def _symbolic_trace(model: nn.Module) -> fx.GraphModule:
+    """`fx.symbolic_trace` that leaves `model` as it found it, so every trace names nodes alike.
+
+    fx stores a tensor made inside `forward` on the root as `_tensor_constantN`, choosing the
+    first free N: left there, the next trace of the same module gets `_tensor_constant1` (and
+    node ids that no longer match a cut taken from the first). The GraphModule keeps its own
+    copies, so the attributes are removed from the model again.
+    """
+    before = set(vars(model))
+    try:
+        return fx.symbolic_trace(model)
+    finally:
+        for name in set(vars(model)) - before:
+            if name.startswith("_tensor_constant"):
+                delattr(model, name)
+
+
 def trace(
     model: nn.Module,
     example_input: torch.Tensor | tuple[torch.Tensor, ...],
@@ -209,7 +247,7 @@ def trace(
     """Trace `model` with torch.fx and annotate every node from one run on `example_input`."""
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
     try:
-        gm = model if isinstance(model, fx.GraphModule) else fx.symbolic_trace(model)
+        gm = model if isinstance(model, fx.GraphModule) else _symbolic_trace(model)
     except Exception as exc:  # fx raises many kinds for untraceable Python
         raise TraceError(
             f"torch.fx cannot trace {type(model).__name__}: {exc}. Make the forward free of "

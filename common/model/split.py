@@ -25,7 +25,7 @@ from common.planning import dag
 
 __all__ = [
     "EdgePart", "CloudPart", "split", "split_graph", "cloud_part", "flatten", "unflatten", "relative_error", "check_cut",
-    "wire_names",
+    "wire_names", "wire_layout",
 ]
 
 _SCALAR_DTYPES = {"int": torch.int64, "float": torch.float64, "bool": torch.bool}
@@ -58,6 +58,18 @@ def unflatten(spec: ValueSpec, tensors: Iterator[torch.Tensor]) -> Any:
         return None
     items = [unflatten(s, tensors) for s in spec.items]
     return tuple(items) if kind == "tuple" else items
+
+
+def wire_layout(spec: ValueSpec) -> list[tuple[str, tuple[int, ...]]]:
+    """(dtype, shape) of each frame that carries a value of structure `spec`, as `flatten` makes them."""
+    kind = spec.kind
+    if kind == "tensor":
+        return [(spec.dtype, spec.shape)]
+    if kind == "size":
+        return [("int64", spec.shape)]
+    if kind in _SCALAR_DTYPES:
+        return [(str(_SCALAR_DTYPES[kind]).removeprefix("torch."), ())]
+    return [frame for item in spec.items for frame in wire_layout(item)]
 
 
 def wire_names(nodes: Iterable[str], specs: Iterable[ValueSpec]) -> list[str]:
@@ -93,6 +105,9 @@ class CloudPart(nn.Module):
         self.specs = tuple(specs)
         self.wire_names = wire_names(receives, specs)
         self.num_tensors = len(self.wire_names)
+        #: (name, dtype, shape) of every frame this part takes: what a worker checks requests by
+        self.wire_frames = [(name, *frame) for name, frame in zip(
+            self.wire_names, [f for spec in specs for f in wire_layout(spec)], strict=True)]
 
     def forward(self, *tensors: torch.Tensor) -> Any:
         if len(tensors) != self.num_tensors:

@@ -18,7 +18,8 @@ import networkx as nx
 from common.errors import CostGraphError
 from common.planning.profile import Profile
 
-__all__ = ["NODE_FIELDS", "build", "validate", "to_json", "from_json", "load", "save"]
+__all__ = ["NODE_FIELDS", "build", "validate", "to_json", "from_json", "load", "save",
+           "describe_mismatch"]
 
 NODE_FIELDS = ("edge_time_s", "cloud_time_s", "output_bytes")
 
@@ -123,3 +124,12 @@ def save(g: nx.DiGraph, path: str | os.PathLike[str]) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(to_json(g), indent=1))
     return out
+
+
+def describe_mismatch(mine: str, theirs: str) -> str:
+    """Why two fingerprints differ, and what the user should do about it."""
+    if mine[:16] != theirs[:16]:
+        return ("the model's structure differs (another model, input shape or torch/torchvision "
+                "version): give both sides the same --model (DADS_MODEL)")
+    return ("the same model with different weights: give both sides the same --weights file "
+            "(DADS_WEIGHTS) and --seed (DADS_SEED)")

@@ -23,6 +23,7 @@ from common.planning.mincut import CutSolver
 __all__ = [
     "ALGORITHMS", "Prediction", "Plan", "evaluate", "make_plan", "dsl", "dsh",
     "exact_throughput", "neurosurgeon", "edge_only", "cloud_only", "brute_force", "solve",
+    "supersedes",
 ]
 
 BRUTE_FORCE_MAX_NODES = 30
@@ -56,10 +57,16 @@ class Plan:
     transfer_bytes: int = 0
     plan_id: int = 0
     created_at: float = 0.0
+    epoch: int = 0  # the issuing planner's run: ids restart with a planner, epochs do not
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    def stamped(self, plan_id: int, created_at: float) -> Plan:
-        return replace(self, plan_id=plan_id, created_at=created_at)
+    def stamped(self, plan_id: int, created_at: float, epoch: int = 0) -> Plan:
+        return replace(self, plan_id=plan_id, created_at=created_at, epoch=epoch)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """What names a plan everywhere: (epoch, plan_id). A restarted planner cannot collide."""
+        return (self.epoch, self.plan_id)
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -76,6 +83,15 @@ class Plan:
         body["edge_nodes"] = tuple(body["edge_nodes"])
         body["transfer"] = tuple(body["transfer"])
         return cls(**body)
+
+
+def supersedes(new: tuple[int, int], current: tuple[int, int] | None) -> bool:
+    """Whether a plan keyed `new` (epoch, id) replaces the one in force.
+
+    A restarted planner counts ids from 1 again but under a newer epoch (its start time in ms),
+    so its plans win over the dead planner's; within one epoch, the higher id wins.
+    """
+    return current is None or new > current
 
 
 def _check_inputs(g: nx.DiGraph, bandwidth_bps: float, workers: int) -> None:

@@ -6,11 +6,13 @@ deep-learning stack; `common.model.profiler` measures them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,13 @@ class Profile:
     @property
     def summed_s(self) -> float:
         return sum(self.node_times_s.values())
+
+    @cached_property
+    def digest(self) -> str:
+        """What the numbers say, not when they were taken: two profiles with the same digest
+        plan alike (a planner caches its cost graph by it; `scaled` keeps `created_at`)."""
+        doc = [self.fingerprint, asdict(self.device), self.node_times_s, self.total_s]
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
     def check(self, fingerprint: str) -> None:
         """Refuse a profile taken on a different model than the one in hand."""
@@ -92,7 +101,7 @@ def cache_dir() -> Path:
 
 def cache_path(model: str, fingerprint: str, device: DeviceInfo) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
-    return cache_dir() / "profiles" / f"{safe}-{fingerprint[:12]}-{device.key}.json"
+    return cache_dir() / "profiles" / f"{safe}-{fingerprint}-{device.key}.json"
 
 
 def scaled(profile: Profile, speedup: float) -> Profile:

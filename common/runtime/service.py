@@ -7,11 +7,13 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["setup_logging", "run_service", "Compute", "periodic"]
+from common.errors import DadsError
+
+__all__ = ["setup_logging", "run_service", "Compute", "periodic", "supervise"]
 
 T = TypeVar("T")
 
@@ -27,7 +29,11 @@ def setup_logging(name: str, level: str = "INFO") -> logging.Logger:
 
 
 def run_service(main: Callable[[asyncio.Event], Awaitable[int | None]]) -> int:
-    """Run `main(stop)` on uvloop; SIGINT/SIGTERM set `stop` so the service closes cleanly."""
+    """Run `main(stop)` on uvloop; SIGINT/SIGTERM set `stop` so the service closes cleanly.
+
+    A DadsError (bad options, a model or source that cannot be opened) is a user's error: one
+    clear line and exit 2, not a traceback.
+    """
     import uvloop
 
     async def runner() -> int:
@@ -38,7 +44,11 @@ def run_service(main: Callable[[asyncio.Event], Awaitable[int | None]]) -> int:
                 loop.add_signal_handler(sig, stop.set)
         return int(await main(stop) or 0)
 
-    return uvloop.run(runner())
+    try:
+        return uvloop.run(runner())
+    except DadsError as exc:
+        logging.getLogger().error("%s", exc)
+        return 2
 
 
 class Compute:
@@ -66,3 +76,29 @@ async def periodic(interval_s: float, fn: Callable[[], Awaitable[None]], stop: a
             log.exception("periodic task failed; continuing")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)
+
+
+async def supervise(stop: asyncio.Event, tasks: Iterable[asyncio.Task[Any]],
+                    log: logging.Logger) -> int:
+    """Wait for `stop`, or for one of a service's long-lived tasks to end; return the exit code.
+
+    Such a task never ends on its own: one that returns or raises leaves the service half
+    alive (a receive loop gone, nobody reading a socket). So it is logged, `stop` is set, and
+    the process exits 1, for its supervisor (compose's restart policy, systemd) to restart it.
+    """
+    watched = set(tasks)
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    done, _ = await asyncio.wait({stopper, *watched}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    # a task may return because `stop` was set (periodic loops do): that is the normal way out
+    ended = [t for t in done if t is not stopper
+             and (t.cancelled() or t.exception() is not None or not stop.is_set())]
+    for t in ended:
+        exc = None if t.cancelled() else t.exception()
+        log.error("task %s %s: stopping the service (exit 1) so that it is restarted",
+                  t.get_name(), f"failed with {type(exc).__name__}: {exc}" if exc else "ended",
+                  exc_info=exc)
+    if ended:
+        stop.set()
+        return 1
+    return 0

@@ -37,7 +37,7 @@ __all__ = [
     "PROTOCOL_VERSION", "Kind", "Limits", "LIMITS", "WireError", "TensorMeta", "Request",
     "Result", "ErrorReply", "Ready", "Heartbeat", "PlanMsg", "EdgeProfile", "CloudProfile",
     "Telemetry", "Probe", "ProbeAck", "Control", "BrokerStats", "Message", "encode", "decode",
-    "ALLOWED_DTYPES", "ErrorCode",
+    "ALLOWED_DTYPES", "ErrorCode", "clip",
 ]
 
 PROTOCOL_VERSION = 1
@@ -74,6 +74,25 @@ class ErrorCode:
     OVERLOADED = "overloaded"
     WORKER_LOST = "worker_lost"
     INTERNAL = "internal"
+    DEADLINE = "deadline"
+    BAD_INPUT = "bad_input"
+    UNAUTHORIZED = "unauthorized"
+    OTHER = "other"
+
+    @classmethod
+    def label(cls, code: object) -> str:
+        """A code fit for a metric label: ours as it is, anything a peer made up as "other"."""
+        return code if isinstance(code, str) and code in _KNOWN_CODES else cls.OTHER
+
+
+_KNOWN_CODES = frozenset(v for k, v in vars(ErrorCode).items() if k.isupper())
+MAX_LOGGED_CHARS = 200
+
+
+def clip(text: object, limit: int = MAX_LOGGED_CHARS) -> str:
+    """Peer-chosen text, bounded for a log line (a hostile peer cannot flood the log)."""
+    s = str(text)
+    return s if len(s) <= limit else f"{s[:limit]}... ({len(s)} chars)"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -104,7 +123,7 @@ class WireError(DadsError):
     """A message that fails validation; `code` is one of ErrorCode."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
+        super().__init__(f"{code}: {clip(message, 300)}")  # names in it may come from a peer
         self.code = code
 
     def __repr__(self) -> str:
@@ -141,6 +160,7 @@ class Request:
     deadline_s: float  # relative: seconds the edge will wait
     want_output: bool = False
     attempt: int = 0
+    plan_epoch: int = 0  # with plan_id, the plan's key (partition.Plan.key)
 
 
 @dataclass(frozen=True)
@@ -345,8 +365,10 @@ def _check(value: Any, hint: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise WireError(ErrorCode.SCHEMA, f"{where}: expected a number")
+        if not math.isfinite(value):  # inf/nan would poison every computation they reach
+            raise WireError(ErrorCode.SCHEMA, f"{where}: {value} is not a finite number")
         return float(value)
     if hint is int:
         if isinstance(value, float) and value.is_integer():  # from a float array
@@ -410,6 +432,8 @@ def decode(frames: Sequence[Any], limits: Limits = LIMITS) -> tuple[Message, lis
     """Validate and decode [kind, header, *frames] -> (message, raw tensor frames)."""
     if len(frames) < 2:
         raise WireError(ErrorCode.MALFORMED, f"{len(frames)} frame(s); a message has at least 2")
+    if len(frames) > limits.max_tensors + 2:
+        raise WireError(ErrorCode.TOO_LARGE, f"{len(frames)} frames (limit {limits.max_tensors + 2})")
     kind_frame, header_frame, rest = frames[0], frames[1], list(frames[2:])
     if len(kind_frame) != 1 or kind_frame[0] not in _CLASS_OF:
         raise WireError(ErrorCode.MALFORMED, "unknown message kind")

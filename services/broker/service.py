@@ -17,7 +17,7 @@ import zmq
 
 from common.runtime import config
 from common.runtime.metrics import BrokerMetrics, serve
-from common.runtime.service import periodic, run_service, setup_logging
+from common.runtime.service import periodic, run_service, setup_logging, supervise
 from common.runtime.transport import Channel, Envelope
 from common.runtime.wire import (
     BrokerStats,
@@ -30,6 +30,7 @@ from common.runtime.wire import (
     Request,
     Result,
     WireError,
+    clip,
     encode,
 )
 from services.broker.state import Action, Answer, BrokerState, Dispatch, Forward
@@ -41,11 +42,13 @@ log = logging.getLogger("broker")
 
 class Broker:
     def __init__(self, frontend: str, backend: str, planner: str | None, metrics_port: int,
-                 heartbeat_s: float = 1.0, liveness_s: float = 3.0, max_queue: int = 256) -> None:
+                 heartbeat_s: float = 1.0, liveness_s: float = 3.0, max_queue: int = 256,
+                 dispatch_timeout_s: float = 60.0) -> None:
         self.frontend, self.backend, self.planner = frontend, backend, planner
         self.metrics_port = metrics_port
         self.heartbeat_s = heartbeat_s
-        self.state = BrokerState(liveness_s=liveness_s, max_queue=max_queue)
+        self.state = BrokerState(liveness_s=liveness_s, max_queue=max_queue,
+                                 dispatch_timeout_s=dispatch_timeout_s)
         self.metrics = BrokerMetrics()
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -55,9 +58,10 @@ class Broker:
         port = serve(self.metrics.registry, self.metrics_port)
         log.info("frontend %s, backend %s, metrics on :%d", self.front.endpoint,
                  self.back.endpoint, port)
-        tasks = [asyncio.create_task(self._front_loop()), asyncio.create_task(self._back_loop()),
-                 asyncio.create_task(periodic(self.heartbeat_s, self._tick, stop, log))]
-        await stop.wait()
+        tasks = [asyncio.create_task(self._front_loop(), name="frontend"),
+                 asyncio.create_task(self._back_loop(), name="backend"),
+                 asyncio.create_task(periodic(self.heartbeat_s, self._tick, stop, log), name="tick")]
+        rc = await supervise(stop, tasks, log)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -65,7 +69,7 @@ class Broker:
             if ch is not None:
                 ch.close()
         log.info("stopped")
-        return 0
+        return rc
 
     # -- loops --
     async def _front_loop(self) -> None:
@@ -102,11 +106,12 @@ class Broker:
         assert worker is not None
         known = self.state.on_seen(worker, now)
         if isinstance(msg, Ready):
-            log.info("worker %s ready (%s, %s)", msg.worker, msg.device, msg.fingerprint[:12])
+            log.info("worker %s ready (%s, %s)", clip(msg.worker, 64), clip(msg.device, 32),
+                     clip(msg.fingerprint, 12))
             await self._act(self.state.on_ready(worker, now))
         elif isinstance(msg, (Result, ErrorReply)):
             if isinstance(msg, ErrorReply):
-                self.metrics.errors.labels(msg.code).inc()
+                self.metrics.errors.labels(ErrorCode.label(msg.code)).inc()
             for action in self.state.on_reply(worker, msg.request_id, now):
                 if isinstance(action, Forward):
                     p = action.pending
@@ -184,10 +189,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--liveness", type=float, default=3.0, metavar="S",
                    help="a worker silent this long is dead (default 3 s)")
     p.add_argument("--max-queue", type=int, default=256, help="requests waiting at most (256)")
+    p.add_argument("--dispatch-timeout", type=float, default=60.0, metavar="S",
+                   help="re-queue a request a live worker has not answered in S s (default 60)")
 
 
 def main(args: argparse.Namespace) -> int:
     setup_logging("broker")
     broker = Broker(args.frontend, args.backend, args.planner or None, args.metrics_port,
-                    liveness_s=args.liveness, max_queue=args.max_queue)
+                    liveness_s=args.liveness, max_queue=args.max_queue,
+                    dispatch_timeout_s=args.dispatch_timeout)
     return run_service(broker.run)

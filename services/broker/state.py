@@ -8,6 +8,9 @@ clock: tests drive it with synthetic events and times.
   times, then answered with an error), so no frame is lost silently.
 - Requests wait in a bounded FIFO; each goes to the idle worker that has waited longest.
 - A request still queued past its deadline is answered with an error instead of being run late.
+- A dispatched request has a deadline too (`dispatch_timeout_s`): a worker that keeps
+  heartbeating but never answers (hung compute, a wedged device) loses the request, which is
+  re-queued for another worker; the hung worker gets nothing new until it answers the old one.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ Action = Dispatch | Answer | Forward
 class _Worker:
     last_seen: float
     busy: Pending | None = None
+    abandoned: bool = False  # `busy` timed out here and went elsewhere; the worker owes an answer
 
 
 @dataclass
@@ -71,6 +75,7 @@ class BrokerState:
     liveness_s: float = 3.0
     max_queue: int = 256
     max_attempts: int = 3
+    dispatch_timeout_s: float = 60.0
     workers: OrderedDict[bytes, _Worker] = field(default_factory=OrderedDict)
     idle: deque[bytes] = field(default_factory=deque)
     queue: deque[Pending] = field(default_factory=deque)
@@ -82,14 +87,14 @@ class BrokerState:
 
     @property
     def in_flight(self) -> int:
-        return sum(1 for w in self.workers.values() if w.busy is not None)
+        return sum(1 for w in self.workers.values() if w.busy is not None and not w.abandoned)
 
     # -- events --
     def on_ready(self, worker: bytes, now: float) -> list[Action]:
         """A worker (re)registered: if it was busy, that request is lost with its old session."""
         actions: list[Action] = []
         old = self.workers.get(worker)
-        if old is not None and old.busy is not None:
+        if old is not None and old.busy is not None and not old.abandoned:
             actions += self._requeue(old.busy, now)
         if worker in self.idle:
             self.idle.remove(worker)
@@ -118,10 +123,11 @@ class BrokerState:
         w = self.workers.get(worker)
         if w is None or w.busy is None or w.busy.request_id != request_id:
             return []  # a late answer for a request already re-queued: the retry will answer
-        pending, w.busy = w.busy, None
-        w.last_seen = now
+        pending, abandoned = w.busy, w.abandoned
+        w.busy, w.abandoned, w.last_seen = None, False, now
         self.idle.append(worker)
-        return [Forward(pending.edge, pending), *self._dispatch(now)]
+        forward: list[Action] = [] if abandoned else [Forward(pending.edge, pending)]
+        return forward + self._dispatch(now)
 
     def on_tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
@@ -130,12 +136,16 @@ class BrokerState:
                 del self.workers[worker]
                 if worker in self.idle:
                     self.idle.remove(worker)
-                if w.busy is not None:
+                if w.busy is not None and not w.abandoned:
                     actions += self._requeue(w.busy, now)
+            elif w.busy is not None and not w.abandoned \
+                    and now - w.busy.dispatched_at > self.dispatch_timeout_s:
+                w.abandoned = True  # alive but not answering: the request goes elsewhere
+                actions += self._requeue(w.busy, now)
         kept: deque[Pending] = deque()
         for p in self.queue:
             if now > p.deadline:
-                actions.append(Answer(p.edge, p.request_id, "deadline",
+                actions.append(Answer(p.edge, p.request_id, ErrorCode.DEADLINE,
                                       "deadline passed while waiting for a worker"))
             else:
                 kept.append(p)

@@ -1,8 +1,10 @@
 """The cloud worker.
 
 Connects to the broker's backend (DEALER), announces itself, heartbeats, and answers requests.
-For each request it finds the plan by `plan_id` (plans arrive over the planner's PUB socket and
-are kept, a few at a time, so frames sent under the previous plan still finish), builds the cloud
+A request is served in a task of its own, so the receive loop keeps hearing the broker (and the
+heartbeat keeps flowing) however long the compute takes. For each request it finds the plan by
+its key (epoch, plan_id) (plans arrive over the planner's PUB socket and are kept, a few at a
+time, so frames sent under an earlier plan, or an earlier planner, still finish), builds the cloud
 part once per plan, checks that the tensors are exactly those the plan's cut sends, runs it off
 the event loop and answers with the top classes (and the raw output when asked). Anything it
 cannot serve gets an explicit error reply, never a wrong answer.
@@ -26,10 +28,11 @@ import zmq
 from common.model.graph import ModelGraph
 from common.model.hosting import host_model, top_k
 from common.model.split import CloudPart, cloud_part
+from common.planning.costgraph import describe_mismatch
 from common.planning.partition import Plan
 from common.runtime import config
 from common.runtime.metrics import WorkerMetrics, serve
-from common.runtime.service import Compute, periodic, run_service, setup_logging
+from common.runtime.service import Compute, periodic, run_service, setup_logging, supervise
 from common.runtime.tensorwire import from_frames, to_frames
 from common.runtime.transport import Channel, Envelope
 from common.runtime.wire import (
@@ -42,6 +45,7 @@ from common.runtime.wire import (
     Request,
     Result,
     WireError,
+    clip,
 )
 
 __all__ = ["CloudWorker", "add_arguments", "main"]
@@ -62,8 +66,10 @@ class CloudWorker:
         self.name = args.id or f"{socket.gethostname()}-{os.getpid()}"
         self.metrics = WorkerMetrics()
         self.compute = Compute()
-        self.plans: OrderedDict[int, _Served] = OrderedDict()
+        self.plans: OrderedDict[tuple[int, int], _Served] = OrderedDict()
+        self.epoch = 0  # the newest planner epoch seen: a new one gets our profile at once
         self.broker_seen = 0.0
+        self.serving: set[asyncio.Task[None]] = set()
 
     # -- setup --
     def _load(self) -> ModelGraph:
@@ -82,19 +88,19 @@ class CloudWorker:
         self.telemetry = Channel.open(zmq.PUSH, a.telemetry, bind=False)
         self._connect()
         tasks = [
-            asyncio.create_task(self._plan_loop()),
-            asyncio.create_task(periodic(1.0, self._heartbeat, stop, log)),
-            asyncio.create_task(periodic(5.0, self._publish_profile, stop, log)),
+            asyncio.create_task(self._plan_loop(), name="plans"),
+            asyncio.create_task(periodic(1.0, self._heartbeat, stop, log), name="heartbeat"),
+            asyncio.create_task(periodic(5.0, self._publish_profile, stop, log), name="profile"),
         ]
-        await stop.wait()
-        for t in [*tasks, self._receiver]:
+        rc = await supervise(stop, tasks, log)
+        for t in [*tasks, self._receiver, *self.serving]:
             t.cancel()
-        await asyncio.gather(*tasks, self._receiver, return_exceptions=True)
+        await asyncio.gather(*tasks, self._receiver, *self.serving, return_exceptions=True)
         for ch in (self.dealer, self.plan_sub, self.telemetry):
             ch.close()
         self.compute.close()
         log.info("stopped")
-        return 0
+        return rc
 
     def _connect(self) -> None:
         """(Re)open the broker socket and its receive loop; Ready goes out on the next beat."""
@@ -103,7 +109,8 @@ class CloudWorker:
             self.dealer.close()
         self.dealer = Channel.open(zmq.DEALER, self.args.broker, bind=False,
                                    identity=self.name.encode())
-        self._receiver = asyncio.create_task(self._broker_loop())
+        self._receiver = asyncio.create_task(self._broker_loop(), name="broker")
+        self._receiver.add_done_callback(self._task_done)  # if it dies, liveness reconnects
         self.broker_seen = time.monotonic()
         self._ready_sent = False
 
@@ -137,8 +144,11 @@ class CloudWorker:
             except (KeyError, TypeError, ValueError):
                 self.metrics.errors.labels(ErrorCode.SCHEMA).inc()
                 continue
-            if plan.fingerprint == self.graph.fingerprint and plan.plan_id not in self.plans:
-                self.plans[plan.plan_id] = _Served(plan)
+            if plan.epoch > self.epoch:  # a (re)started planner: tell it what we are now
+                self.epoch = plan.epoch
+                await self._publish_profile()
+            if plan.fingerprint == self.graph.fingerprint and plan.key not in self.plans:
+                self.plans[plan.key] = _Served(plan)
                 while len(self.plans) > PLANS_KEPT:
                     self.plans.popitem(last=False)
                 self.metrics.plans_cached.set(len(self.plans))
@@ -154,8 +164,16 @@ class CloudWorker:
                 log.warning("bad message from the broker: %s", exc)
                 continue
             self.broker_seen = time.monotonic()
-            if isinstance(env.msg, Request):
-                await self._serve(env)
+            if isinstance(env.msg, Request):  # off this loop: it must keep hearing the broker
+                task = asyncio.create_task(self._serve(env))
+                self.serving.add(task)
+                task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A request served, or the receive loop ended: a failure is logged, never silent."""
+        self.serving.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
 
     # -- serving --
     async def _reply_error(self, req: Request, code: str, message: str, retry: bool = False) -> None:
@@ -168,24 +186,32 @@ class CloudWorker:
         t0 = time.perf_counter()
         if req.fingerprint != self.graph.fingerprint:
             await self._reply_error(req, ErrorCode.FINGERPRINT,
-                                    f"this worker serves {self.args.model} with fingerprint "
-                                    f"{self.graph.fingerprint}, not {req.fingerprint}")
+                                    f"worker {self.name} serves {self.args.model} with fingerprint "
+                                    f"{self.graph.fingerprint}, the edge {clip(req.fingerprint, 40)}"
+                                    f": {describe_mismatch(self.graph.fingerprint, req.fingerprint)}")
             return
-        served = self.plans.get(req.plan_id)
+        served = self.plans.get((req.plan_epoch, req.plan_id))
         if served is None:
             await self._reply_error(req, ErrorCode.UNKNOWN_PLAN,
-                                    f"plan {req.plan_id} is not known here (yet)", retry=True)
+                                    f"plan {req.plan_epoch}:{req.plan_id} is not known here (yet)",
+                                    retry=True)
             return
         if served.part is None:
             t = time.perf_counter()
             part = await self.compute(cloud_part, self.graph, served.plan.edge_nodes)
             served.part = part
             self.metrics.split_build.observe(time.perf_counter() - t)
-        names = [m.name for m in req.tensors]
-        if names != served.part.wire_names:
-            await self._reply_error(req, ErrorCode.BAD_TENSORS,
-                                    f"plan {req.plan_id} sends {served.part.wire_names}, "
-                                    f"request has {names}")
+        got = [(m.name, m.dtype, m.shape) for m in req.tensors]
+        if got != served.part.wire_frames:
+            want = served.part.wire_frames
+            first = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+                         min(len(got), len(want)))
+            await self._reply_error(
+                req, ErrorCode.BAD_TENSORS,
+                f"plan {req.plan_id} takes {len(want)} tensor(s), the request has {len(got)}; "
+                f"first difference at #{first}: expected "
+                f"{clip(want[first] if first < len(want) else None, 120)}, "
+                f"got {clip(got[first] if first < len(got) else None, 120)}")
             return
         try:
             output = await self.compute(self._run, served.part, req, env.frames)
@@ -205,12 +231,14 @@ class CloudWorker:
                                       classes, scores, cloud_s, outputs=outputs), frames)
 
     def _run(self, part: CloudPart, req: Request, frames: list) -> object:
+        t0 = time.perf_counter()
         tensors = [t.to(self.device) for t in from_frames(req.tensors, frames)]
         with torch.no_grad():
             out = part(*tensors)
-        if isinstance(out, (tuple, list)):
-            return type(out)(o.cpu() for o in out)
-        return out.cpu()
+        out = type(out)(o.cpu() for o in out) if isinstance(out, (tuple, list)) else out.cpu()
+        if self.args.slowdown > 1:  # emulate a slower device: stretch the compute time
+            time.sleep((self.args.slowdown - 1) * (time.perf_counter() - t0))
+        return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -223,6 +251,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=int(config.env("DADS_METRICS_PORT") or 9103), help="default 9103")
     p.add_argument("--broker-liveness", type=float, default=3.0, metavar="S",
                    help="reconnect when the broker is silent this long (default 3 s)")
+    p.add_argument("--slowdown", type=float, default=1.0, metavar="F",
+                   help="emulate a device F times slower than this one (default 1)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -21,29 +21,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import statistics
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import torch
 import zmq
 
+from common.errors import DadsError
 from common.model.graph import ModelGraph
 from common.model.hosting import host_model, top_k
 from common.model.split import CloudPart, EdgePart, split_graph
 from common.planning import costgraph
-from common.planning.partition import Plan, Prediction
+from common.planning.partition import Plan, Prediction, supersedes
 from common.planning.probe import LinkClock
 from common.planning.profile import scaled
 from common.planning.units import format_bandwidth, parse_bandwidth
 from common.runtime import config
 from common.runtime.metrics import EdgeMetrics, serve
-from common.runtime.service import Compute, periodic, run_service, setup_logging
+from common.runtime.service import Compute, periodic, run_service, setup_logging, supervise
 from common.runtime.tensorwire import from_frames, to_frames
 from common.runtime.transport import Channel
 from common.runtime.wire import (
@@ -57,6 +60,7 @@ from common.runtime.wire import (
     Result,
     Telemetry,
     WireError,
+    clip,
 )
 from services.edge_agent.sources import open_source
 
@@ -66,6 +70,7 @@ log = logging.getLogger("edge_agent")
 RETRY_BACKOFF_S = 0.05
 MAX_ATTEMPTS = 5
 PROBE_BYTES = 64 * 1024
+PROBE_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -121,6 +126,8 @@ class EdgeAgent:
         self.open_frames = 0  # captured, not yet finished (closed loop waits for 0)
         self.idle = asyncio.Event()
         self.idle.set()
+        self.source_failed = False
+        self.epoch = 0  # the newest planner epoch seen: a new planner gets our profile at once
 
     # -- setup --
     def _load(self) -> ModelGraph:
@@ -139,6 +146,7 @@ class EdgeAgent:
         port = serve(self.metrics.registry, a.metrics_port)
         log.info("loading %s (metrics on :%d)", a.model, port)
         self.graph = await self.compute(self._load)
+        frames = await self.compute(_open_source, a.source, self.shape)  # a bad one: fail now
         local = Plan("local", self.graph.fingerprint, tuple(sorted(self.graph.nodes)), (),
                      Prediction(0.0, 0.0, 0.0, 0.0, 0.0), 0.0)  # until the planner speaks
         self.local_cut = await self.compute(self._build_cut, local)
@@ -150,27 +158,32 @@ class EdgeAgent:
         self.link: asyncio.Queue[_Frame | tuple[int, int]] = asyncio.Queue()
         self.started = time.monotonic()
         background = [
-            asyncio.create_task(self._plan_loop()),
-            asyncio.create_task(self._receiver()),
-            asyncio.create_task(self._sender()),
-            asyncio.create_task(periodic(0.05, self._sweep_deadlines, stop, log)),
-            asyncio.create_task(periodic(1.0, self._send_telemetry, stop, log)),
-            asyncio.create_task(periodic(5.0, self._send_profile, stop, log)),
-            asyncio.create_task(periodic(1.0, self._probe, stop, log)),
+            asyncio.create_task(self._plan_loop(), name="plans"),
+            asyncio.create_task(self._receiver(), name="receiver"),
+            asyncio.create_task(self._sender(), name="sender"),
+            asyncio.create_task(periodic(0.05, self._sweep_deadlines, stop, log), name="deadlines"),
+            asyncio.create_task(periodic(1.0, self._send_telemetry, stop, log), name="telemetry"),
+            asyncio.create_task(periodic(5.0, self._send_profile, stop, log), name="profile"),
+            asyncio.create_task(periodic(1.0, self._probe, stop, log), name="probe"),
         ]
         if a.live:
-            background.append(asyncio.create_task(periodic(1.0, self._live, stop, log)))
+            background.append(asyncio.create_task(periodic(1.0, self._live, stop, log),
+                                                  name="live"))
+        watch = asyncio.create_task(supervise(stop, background, log))  # sets stop on a failure
         await self._send_profile()
         await self._wait_for_plan(stop)
-        source = asyncio.create_task(self._source(stop))
+        source = asyncio.create_task(self._source(stop, frames))
         pipeline = asyncio.create_task(self._pipeline())
         done = asyncio.create_task(stop.wait())
         await asyncio.wait([pipeline, done], return_when=asyncio.FIRST_COMPLETED)
         if not pipeline.done():  # stopped from outside: no new frames, finish those in flight
             source.cancel()
+            await asyncio.gather(source, return_exceptions=True)
             await self.frames.put(None)
         await pipeline
         await self._drain(stop)
+        stop.set()
+        rc = max(await watch, int(self.source_failed))
         for t in [source, done, *background]:
             t.cancel()
         await asyncio.gather(source, done, *background, return_exceptions=True)
@@ -180,7 +193,7 @@ class EdgeAgent:
         if self.results:
             self.results.close()
         self._summary()
-        return 0
+        return rc
 
     async def _wait_for_plan(self, stop: asyncio.Event) -> None:
         deadline = time.monotonic() + self.args.wait_plan
@@ -196,9 +209,19 @@ class EdgeAgent:
             await asyncio.sleep(0.05)
 
     # -- stages --
-    async def _source(self, stop: asyncio.Event) -> None:
+    async def _source(self, stop: asyncio.Event, frames: Iterator[torch.Tensor]) -> None:
+        """Capture frames; every frame counted in ends as a result or a reported drop."""
+        try:
+            await self._capture(stop, frames)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a source that breaks mid-stream: say so, finish what is in
+            log.error("frame source %s failed: %s: %s", self.args.source, type(exc).__name__, exc)
+            self.source_failed = True
+            await self.frames.put(None)
+
+    async def _capture(self, stop: asyncio.Event, frames: Iterator[torch.Tensor]) -> None:
         a = self.args
-        frames = open_source(a.source, self.shape)
         interval = 1.0 / a.fps if a.fps > 0 else 0.0
         next_at = time.monotonic()
         frame_id = 0
@@ -217,7 +240,11 @@ class EdgeAgent:
             if interval and self.frames.full():  # a live source does not wait: drop the frame
                 self._finish_dropped(frame_id, "queue_full")
             else:
-                await self.frames.put((frame_id, now, frame))
+                try:
+                    await self.frames.put((frame_id, now, frame))
+                except asyncio.CancelledError:  # stopped while the queue was full: counted in,
+                    self._finish_dropped(frame_id, "stopped")  # so reported, not lost
+                    raise
             self.metrics.queue_depth.labels("frames").set(self.frames.qsize())
             frame_id += 1
             if interval:
@@ -256,7 +283,8 @@ class EdgeAgent:
             rid = self.next_request
             self.next_request += 1
             job.request = Request(rid, frame_id, cut.plan.plan_id, self.graph.fingerprint, metas,
-                                  time.time(), self.args.deadline, want_output=self.args.want_output)
+                                  time.time(), self.args.deadline, want_output=self.args.want_output,
+                                  plan_epoch=cut.plan.epoch)
             self.in_flight[rid] = job
             self.metrics.queue_depth.labels("in_flight").set(len(self.in_flight))
             await self._hand_to_link(job)
@@ -330,11 +358,11 @@ class EdgeAgent:
             self.metrics.queue_depth.labels("in_flight").set(len(self.in_flight))
 
     async def _on_error(self, err: ErrorReply) -> None:
-        self.metrics.errors.labels(err.code).inc()
+        self.metrics.errors.labels(ErrorCode.label(err.code)).inc()
         job = self.in_flight.get(err.request_id)
         if job is None:
             if err.request_id < 0:
-                log.warning("the broker refused a message: %s", err.message)
+                log.warning("the broker refused a message: %s", clip(err.message))
             return
         job.attempts += 1
         backoff = RETRY_BACKOFF_S * 2 ** (job.attempts - 1)
@@ -347,7 +375,8 @@ class EdgeAgent:
                 job.request = _with_attempt(job.request, job.attempts)
                 await self._hand_to_link(job)
             return
-        log.warning("frame %d refused: %s (%s)", job.frame_id, err.message, err.code)
+        log.warning("frame %d refused: %s (%s)", job.frame_id, clip(err.message),
+                    ErrorCode.label(err.code))
         self.in_flight.pop(err.request_id, None)
         self._finish_dropped(job.frame_id, err.code, job)
         self.window.release()
@@ -425,10 +454,14 @@ class EdgeAgent:
             except (KeyError, TypeError, ValueError):
                 self.metrics.errors.labels(ErrorCode.SCHEMA).inc()
                 continue
+            if plan.epoch > self.epoch:  # a (re)started planner: give it our profile now
+                if self.epoch:
+                    log.info("planner epoch %d (was %d): a new planner run", plan.epoch, self.epoch)
+                self.epoch = plan.epoch
+                await self._send_profile()
             if plan.fingerprint != self.graph.fingerprint:
                 continue
-            current = self.cut.plan.plan_id if self.cut else -1
-            if plan.plan_id <= current:
+            if not supersedes(plan.key, self.cut.plan.key if self.cut else None):
                 continue
             try:
                 cut = await self.compute(self._build_cut, plan)
@@ -466,6 +499,10 @@ class EdgeAgent:
         """Active probes when the link is idle: a tiny one for the base RTT, then a sized one."""
         if time.monotonic() - self.last_handed < 2.0 or self.in_flight:
             return
+        now = time.monotonic()
+        for probe_id, sent_at in list(self.probe_sent.items()):
+            if now - sent_at > PROBE_TIMEOUT_S:  # never answered (a lost broker): forget it
+                del self.probe_sent[probe_id]
         for size in (0, PROBE_BYTES):
             probe_id = len(self.probe_sent) + int(time.monotonic() * 1e3)
             self.probe_sent[probe_id] = self.last_handed = time.monotonic()
@@ -494,6 +531,15 @@ class EdgeAgent:
               f"({c['out'] / max(took, 1e-9):.2f} fps); latency p50 {_pct(lat, 50) * 1e3:.1f} ms, "
               f"p95 {_pct(lat, 95) * 1e3:.1f} ms, p99 {_pct(lat, 99) * 1e3:.1f} ms; "
               f"plans used: {sorted(self.plans_used)}", file=self.out, flush=True)
+
+
+def _open_source(spec: str, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
+    """Open the source and read its first frame, so that a bad one is a start-up error."""
+    frames = open_source(spec, shape)
+    first = next(frames, None)
+    if first is None:
+        raise DadsError(f"frame source {spec!r} gave no frames")
+    return itertools.chain([first], frames)
 
 
 def _with_attempt(req: Request, attempt: int) -> Request:

@@ -2,7 +2,10 @@
 
 PULL (bind) takes edge profiles (the model DAG + edge times), cloud profiles (from every worker),
 edge telemetry, broker stats and operator controls; PUB (bind) publishes versioned plans and
-republishes the current one every second so late joiners catch up. Each tick it rebuilds the cost
+republishes the live ones (the last few) every second so late joiners catch up. A plan is named
+by (epoch, id): the epoch is this run's start time, so a restarted planner's plans supersede the
+old ones everywhere and never collide with them. A message that cannot be used is counted,
+logged (bounded) and dropped; nothing a peer sends stops the inbox. Each tick it rebuilds the cost
 graph when its inputs changed, reads the bandwidth (operator override, else the probe's estimate,
 else the configured initial value), decides the load regime (DSL light, DSH heavy, k = workers
 ready) and publishes a new plan id only when the predicted gain beats the threshold.
@@ -20,7 +23,8 @@ import networkx as nx
 import zmq
 
 from common.errors import DadsError
-from common.planning import dag, partition
+from common.planning import costgraph, dag, partition
+from common.planning.costgraph import describe_mismatch
 from common.planning.mincut import CutSolver
 from common.planning.probe import BandwidthEstimator
 from common.planning.profile import Profile
@@ -28,7 +32,7 @@ from common.planning.regime import Hysteresis, Regime, RegimeState, decide
 from common.planning.units import format_bandwidth, parse_bandwidth
 from common.runtime import config
 from common.runtime.metrics import PlannerMetrics, serve
-from common.runtime.service import periodic, run_service, setup_logging
+from common.runtime.service import periodic, run_service, setup_logging, supervise
 from common.runtime.transport import Channel
 from common.runtime.wire import (
     BrokerStats,
@@ -38,13 +42,22 @@ from common.runtime.wire import (
     PlanMsg,
     Telemetry,
     WireError,
+    clip,
 )
-from services.planner.state import Calibration, cost_graph, merge_cloud_profiles, should_switch
+from services.planner.state import (
+    Calibration,
+    PlanBook,
+    check_control,
+    cost_graph,
+    merge_cloud_profiles,
+    should_switch,
+)
 
 __all__ = ["Planner", "add_arguments", "main"]
 
 log = logging.getLogger("planner")
 CLOUD_PROFILE_TTL_S = 30.0
+MAX_WORKERS = 4096  # cloud profiles kept at most (one per worker name; expired ones pruned)
 
 
 class Planner:
@@ -68,8 +81,7 @@ class Planner:
         self.regime = RegimeState()
         self.cfg = Hysteresis(min_dwell_s=args.dwell)
         self.plan: partition.Plan | None = None
-        self.msg: PlanMsg | None = None
-        self.next_id = 1
+        self.book: PlanBook[PlanMsg] = PlanBook(epoch=int(time.time() * 1000))
         self._graph_key: tuple | None = None
         self._graph: tuple[nx.DiGraph, CutSolver] | None = None
 
@@ -79,17 +91,17 @@ class Planner:
         port = serve(self.metrics.registry, self.args.metrics_port)
         log.info("plans on %s, telemetry on %s, metrics on :%d", self.pub.endpoint,
                  self.pull.endpoint, port)
-        tasks = [asyncio.create_task(self._inbox()),
-                 asyncio.create_task(periodic(self.args.tick, self._tick, stop, log)),
-                 asyncio.create_task(periodic(1.0, self._republish, stop, log))]
-        await stop.wait()
+        tasks = [asyncio.create_task(self._inbox(), name="inbox"),
+                 asyncio.create_task(periodic(self.args.tick, self._tick, stop, log), name="tick"),
+                 asyncio.create_task(periodic(1.0, self._republish, stop, log), name="republish")]
+        rc = await supervise(stop, tasks, log)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.pub.close()
         self.pull.close()
         log.info("stopped")
-        return 0
+        return rc
 
     # -- inputs --
     async def _inbox(self) -> None:
@@ -102,9 +114,10 @@ class Planner:
                 continue
             try:
                 self._take(env.msg)
-            except (DadsError, KeyError, TypeError, ValueError, nx.NetworkXError) as exc:
+            except Exception as exc:  # whatever a peer's content breaks, the inbox goes on
                 self.metrics.errors.labels("bad_input").inc()
-                log.warning("ignored %s: %s", type(env.msg).__name__, exc)
+                log.warning("ignored %s: %s: %s", type(env.msg).__name__, type(exc).__name__,
+                            clip(exc))
 
     def _take(self, msg: object) -> None:
         now = time.monotonic()
@@ -114,16 +127,22 @@ class Planner:
             profile.check(msg.fingerprint)
             if dag.graph.get("fingerprint") != msg.fingerprint:
                 raise DadsError("the edge's graph and profile disagree on the fingerprint")
+            costgraph.build(dag, profile, profile)  # refuse now what would fail every tick
             if self.edge is None or self.edge[1].fingerprint != msg.fingerprint:
-                log.info("edge profile of %s (%d nodes, fingerprint %s)", msg.model, len(dag),
+                log.info("edge profile of %s (%d nodes, fingerprint %s)", clip(msg.model, 64), len(dag),
                          msg.fingerprint[:12])
             self.edge = (dag, profile)
         elif isinstance(msg, CloudProfile):
             profile = Profile.from_json(msg.profile)
             profile.check(msg.fingerprint)
             if msg.worker not in self.clouds:
-                log.info("cloud profile from %s (%s)", msg.worker, profile.device.name)
+                log.info("cloud profile from %s (%s)", clip(msg.worker, 64), clip(profile.device.name, 64))
+                if self.edge is not None and msg.fingerprint != self.edge[1].fingerprint:
+                    log.warning("worker %s serves another model than the edge: %s",
+                                clip(msg.worker, 64),
+                                describe_mismatch(self.edge[1].fingerprint, msg.fingerprint))
             self.clouds[msg.worker] = (now, profile)
+            self._prune_clouds(now)
         elif isinstance(msg, Telemetry):
             self.telemetry = msg
             for nbytes, seconds in msg.samples:
@@ -134,11 +153,15 @@ class Planner:
         elif isinstance(msg, Control):
             self._control(msg)
 
+    def _prune_clouds(self, now: float) -> None:
+        for worker, (seen, _) in list(self.clouds.items()):
+            if now - seen >= CLOUD_PROFILE_TTL_S:
+                del self.clouds[worker]
+        while len(self.clouds) > MAX_WORKERS:  # a flood of made-up names: the oldest go
+            del self.clouds[min(self.clouds, key=lambda w: self.clouds[w][0])]
+
     def _control(self, msg: Control) -> None:
-        if msg.algorithm is not None and msg.algorithm != "auto" \
-                and msg.algorithm not in partition.ALGORITHMS:
-            raise ValueError(f"unknown algorithm {msg.algorithm!r}: auto or one of "
-                             f"{', '.join(partition.ALGORITHMS)}")
+        check_control(msg.force_bandwidth_bps, msg.algorithm)
         if msg.edge_nodes and self.edge is not None:
             dag.check_cut(self.edge[0], msg.edge_nodes)  # refuse it now, not at every tick
         if msg.force_bandwidth_bps is not None:
@@ -177,12 +200,12 @@ class Planner:
         if self.edge is None:
             return None
         dag, edge = self.edge
-        now = time.monotonic()
-        clouds = sorted((w, p) for w, (seen, p) in self.clouds.items()
-                        if now - seen < CLOUD_PROFILE_TTL_S and p.fingerprint == edge.fingerprint)
+        self._prune_clouds(time.monotonic())
+        clouds = sorted((w, p) for w, (_, p) in self.clouds.items()
+                        if p.fingerprint == edge.fingerprint)
         if not clouds:
             return None
-        key = (edge.fingerprint, edge.created_at, tuple((w, p.created_at) for w, p in clouds),
+        key = (edge.digest, tuple((w, p.digest) for w, p in clouds),
                self.calibration.factor("edge"), self.calibration.factor("cloud"))
         if key != self._graph_key:
             g = cost_graph(dag, edge, merge_cloud_profiles([p for _, p in clouds]), self.calibration)
@@ -218,8 +241,7 @@ class Planner:
         self.metrics.workers.set(k)
         self.metrics.regime_heavy.set(1 if decision.regime is Regime.HEAVY else 0)
         if pinned or should_switch(self.plan, cand, g, bw, k, decision.regime, self.args.threshold):
-            self.plan = cand.stamped(self.next_id, time.time())
-            self.next_id += 1
+            self.plan = self.book.issue(cand, time.time())
             self.metrics.plan_changes.inc()
             log.info("plan %d: %s, %d/%d nodes on the edge, %d tensor(s) (%d B) cross; "
                      "bandwidth %s, %.2f fps, %d worker(s); predicted latency %.1f ms, %.2f fps; %s",
@@ -236,14 +258,15 @@ class Planner:
                              ("cloud", current.cloud_s)):
             self.metrics.predicted.labels(stage).set(value)
         self.metrics.load_factor.set(fps * current.bottleneck_s)
-        self.msg = PlanMsg(self.plan.to_json(), str(decision.regime), bw, reason)
+        self.book.publish(self.plan.key, PlanMsg(self.plan.to_json(), str(decision.regime), bw,
+                                                 reason))
         if self.plan.created_at >= time.time() - self.args.tick:
             await self._republish()
 
     async def _republish(self) -> None:
-        if self.msg is not None:
+        for msg in self.book.items():
             with contextlib.suppress(zmq.ZMQError):
-                await self.pub.send(self.msg, nowait=True)
+                await self.pub.send(msg, nowait=True)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

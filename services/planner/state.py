@@ -6,8 +6,11 @@ change plan — is testable with synthetic inputs.
 
 from __future__ import annotations
 
+import math
 import statistics
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import networkx as nx
 
@@ -15,7 +18,10 @@ from common.planning import costgraph, partition
 from common.planning.profile import Profile
 from common.planning.regime import Regime
 
-__all__ = ["Calibration", "merge_cloud_profiles", "cost_graph", "should_switch"]
+__all__ = ["Calibration", "merge_cloud_profiles", "cost_graph", "should_switch", "PlanBook",
+           "check_control"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -81,3 +87,46 @@ def should_switch(current: partition.Plan | None, candidate: partition.Plan, g: 
     if regime is Regime.HEAVY:
         return new.bottleneck_s < now.bottleneck_s * (1 - threshold)
     return new.latency_s < now.latency_s * (1 - threshold)
+
+
+@dataclass
+class PlanBook(Generic[T]):
+    """The plans one planner run issued: their identity, and the live set it republishes.
+
+    Frames still in flight may name any recent plan, and a worker that joined late (or
+    restarted) must be able to serve them: so the last `max_live` plans are republished, not
+    only the current one. The book is bounded whatever happens.
+    """
+
+    epoch: int
+    max_live: int = 4
+    next_id: int = 1
+    live: OrderedDict[tuple[int, int], T] = field(default_factory=OrderedDict)
+
+    def issue(self, plan: partition.Plan, now: float) -> partition.Plan:
+        stamped = plan.stamped(self.next_id, now, self.epoch)
+        self.next_id += 1
+        return stamped
+
+    def publish(self, key: tuple[int, int], item: T) -> None:
+        """Record (or refresh) what is published for the plan `key`; the oldest falls out."""
+        self.live[key] = item
+        self.live.move_to_end(key)
+        while len(self.live) > self.max_live:
+            self.live.popitem(last=False)
+
+    def items(self) -> list[T]:
+        """The current plan first: a new subscriber applies it and then ignores the older ones
+        (they do not supersede it), while workers cache them all."""
+        return list(reversed(self.live.values()))
+
+
+def check_control(force_bandwidth_bps: float | None, algorithm: str | None) -> None:
+    """Refuse operator settings no planning tick could use (raise ValueError, nothing changes)."""
+    if force_bandwidth_bps is not None and not (
+            math.isfinite(force_bandwidth_bps) and force_bandwidth_bps >= 0):
+        raise ValueError(f"bandwidth must be a finite rate >= 0 (0: the probe's), "
+                         f"not {force_bandwidth_bps}")
+    if algorithm is not None and algorithm != "auto" and algorithm not in partition.ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}: auto or one of "
+                         f"{', '.join(partition.ALGORITHMS)}")
