@@ -13,3 +13,23 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The served model, run whole here: what every frame's result must equal."""
+    import torch
+
+    from common.model.graph import trace
+    from common.model.models import input_shape_for, load_served, synthetic_frame
+    from tests.system import MODEL
+
+    model = load_served(MODEL).eval()
+    shape = input_shape_for(MODEL)
+    trace(model, synthetic_frame(0, shape), MODEL)  # the same graph the services run
+
+    def ref(frame_id: int) -> torch.Tensor:
+        with torch.no_grad():
+            return model(synthetic_frame(frame_id, shape))
+
+    return ref

@@ -29,11 +29,12 @@ MODEL = "googlenet"
 class System:
     """Broker, planner and workers; edge agents run per test with `stream`."""
 
-    def __init__(self, tmp: Path, workers: int = 2, planner_args: list[str] | None = None) -> None:
+    def __init__(self, tmp: Path, workers: int = 2, planner_args: list[str] | None = None,
+                 worker_args: list[str] | None = None) -> None:
         self.tmp = tmp
         self.ports = Ports(free_base(4), free_base(8))
         self.procs = start_cloud(self.ports, tmp, planner_args)
-        self.procs.update(start_workers(self.ports, MODEL, tmp, 0, workers))
+        self.procs.update(start_workers(self.ports, MODEL, tmp, 0, workers, extra=worker_args))
         self.edge_port = self.ports.metrics_base + 2 + workers
         self.wait_log("broker", "frontend")
         for i in range(workers):
@@ -83,8 +84,41 @@ class System:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
             return r.read().decode()
 
+    def start_planner(self, log_name: str, planner_args: list[str] | None = None) -> None:
+        """(Re)start the planner on the same ports, logging to `log_name`."""
+        self.procs["planner"] = start_service(
+            "planner", ["--plans", self.ports.plans, "--telemetry", self.ports.telemetry,
+                        "--metrics-port", str(self.ports.metrics_base + 1), *(planner_args or [])],
+            self.tmp / f"{log_name}.log")
+
+    def start_broker(self, log_name: str) -> None:
+        """(Re)start the broker on the same ports, logging to `log_name`."""
+        p = self.ports
+        self.procs["broker"] = start_service(
+            "broker", ["--frontend", p.frontend, "--backend", p.backend, "--planner", p.telemetry,
+                       "--metrics-port", str(p.metrics_base)], self.tmp / f"{log_name}.log")
+
     def close(self) -> None:
         stop_system(self.procs)
+
+
+@contextlib.contextmanager
+def shared_cache_system(factory, workers: int = 2, planner_args: list[str] | None = None,
+                        worker_args: list[str] | None = None):
+    """A System whose processes share one profile cache (each model is profiled once)."""
+    cache = factory.mktemp("cache")
+    old = os.environ.get("DADS_CACHE")
+    os.environ["DADS_CACHE"] = str(cache)  # shared by every process of the module
+    system = System(factory.mktemp("system"), workers=workers, planner_args=planner_args,
+                    worker_args=worker_args)
+    try:
+        yield system
+    finally:
+        system.close()
+        if old is None:
+            os.environ.pop("DADS_CACHE", None)
+        else:
+            os.environ["DADS_CACHE"] = old
 
 
 def read_lines(path: Path) -> list[dict]:
@@ -105,3 +139,16 @@ def metric(text: str, name: str, **labels: str) -> float:
         if metric_name == name and (not want or want in label_part):
             total += float(value)
     return total
+
+
+def assert_exact(lines: list[dict], reference, frames: int) -> None:
+    """Every frame 0..frames-1 answered (none dropped), each equal to the whole model's output."""
+    import torch
+
+    from common.model.split import relative_error
+
+    assert sorted(line["frame_id"] for line in lines) == list(range(frames))
+    for line in lines:
+        assert not line["dropped"], line
+        out = torch.tensor(line["output"]).reshape(1, -1)
+        assert relative_error(out, reference(line["frame_id"])) <= 1e-5, line["frame_id"]

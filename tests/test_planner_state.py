@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from common.planning import partition
+from common.planning.partition import supersedes
 from common.planning.probe import BandwidthEstimator, LinkClock
 from common.planning.regime import Regime
-from services.planner.state import Calibration, should_switch
+from services.planner.state import Calibration, PlanBook, check_control, should_switch
 from tests.test_partition import chain_loses_graph
 
 
@@ -59,3 +62,37 @@ def test_plan_changes_only_for_a_real_gain() -> None:
     far = partition.dsl(g, 1e3)  # at 1 kbit/s the best cut differs a lot
     assert should_switch(cur, far, g, 1e3, 1, Regime.LIGHT, 0.05)
     assert not should_switch(cur, far, g, 1e3, 1, Regime.LIGHT, 0.99)
+
+
+def test_a_restarted_planner_supersedes_and_never_collides() -> None:
+    first = PlanBook(epoch=1_000)
+    plan = chain_plan()
+    a1, a2 = first.issue(plan, 1.0), first.issue(plan, 2.0)
+    assert (a1.key, a2.key) == ((1_000, 1), (1_000, 2))
+    again = PlanBook(epoch=2_000)  # the planner restarted: ids count from 1 again
+    b1 = again.issue(plan, 3.0)
+    assert b1.plan_id == 1 and b1.key != a1.key  # a worker keying by (epoch, id) cannot mix them
+    assert supersedes(b1.key, a2.key) and supersedes(a2.key, a1.key) and supersedes(a1.key, None)
+    assert not supersedes(a1.key, b1.key) and not supersedes(a2.key, a2.key)
+    assert partition.Plan.from_json(b1.to_json()).key == b1.key  # the key survives the wire
+
+
+def test_the_live_set_is_bounded_and_current_first() -> None:
+    book: PlanBook[str] = PlanBook(epoch=1, max_live=3)
+    for i in range(1, 6):
+        book.publish((1, i), f"plan {i}")
+    book.publish((1, 5), "plan 5, republished")  # refreshing the current one adds nothing
+    assert book.items() == ["plan 5, republished", "plan 4", "plan 3"]
+
+
+@pytest.mark.parametrize("bandwidth", [math.inf, -1.0, math.nan])
+def test_control_refuses_rates_no_tick_could_use(bandwidth: float) -> None:
+    with pytest.raises(ValueError, match="finite rate"):
+        check_control(bandwidth, None)
+    check_control(0.0, "auto")  # 0: the probe's estimate again
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        check_control(None, "fastest")
+
+
+def chain_plan() -> partition.Plan:
+    return partition.dsl(chain_loses_graph(), 8e6)

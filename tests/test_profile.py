@@ -12,7 +12,7 @@ from common.errors import CostGraphError, ProfileMismatch
 from common.model.graph import trace
 from common.model.profiler import profile_graph
 from common.planning import costgraph
-from common.planning.profile import Profile, cache_path
+from common.planning.profile import Profile, cache_path, scaled
 from tests.toy_models import Branchy
 
 
@@ -95,3 +95,12 @@ def test_bad_cost_graphs_get_clear_errors(mutate, message: str) -> None:
     mutate(doc)
     with pytest.raises(CostGraphError, match=message):
         costgraph.from_json(doc)
+
+
+def test_digest_follows_the_numbers_not_the_clock() -> None:
+    """A restarted edge with another --edge-slowdown must be planned anew (same created_at)."""
+    g = trace(Branchy().eval(), torch.randn(1, 3, 16, 16), "branchy")
+    prof = profile_graph(g, "cpu", warmup=1, repeats=3, progress=False)
+    slower = scaled(prof, 1 / 8)
+    assert slower.created_at == prof.created_at and slower.digest != prof.digest
+    assert scaled(prof, 1 / 8).digest == slower.digest

@@ -24,48 +24,15 @@ from common.model.models import input_shape_for, load_served, synthetic_frame
 from common.model.split import relative_error
 from common.planning.dag import random_cut, transfer
 from common.runtime.wire import PROTOCOL_VERSION, Kind
-from tests.system import MODEL, System, metric, read_lines
+from tests.system import MODEL, System, assert_exact, metric, read_lines, shared_cache_system
 
 pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory):
-    cache = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("DADS_CACHE")
-    os.environ["DADS_CACHE"] = str(cache)  # shared by every process of the module
-    sys_ = System(tmp_path_factory.mktemp("system"), workers=2,
-                  planner_args=["--initial-bandwidth", "1gbit"])
-    try:
-        yield sys_
-    finally:
-        sys_.close()
-        if old is None:
-            os.environ.pop("DADS_CACHE", None)
-        else:
-            os.environ["DADS_CACHE"] = old
-
-
-@pytest.fixture(scope="module")
-def reference():
-    """The whole model, run here: what every frame's result must equal."""
-    model = load_served(MODEL).eval()
-    shape = input_shape_for(MODEL)
-    trace(model, synthetic_frame(0, shape), MODEL)  # the same graph the services run
-
-    def ref(frame_id: int) -> torch.Tensor:
-        with torch.no_grad():
-            return model(synthetic_frame(frame_id, shape))
-
-    return ref
-
-
-def assert_exact(lines: list[dict], reference, frames: int) -> None:
-    assert sorted(line["frame_id"] for line in lines) == list(range(frames))
-    for line in lines:
-        assert not line["dropped"], line
-        out = torch.tensor(line["output"]).reshape(1, -1)
-        assert relative_error(out, reference(line["frame_id"])) <= 1e-5, line["frame_id"]
+    with shared_cache_system(tmp_path_factory, planner_args=["--initial-bandwidth", "1gbit"]) as s:
+        yield s
 
 
 def test_every_frame_gets_the_exact_result(system: System, reference) -> None:

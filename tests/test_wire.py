@@ -25,6 +25,7 @@ from common.runtime.wire import (
     Result,
     Telemetry,
     WireError,
+    clip,
     decode,
     encode,
 )
@@ -102,6 +103,10 @@ GOOD_REQ = {"v": PROTOCOL_VERSION, "request_id": 1, "frame_id": 1, "plan_id": 1,
     (header(Kind.REQUEST, {k: v for k, v in GOOD_REQ.items() if k != "fingerprint"}) + [b"x" * 8],
      ErrorCode.SCHEMA),
     (header(Kind.REQUEST, {**GOOD_REQ, "deadline_s": math.nan}) + [b"x" * 8], ErrorCode.SCHEMA),
+    (header(Kind.REQUEST, {**GOOD_REQ, "deadline_s": math.inf}) + [b"x" * 8], ErrorCode.SCHEMA),
+    (header(Kind.CONTROL, {"v": 1, "force_bandwidth_bps": math.inf}), ErrorCode.SCHEMA),
+    (header(Kind.CONTROL, {"v": 1, "force_bandwidth_bps": -math.inf}), ErrorCode.SCHEMA),
+    (header(Kind.REQUEST, GOOD_REQ) + [b"x"] * (LIMITS.max_tensors + 1), ErrorCode.TOO_LARGE),
     (header(Kind.REQUEST, GOOD_REQ), ErrorCode.BAD_TENSORS),  # frame missing
     (header(Kind.REQUEST, GOOD_REQ) + [b"x" * 7], ErrorCode.BAD_TENSORS),  # short frame
     (header(Kind.REQUEST, {**GOOD_REQ, "tensors": [{"name": "x", "dtype": "float32",
@@ -152,3 +157,14 @@ def test_size_limits() -> None:
     with pytest.raises(WireError, match="header"):
         decode(big, small)
     assert LIMITS.max_message_bytes > LIMITS.max_payload_bytes
+
+
+def test_peer_text_is_bounded_in_errors_logs_and_labels() -> None:
+    name = "n" * 4096
+    meta = {"name": name, "dtype": "float32", "shape": [3], "nbytes": 8}
+    with pytest.raises(WireError) as err:
+        decode(header(Kind.REQUEST, {**GOOD_REQ, "tensors": [meta]}) + [b"x" * 8])
+    assert len(str(err.value)) < 400  # a 4 KB tensor name does not become a 4 KB log line
+    assert len(clip(name)) < 250 and clip("short") == "short"
+    assert ErrorCode.label(ErrorCode.FINGERPRINT) == "fingerprint"
+    assert ErrorCode.label("made-up-by-a-peer-" + name) == ErrorCode.label(7) == "other"

@@ -417,6 +417,7 @@ class EdgeAgent:
         if self.results:
             line: dict[str, Any] = {
                 "frame_id": job.frame_id, "plan_id": job.cut.plan.plan_id,
+                "plan_epoch": job.cut.plan.epoch,
                 "algorithm": job.cut.plan.algorithm, "classes": list(classes[0]),
                 "scores": [round(s, 6) for s in classes[1]], "latency_s": round(latency, 6),
                 "edge_s": round(job.edge_s, 6), "cloud_s": round(cloud_s, 6), "worker": worker,

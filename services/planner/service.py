@@ -129,8 +129,12 @@ class Planner:
                 raise DadsError("the edge's graph and profile disagree on the fingerprint")
             costgraph.build(dag, profile, profile)  # refuse now what would fail every tick
             if self.edge is None or self.edge[1].fingerprint != msg.fingerprint:
-                log.info("edge profile of %s (%d nodes, fingerprint %s)", clip(msg.model, 64), len(dag),
-                         msg.fingerprint[:12])
+                log.info("edge profile of %s (%d nodes, fingerprint %s)", clip(msg.model, 64),
+                         len(dag), clip(msg.fingerprint, 32))
+                others = {p.fingerprint for _, p in self.clouds.values()}
+                if others and msg.fingerprint not in others:
+                    log.warning("no worker serves the edge's model: %s",
+                                describe_mismatch(msg.fingerprint, others.pop()))
             self.edge = (dag, profile)
         elif isinstance(msg, CloudProfile):
             profile = Profile.from_json(msg.profile)
