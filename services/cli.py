@@ -482,6 +482,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         mod.add_arguments(p)
         p.set_defaults(func=_service_command(module))
 
+    p = sub.add_parser("health", help="is a service's event loop alive? (for healthchecks)",
+                       description="Read a service's /metrics and check that its event loop beat "
+                       "recently: exit 0 if so, 1 with the reason if not.")
+    p.add_argument("--port", type=int, required=True, help="the service's metrics port")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    p.add_argument("--max-age", type=float, default=10.0, metavar="S",
+                   help="the loop's last beat may be at most S s old (default 10)")
+    p.set_defaults(func=cmd_health)
+
     p = sub.add_parser("ctl", help="operator controls for a running planner",
                        description="Force the bandwidth the planner plans for, pin one planner "
                        "algorithm or one exact cut; each setting left out stays as it is.")
@@ -501,6 +510,29 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     pin.add_argument("--unpin-cut", action="store_true", help="lift a pinned cut")
     p.set_defaults(func=cmd_ctl)
     return parser
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    import urllib.request
+
+    from common.runtime.metrics import LOOP_BEAT
+
+    try:
+        with urllib.request.urlopen(f"http://{args.host}:{args.port}/metrics", timeout=3) as r:
+            text = r.read().decode()
+    except OSError as exc:
+        print(f"unhealthy: no metrics on {args.host}:{args.port} ({exc})", file=sys.stderr)
+        return 1
+    beats = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(LOOP_BEAT)]
+    if not beats:
+        print(f"unhealthy: {LOOP_BEAT} not exported (not a dads service?)", file=sys.stderr)
+        return 1
+    age = time.time() - beats[0]
+    if age > args.max_age:
+        print(f"unhealthy: the event loop last beat {age:.0f} s ago", file=sys.stderr)
+        return 1
+    print(f"healthy: the event loop beat {age:.1f} s ago")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,8 @@ import logging
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -250,3 +252,13 @@ def test_a_dead_task_stops_the_service_non_zero(caplog: pytest.LogCaptureFixture
         return await supervise(stop, [task], logging.getLogger("svc"))
 
     assert asyncio.run(clean_stop()) == 0  # SIGTERM's way out is not a failure
+
+
+def test_health_reads_the_event_loops_own_beat(system: System) -> None:
+    """The compose healthcheck: a live service is healthy; nothing listening is not."""
+    ok = subprocess.run([sys.executable, "-m", "services.cli", "health", "--port",
+                         str(system.ports.metrics_base)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "healthy" in ok.stdout, ok.stderr
+    gone = subprocess.run([sys.executable, "-m", "services.cli", "health", "--port", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 1 and "unhealthy" in gone.stderr

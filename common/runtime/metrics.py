@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
-__all__ = ["LATENCY_BUCKETS", "EdgeMetrics", "BrokerMetrics", "WorkerMetrics", "PlannerMetrics",
+__all__ = ["LATENCY_BUCKETS", "LOOP_BEAT", "EdgeMetrics", "BrokerMetrics", "WorkerMetrics", "PlannerMetrics",
            "serve"]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -25,6 +25,15 @@ def _errors(reg: CollectorRegistry) -> Counter:
 def _stage(reg: CollectorRegistry) -> Histogram:
     return Histogram("dads_stage_seconds", "Measured time of one pipeline stage per frame",
                      ["stage"], buckets=LATENCY_BUCKETS, registry=reg)
+
+
+LOOP_BEAT = "dads_event_loop_beat_timestamp_seconds"
+
+
+def _loop_beat(reg: CollectorRegistry) -> Gauge:
+    """Set by the event loop itself each second: `dads health` tells a live loop from a dead one
+    (the /metrics server runs in a thread of its own and answers either way)."""
+    return Gauge(LOOP_BEAT, "Unix time of the event loop's last beat", registry=reg)
 
 
 def _plan_info(reg: CollectorRegistry) -> Info:
@@ -50,6 +59,7 @@ class EdgeMetrics:
         self.plan = _plan_info(reg)
         self.plan_changes = Counter("dads_plan_changes_total", "Plans applied", registry=reg)
         self.errors = _errors(reg)
+        self.loop_beat = _loop_beat(reg)
 
 
 class BrokerMetrics:
@@ -63,6 +73,7 @@ class BrokerMetrics:
         self.queue_wait = Histogram("dads_queue_wait_seconds", "Time a request waited for a worker",
                                     buckets=LATENCY_BUCKETS, registry=reg)
         self.errors = _errors(reg)
+        self.loop_beat = _loop_beat(reg)
 
 
 class WorkerMetrics:
@@ -75,6 +86,7 @@ class WorkerMetrics:
         self.plans_cached = Gauge("dads_plans_cached", "Cloud parts held, one per plan",
                                   registry=reg)
         self.errors = _errors(reg)
+        self.loop_beat = _loop_beat(reg)
 
 
 class PlannerMetrics:
@@ -99,6 +111,7 @@ class PlannerMetrics:
         self.calibration = Gauge("dads_calibration_ratio", "Measured / predicted stage time",
                                  ["stage"], registry=reg)
         self.errors = _errors(reg)
+        self.loop_beat = _loop_beat(reg)
 
 
 def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> int:

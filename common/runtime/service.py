@@ -79,14 +79,23 @@ async def periodic(interval_s: float, fn: Callable[[], Awaitable[None]], stop: a
 
 
 async def supervise(stop: asyncio.Event, tasks: Iterable[asyncio.Task[Any]],
-                    log: logging.Logger) -> int:
+                    log: logging.Logger, beat: Callable[[], None] | None = None) -> int:
     """Wait for `stop`, or for one of a service's long-lived tasks to end; return the exit code.
 
     Such a task never ends on its own: one that returns or raises leaves the service half
     alive (a receive loop gone, nobody reading a socket). So it is logged, `stop` is set, and
     the process exits 1, for its supervisor (compose's restart policy, systemd) to restart it.
+    `beat` is called from the loop every second (the healthcheck's proof of a live loop).
     """
     watched = set(tasks)
+    if beat is not None:
+        async def beating() -> None:
+            while not stop.is_set():
+                beat()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+
+        watched.add(asyncio.create_task(beating(), name="loop-beat"))
     stopper = asyncio.create_task(stop.wait(), name="stop")
     done, _ = await asyncio.wait({stopper, *watched}, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()

@@ -61,7 +61,7 @@ class Broker:
         tasks = [asyncio.create_task(self._front_loop(), name="frontend"),
                  asyncio.create_task(self._back_loop(), name="backend"),
                  asyncio.create_task(periodic(self.heartbeat_s, self._tick, stop, log), name="tick")]
-        rc = await supervise(stop, tasks, log)
+        rc = await supervise(stop, tasks, log, self.metrics.loop_beat.set_to_current_time)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -92,7 +92,7 @@ class CloudWorker:
             asyncio.create_task(periodic(1.0, self._heartbeat, stop, log), name="heartbeat"),
             asyncio.create_task(periodic(5.0, self._publish_profile, stop, log), name="profile"),
         ]
-        rc = await supervise(stop, tasks, log)
+        rc = await supervise(stop, tasks, log, self.metrics.loop_beat.set_to_current_time)
         for t in [*tasks, self._receiver, *self.serving]:
             t.cancel()
         await asyncio.gather(*tasks, self._receiver, *self.serving, return_exceptions=True)

@@ -169,7 +169,8 @@ class EdgeAgent:
         if a.live:
             background.append(asyncio.create_task(periodic(1.0, self._live, stop, log),
                                                   name="live"))
-        watch = asyncio.create_task(supervise(stop, background, log))  # sets stop on a failure
+        watch = asyncio.create_task(supervise(stop, background, log,
+                                                self.metrics.loop_beat.set_to_current_time))  # sets stop on a failure
         await self._send_profile()
         await self._wait_for_plan(stop)
         source = asyncio.create_task(self._source(stop, frames))

@@ -94,7 +94,7 @@ class Planner:
         tasks = [asyncio.create_task(self._inbox(), name="inbox"),
                  asyncio.create_task(periodic(self.args.tick, self._tick, stop, log), name="tick"),
                  asyncio.create_task(periodic(1.0, self._republish, stop, log), name="republish")]
-        rc = await supervise(stop, tasks, log)
+        rc = await supervise(stop, tasks, log, self.metrics.loop_beat.set_to_current_time)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
