@@ -169,8 +169,8 @@ class EdgeAgent:
         if a.live:
             background.append(asyncio.create_task(periodic(1.0, self._live, stop, log),
                                                   name="live"))
-        watch = asyncio.create_task(supervise(stop, background, log,
-                                                self.metrics.loop_beat.set_to_current_time))  # sets stop on a failure
+        beat = self.metrics.loop_beat.set_to_current_time
+        watch = asyncio.create_task(supervise(stop, background, log, beat))  # stop on a failure
         await self._send_profile()
         await self._wait_for_plan(stop)
         source = asyncio.create_task(self._source(stop, frames))
@@ -379,7 +379,7 @@ class EdgeAgent:
         log.warning("frame %d refused: %s (%s)", job.frame_id, clip(err.message),
                     ErrorCode.label(err.code))
         self.in_flight.pop(err.request_id, None)
-        self._finish_dropped(job.frame_id, err.code, job)
+        self._finish_dropped(job.frame_id, ErrorCode.label(err.code), job)
         self.window.release()
 
     async def _sweep_deadlines(self) -> None:
