@@ -30,11 +30,13 @@ import zmq
 from common.planning.partition import Plan
 from common.planning.units import parse_bandwidth
 from common.runtime import config
+from common.runtime.security import Keys, client_socket
 from common.runtime.wire import Control, PlanMsg, decode, encode
 from services import testbed
 from services.up import (
     Ports,
     free_base,
+    security_env,
     start_cloud,
     start_service,
     start_workers,
@@ -95,6 +97,8 @@ class Live:
     # -- lifecycle --
     def __enter__(self) -> Live:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.env.update(security_env(self.log_dir))  # CURVE, as deployed: throwaway keys
+        operator = Keys.load(self.env["DADS_KEYS"], "operator")
         planner = ["--tick", "0.2"]
         try:
             if self.use_testbed:
@@ -112,12 +116,10 @@ class Live:
                 self.procs = start_cloud(self.ports, self.log_dir, planner, self.env)
                 self.plans, self.telemetry = self.ports.plans, self.ports.telemetry
             ctx = zmq.Context.instance()
-            self.sub = ctx.socket(zmq.SUB)
+            self.sub = client_socket(ctx, zmq.SUB, self.plans, operator, "planner")
             self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-            self.sub.connect(self.plans)
-            self.push = ctx.socket(zmq.PUSH)
+            self.push = client_socket(ctx, zmq.PUSH, self.telemetry, operator, "planner")
             self.push.setsockopt(zmq.LINGER, 1000)
-            self.push.connect(self.telemetry)
             self.add_workers(self.initial_workers)
         except BaseException:
             self.__exit__()

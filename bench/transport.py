@@ -10,6 +10,8 @@ two ZeroMQ hops each way, header encode/decode and validation, the broker's disp
 
 Two numbers per payload size: throughput with a window of requests in flight (the target is
 1 GB/s for 4 MB activations) and the round trip of one request at a time (the per-message cost).
+Both are measured twice in one run, over plaintext sockets and with CURVE (every socket
+authenticated and encrypted, the default), so the report gives CURVE's cost side by side.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ FINGERPRINT = "bench-transport"
 GB = 1e9
 
 
-def _worker(backend: str, name: str) -> None:
+def _keys(keys_dir: str, role: str):
+    from common.runtime.security import Keys
+
+    return Keys.load(keys_dir, role) if keys_dir else None
+
+
+def _worker(backend: str, name: str, keys_dir: str) -> None:
     """An echo worker: decode, view as tensors, answer; heartbeats keep it alive at the broker."""
     import zmq
 
@@ -41,7 +49,8 @@ def _worker(backend: str, name: str) -> None:
     from common.runtime.wire import Heartbeat, Ready, Request, Result
 
     async def run(stop: asyncio.Event) -> int:
-        ch = Channel.open(zmq.DEALER, backend, bind=False, identity=name.encode())
+        ch = Channel.open(zmq.DEALER, backend, bind=False, identity=name.encode(),
+                          keys=_keys(keys_dir, "worker"), server="broker")
         await ch.send(Ready(name, FINGERPRINT, "cpu"))
 
         async def beat() -> None:
@@ -70,7 +79,8 @@ def _worker(backend: str, name: str) -> None:
     raise SystemExit(run_service(run))
 
 
-async def _measure(frontend: str, size: int, count: int, window: int) -> tuple[float, list[float]]:
+async def _measure(frontend: str, size: int, count: int, window: int, keys_dir: str
+                   ) -> tuple[float, list[float]]:
     """Send `count` requests of `size` bytes, `window` in flight; (seconds, round trips)."""
     import torch
     import zmq
@@ -79,7 +89,8 @@ async def _measure(frontend: str, size: int, count: int, window: int) -> tuple[f
     from common.runtime.transport import Channel
     from common.runtime.wire import Request, Result
 
-    ch = Channel.open(zmq.DEALER, frontend, bind=False)
+    ch = Channel.open(zmq.DEALER, frontend, bind=False, keys=_keys(keys_dir, "edge"),
+                      server="broker")
     tensor = torch.randn(size // 4)
     metas, frames = to_frames(["x"], [tensor])
     sent: dict[int, float] = {}
@@ -108,31 +119,36 @@ async def _measure(frontend: str, size: int, count: int, window: int) -> tuple[f
     return took, rtts
 
 
-def run(quick: bool, window: int) -> list[dict[str, float]]:
-    from services.up import Ports, free_base, start_service, stop_system
+def run(quick: bool, window: int, curve: bool) -> list[dict[str, float]]:
+    from services.up import Ports, free_base, security_env, start_service, stop_system
 
     ports = Ports(free_base(4), free_base(2))
     log_dir = Path(tempfile.mkdtemp(prefix="dads-transport-"))
+    env = security_env(log_dir, insecure=not curve)
+    keys_dir = env["DADS_KEYS"]
     procs = {"broker": start_service("broker", ["--frontend", ports.frontend, "--backend", ports.backend,
                                            "--planner", "", "--metrics-port",
-                                           str(ports.metrics_base)], log_dir / "broker.log")}
+                                           str(ports.metrics_base)], log_dir / "broker.log",
+                                     env=env)}
     spawn = mp.get_context("spawn")
-    worker = spawn.Process(target=_worker, args=(ports.backend, "bench-worker"), daemon=True)
+    worker = spawn.Process(target=_worker, args=(ports.backend, "bench-worker", keys_dir),
+                           daemon=True)
     worker.start()
     rows = []
     try:
-        uvloop.run(_measure(ports.frontend, 1 << 10, 50, 1))  # warm: connections, worker ready
+        uvloop.run(_measure(ports.frontend, 1 << 10, 50, 1, keys_dir))  # warm: worker ready
         for size in SIZES:
             budget = (256 if quick else 2048) * 2**20
             count = max(20, min(2000 if quick else 10000, budget // size))
-            took, _ = uvloop.run(_measure(ports.frontend, size, count, window))
-            _, rtts = uvloop.run(_measure(ports.frontend, size, max(20, count // 4), 1))
+            took, _ = uvloop.run(_measure(ports.frontend, size, count, window, keys_dir))
+            _, rtts = uvloop.run(_measure(ports.frontend, size, max(20, count // 4), 1, keys_dir))
             rows.append({"size": size, "count": count, "gbps": size * count / took / GB,
                          "msgs": count / took, "rtt_med": statistics.median(rtts),
-                         "rtt_p99": sorted(rtts)[int(0.99 * (len(rtts) - 1))]})
+                         "rtt_p99": sorted(rtts)[int(0.99 * (len(rtts) - 1))], "curve": curve})
             r = rows[-1]
-            print(f"{size:>9} B x {count}: {r['gbps']:.2f} GB/s, {r['msgs']:.0f} msg/s, "
-                  f"round trip {r['rtt_med'] * 1e6:.0f} us", file=sys.stderr)
+            print(f"{'curve' if curve else 'plain'} {size:>9} B x {count}: {r['gbps']:.2f} GB/s, "
+                  f"{r['msgs']:.0f} msg/s, round trip {r['rtt_med'] * 1e6:.0f} us",
+                  file=sys.stderr)
     finally:
         worker.terminate()
         worker.join(5)
@@ -145,15 +161,17 @@ def _size(n: int) -> str:
 
 
 def plot(rows: list[dict[str, float]], path: Path) -> None:
-    sizes = [r["size"] for r in rows]
     with figure(path, 1, 2, figsize=(10, 3.6), dpi=120) as (_, (a, b)):
-        a.plot(sizes, [r["gbps"] for r in rows], "o-")
+        for curve, style in ((False, "o-"), (True, "s-")):
+            mine = [r for r in rows if r["curve"] == curve]
+            sizes, name = [r["size"] for r in mine], "CURVE" if curve else "plaintext"
+            a.plot(sizes, [r["gbps"] for r in mine], style, label=name)
+            b.plot(sizes, [r["rtt_med"] * 1e3 for r in mine], style, label=f"{name} median")
+            b.plot(sizes, [r["rtt_p99"] * 1e3 for r in mine], "x--", label=f"{name} p99")
         a.axhline(1.0, color="grey", ls="--", lw=1, label="target 1 GB/s")
         a.set(xscale="log", xlabel="payload per request (bytes)", ylabel="GB/s",
               title="edge → broker → worker throughput")
         a.legend()
-        b.plot(sizes, [r["rtt_med"] * 1e3 for r in rows], "o-", label="median")
-        b.plot(sizes, [r["rtt_p99"] * 1e3 for r in rows], "x--", label="p99")
         b.set(xscale="log", yscale="log", xlabel="payload per request (bytes)", ylabel="ms",
               title="round trip, one request at a time")
         b.legend()
@@ -164,22 +182,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer messages per size")
     ap.add_argument("--window", type=int, default=8, help="requests in flight for throughput (8)")
     args = ap.parse_args(argv)
-    rows = run(args.quick, args.window)
+    rows = run(args.quick, args.window, curve=False) + run(args.quick, args.window, curve=True)
     png = Path(args.out).with_suffix(".png")
     plot(rows, png)
     table = markdown_table(
-        ["payload", "requests", "throughput GB/s", "requests/s", "round trip median (ms)",
-         "round trip p99 (ms)"],
-        [[_size(int(r["size"])), int(r["count"]), f"{r['gbps']:.2f}", f"{r['msgs']:.0f}",
-          f"{r['rtt_med'] * 1e3:.3f}", f"{r['rtt_p99'] * 1e3:.3f}"] for r in rows])
-    four = next(r for r in rows if r["size"] == 4 << 20)
-    small = rows[0]
+        ["sockets", "payload", "requests", "throughput GB/s", "requests/s",
+         "round trip median (ms)", "round trip p99 (ms)"],
+        [["CURVE" if r["curve"] else "plaintext", _size(int(r["size"])), int(r["count"]),
+          f"{r['gbps']:.2f}", f"{r['msgs']:.0f}", f"{r['rtt_med'] * 1e3:.3f}",
+          f"{r['rtt_p99'] * 1e3:.3f}"] for r in rows])
+
+    def at(size: int, curve: bool) -> dict[str, float]:
+        return next(r for r in rows if r["size"] == size and r["curve"] == curve)
+
+    four, small = at(4 << 20, True), at(1 << 10, True)
+    cost = "; ".join(
+        f"{_size(size)}: {at(size, True)['gbps']:.2f} vs {at(size, False)['gbps']:.2f} GB/s"
+        for size in (4 << 20, 16 << 20))
     text = (f"## Transport: edge → broker → worker on loopback\n\n"
             f"The real broker between two processes speaking the wire contract (no model runs). "
-            f"Throughput with {args.window} requests in flight; round trip with one. "
-            f"4 MiB activations: **{four['gbps']:.2f} GB/s** (target ≥ 1 GB/s); per-message "
-            f"overhead (1 KiB round trip, two hops each way): **{small['rtt_med'] * 1e6:.0f} µs** "
-            f"median.\n\n{table}\n\n![transport]({png.name})\n")
+            f"Throughput with {args.window} requests in flight; round trip with one. With CURVE "
+            f"(the default): 4 MiB activations **{four['gbps']:.2f} GB/s** (target ≥ 1 GB/s); "
+            f"per-message overhead (1 KiB round trip, two hops each way): "
+            f"**{small['rtt_med'] * 1e6:.0f} µs** median "
+            f"(plaintext {at(1 << 10, False)['rtt_med'] * 1e6:.0f} µs). CURVE against plaintext, "
+            f"measured in the same run: {cost}.\n\n{table}\n\n![transport]({png.name})\n")
     write_report(text, args.out)
     return 0
 

@@ -330,6 +330,7 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
     import zmq
 
+    from common.runtime.security import from_options
     from common.runtime.transport import Channel
     from common.runtime.wire import Control
 
@@ -347,8 +348,10 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     if msg == Control():
         raise SystemExit("dads ctl: nothing to send; give --bandwidth, --algorithm or a cut")
 
+    keys = from_options(args.keys, args.insecure, "operator")
+
     async def send() -> None:
-        ch = Channel.open(zmq.PUSH, args.planner, bind=False)
+        ch = Channel.open(zmq.PUSH, args.planner, bind=False, keys=keys, server="planner")
         ch.sock.setsockopt(zmq.IMMEDIATE, 0)  # queue until connected
         ch.sock.setsockopt(zmq.LINGER, 2000)
         await ch.send(msg)
@@ -482,6 +485,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         mod.add_arguments(p)
         p.set_defaults(func=_service_command(module))
 
+    p = sub.add_parser("keys", help="create CURVE keys: one pair per role (edge, worker, ...)",
+                       description="Create the key pairs every socket authenticates with "
+                       "(README, 'Trust model'): `init DIR` makes one per role; `add DIR ROLE NAME` "
+                       "another edge, worker or operator (ROLE-NAME.key).")
+    keys_sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    k = keys_sub.add_parser("init", help="one key pair per role in DIR (secrets mode 600)")
+    k.add_argument("dir", metavar="DIR")
+    k.add_argument("--force", action="store_true", help="replace the keys DIR holds")
+    k = keys_sub.add_parser("add", help="another key pair of a role, e.g. a second camera")
+    k.add_argument("dir", metavar="DIR")
+    k.add_argument("role", choices=["edge", "worker", "operator"])
+    k.add_argument("name", help="letters, digits, - and _ (the file is ROLE-NAME.key)")
+    p.set_defaults(func=cmd_keys)
+
     p = sub.add_parser("health", help="is a service's event loop alive? (for healthchecks)",
                        description="Read a service's /metrics and check that its event loop beat "
                        "recently: exit 0 if so, 1 with the reason if not.")
@@ -498,6 +515,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     p.add_argument("--planner", default=config.endpoint("DADS_PLANNER_HOST", "DADS_TELEMETRY_PORT"),
                    help="the planner's telemetry address")
+    p.add_argument("--keys", default=config.env("DADS_KEYS") or None, metavar="DIR",
+                   help="key directory holding an operator key (env DADS_KEYS)")
+    p.add_argument("--insecure", action="store_true", default=config.env("DADS_INSECURE") == "1",
+                   help="send in plaintext (a planner run with --insecure)")
     p.add_argument("--bandwidth", type=lambda t: 0.0 if t in ("0", "probe") else _bandwidth(t),
                    metavar="RATE", help="a rate, or 'probe' to lift the override")
     from common.planning.partition import ALGORITHMS
@@ -510,6 +531,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     pin.add_argument("--unpin-cut", action="store_true", help="lift a pinned cut")
     p.set_defaults(func=cmd_ctl)
     return parser
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from common.runtime.security import add_key, init_keys
+
+    if args.action == "init":
+        made = init_keys(args.dir, force=args.force)
+        print(f"{len(made)} key pairs in {args.dir}: {', '.join(p.stem for p in made)}")
+        print("cloud machine: the whole directory. edge machine: edge.key_secret, edge.key, "
+              "broker.key, planner.key. operator: operator.key_secret + planner.key.")
+    else:
+        made = [add_key(args.dir, args.role, args.name)]
+        print(f"{made[0].with_suffix('.key_secret')} created; copy {made[0].name} to the cloud "
+              f"machine's key directory and restart broker and planner to admit it")
+    return 0
 
 
 def cmd_health(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from common.planning.units import PRESETS, format_bandwidth, parse_bandwidth
-from services.up import start_service, stop_system
+from services.up import security_env, start_service, stop_system
 
 __all__ = ["Testbed", "add_arguments", "main", "CLOUD_IP", "EDGE_IP", "CLOUD_MGMT_IP", "available"]
 
@@ -56,6 +56,7 @@ class Testbed:
         self.rate_bps: float | None = None
         self.workers = 0
         self.extra_env: dict[str, str] = {}  # e.g. a profile cache shared by every service
+        self.security: dict[str, str] = {}  # CURVE keys of this bed's services (made in up())
 
     # -- the link --
     def __enter__(self) -> Testbed:
@@ -71,6 +72,7 @@ class Testbed:
 
     def up(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.security = self.security or security_env(self.log_dir)
         _run("ip", "netns", "add", self.edge_ns)
         _run("ip", "netns", "add", self.cloud_ns)
         _run("ip", "link", "add", self.edge_if, "type", "veth", "peer", "name", self.cloud_if)
@@ -112,7 +114,7 @@ class Testbed:
     def env(self) -> dict[str, str]:
         """What docker-compose.yml sets, for the same services."""
         return {"DADS_BROKER_HOST": CLOUD_IP, "DADS_PLANNER_HOST": CLOUD_IP, "DADS_BIND_HOST": "*",
-                **self.extra_env}
+                **self.security, **self.extra_env}
 
     def exec_prefix(self, side: str) -> list[str]:
         return ["ip", "netns", "exec", self.edge_ns if side == "edge" else self.cloud_ns]

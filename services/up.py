@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["Ports", "free_base", "start_service", "wait_log", "start_cloud", "start_workers",
-           "spawn_system", "stop_system", "add_arguments", "main"]
+           "security_env", "spawn_system", "stop_system", "add_arguments", "main"]
 
 
 @dataclass(frozen=True)
@@ -121,16 +121,29 @@ def start_workers(ports: Ports, model: str, log_dir: Path, first: int, count: in
 
 def spawn_system(ports: Ports, model: str, workers: int, log_dir: Path, edge_args: list[str],
                  threads: int = 1, edge_stdout: Any = "log",
-                 worker_args: list[str] | None = None) -> dict[str, subprocess.Popen[bytes]]:
+                 worker_args: list[str] | None = None, env: dict[str, str] | None = None,
+                 ) -> dict[str, subprocess.Popen[bytes]]:
     """Start every service; the caller owns stopping them (`stop_system`)."""
-    procs = start_cloud(ports, log_dir)
-    procs.update(start_workers(ports, model, log_dir, 0, workers, threads, worker_args))
+    procs = start_cloud(ports, log_dir, env=env)
+    procs.update(start_workers(ports, model, log_dir, 0, workers, threads, worker_args, env=env))
     procs["edge"] = start_service(
         "edge_agent", ["--model", model, "--threads", str(threads), "--plans", ports.plans,
                        "--telemetry", ports.telemetry, "--broker", ports.frontend,
                        "--metrics-port", str(ports.metrics_base + 2 + workers), *edge_args],
-        log_dir / "edge.log", stdout=edge_stdout)
+        log_dir / "edge.log", stdout=edge_stdout, env=env)
     return procs
+
+
+def security_env(log_dir: Path, insecure: bool = False) -> dict[str, str]:
+    """The env that makes every service of a one-machine run secure: throwaway CURVE keys made
+    fresh in `log_dir/keys` (or plaintext, only when asked)."""
+    if insecure:
+        return {"DADS_INSECURE": "1", "DADS_KEYS": ""}
+    from common.runtime.security import init_keys
+
+    keys = log_dir / "keys"
+    init_keys(keys, force=True)
+    return {"DADS_KEYS": str(keys), "DADS_INSECURE": ""}
 
 
 def stop_system(procs: dict[str, subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
@@ -167,6 +180,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-port", type=int, default=9101, help="/metrics ports from here (9101..)")
     p.add_argument("--log-dir", default="out/up", help="service logs (default out/up)")
     p.add_argument("--output", metavar="FILE", help="the edge's per-frame JSON lines")
+    p.add_argument("--insecure", action="store_true",
+                   help="plaintext sockets (default: fresh throwaway CURVE keys in LOG_DIR/keys)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -185,7 +200,12 @@ def main(args: argparse.Namespace) -> int:
     print(f"  planner  {ports.plans} (plans), {ports.telemetry} (telemetry), metrics :{m + 1}")
     print(f"  workers  metrics :{m + 2}..:{m + 1 + args.workers};  edge metrics :{m + 2 + args.workers}")
     print("  (loading the model and profiling it on first start takes a few seconds; Ctrl-C stops)")
-    procs = spawn_system(ports, args.model, args.workers, log_dir, edge_args, edge_stdout=None)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = security_env(log_dir, args.insecure)
+    print("  sockets: plaintext (--insecure)" if args.insecure else
+          f"  sockets: CURVE, throwaway keys in {log_dir}/keys")
+    procs = spawn_system(ports, args.model, args.workers, log_dir, edge_args, edge_stdout=None,
+                         env=env)
     started = time.monotonic()
     try:
         while procs["edge"].poll() is None:

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import zmq
 
+from common.runtime.security import Keys, client_socket
 from common.runtime.wire import Control, encode
 from services.up import (
     Ports,
     free_base,
+    security_env,
     start_cloud,
     start_service,
     start_workers,
@@ -27,14 +29,21 @@ MODEL = "googlenet"
 
 
 class System:
-    """Broker, planner and workers; edge agents run per test with `stream`."""
+    """Broker, planner and workers; edge agents run per test with `stream`.
+
+    Every socket is CURVE-authenticated with keys made for the system (`self.env` gives them to
+    each process); `socket(role)` connects as that role, as a tool or an attacker would.
+    """
 
     def __init__(self, tmp: Path, workers: int = 2, planner_args: list[str] | None = None,
                  worker_args: list[str] | None = None) -> None:
         self.tmp = tmp
         self.ports = Ports(free_base(4), free_base(8))
-        self.procs = start_cloud(self.ports, tmp, planner_args)
-        self.procs.update(start_workers(self.ports, MODEL, tmp, 0, workers, extra=worker_args))
+        self.env = security_env(tmp)
+        self.keys_dir = Path(self.env["DADS_KEYS"])
+        self.procs = start_cloud(self.ports, tmp, planner_args, env=self.env)
+        self.procs.update(start_workers(self.ports, MODEL, tmp, 0, workers, extra=worker_args,
+                                        env=self.env))
         self.edge_port = self.ports.metrics_base + 2 + workers
         self.wait_log("broker", "frontend")
         for i in range(workers):
@@ -55,7 +64,7 @@ class System:
                 "--broker", p.frontend, "--metrics-port", str(self.edge_port), "--frames",
                 str(frames), "--fps", str(fps), "--output", str(out), "--want-output",
                 "--deadline", "60", "--edge-slowdown", "8", *(extra or [])]
-        proc = start_service("edge_agent", args, self.tmp / f"{name}.log")
+        proc = start_service("edge_agent", args, self.tmp / f"{name}.log", env=self.env)
         self.procs[name] = proc
         return proc, out
 
@@ -69,16 +78,20 @@ class System:
     def ctl(self, bandwidth: str) -> None:
         subprocess.run([sys.executable, "-m", "services.cli", "ctl", "--planner",
                         self.ports.telemetry, "--bandwidth", bandwidth], check=True,
-                       capture_output=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                       capture_output=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
 
     def control(self, bandwidth_bps: float | None = None, algorithm: str | None = None,
                 edge_nodes: tuple[str, ...] | None = None) -> None:
         """Operator controls at once (`ctl` does the same through the CLI)."""
-        sock = zmq.Context.instance().socket(zmq.PUSH)
+        sock = self.socket(zmq.PUSH, self.ports.telemetry, "operator", "planner")
         sock.setsockopt(zmq.LINGER, 2000)
-        sock.connect(self.ports.telemetry)
         sock.send_multipart(encode(Control(bandwidth_bps, algorithm, edge_nodes)))
         sock.close()
+
+    def socket(self, kind: int, endpoint: str, role: str | None, server: str) -> zmq.Socket:
+        """A blocking socket connected as `role` (None: a stranger without keys)."""
+        keys = Keys.load(self.keys_dir, role) if role else None
+        return client_socket(zmq.Context.instance(), kind, endpoint, keys, server)
 
     def scrape(self, port: int) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
@@ -89,14 +102,15 @@ class System:
         self.procs["planner"] = start_service(
             "planner", ["--plans", self.ports.plans, "--telemetry", self.ports.telemetry,
                         "--metrics-port", str(self.ports.metrics_base + 1), *(planner_args or [])],
-            self.tmp / f"{log_name}.log")
+            self.tmp / f"{log_name}.log", env=self.env)
 
     def start_broker(self, log_name: str) -> None:
         """(Re)start the broker on the same ports, logging to `log_name`."""
         p = self.ports
         self.procs["broker"] = start_service(
             "broker", ["--frontend", p.frontend, "--backend", p.backend, "--planner", p.telemetry,
-                       "--metrics-port", str(p.metrics_base)], self.tmp / f"{log_name}.log")
+                       "--metrics-port", str(p.metrics_base)], self.tmp / f"{log_name}.log",
+            env=self.env)
 
     def close(self) -> None:
         stop_system(self.procs)

@@ -134,16 +134,23 @@ def test_plan_a_model_profiles_it_once(capsys: pytest.CaptureFixture[str]) -> No
 def test_ctl_sends_only_what_it_is_given(tmp_path: Path) -> None:
     import zmq
 
+    from common.runtime.security import Keys
     from common.runtime.wire import Control, decode
 
+    keys = tmp_path / "keys"
+    assert main(["keys", "init", str(keys)]) == 0
+    planner_keys = Keys.load(keys, "planner")
     pull = zmq.Context.instance().socket(zmq.PULL)
+    pull.curve_server = True  # the planner's key: ctl talks only to the real planner
+    pull.curve_secretkey, pull.curve_publickey = planner_keys.secret, planner_keys.public
     port = pull.bind_to_random_port("tcp://127.0.0.1")
     planner = f"tcp://127.0.0.1:{port}"
     cut = tmp_path / "cut.json"
     cut.write_text(json.dumps({"plan_id": 3, "edge_nodes": ["x", "conv1"]}))
+    ctl = ["ctl", "--planner", planner, "--keys", str(keys)]
     try:
-        assert main(["ctl", "--planner", planner, "--algorithm", "dsh", "--pin-cut", str(cut)]) == 0
-        assert main(["ctl", "--planner", planner, "--bandwidth", "3g"]) == 0
+        assert main([*ctl, "--algorithm", "dsh", "--pin-cut", str(cut)]) == 0
+        assert main([*ctl, "--bandwidth", "3g"]) == 0
         got = [decode(pull.recv_multipart())[0] for _ in range(2)]
     finally:
         pull.close(linger=0)

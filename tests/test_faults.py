@@ -62,10 +62,9 @@ def wait_for(predicate, timeout: float, what: str) -> float:
 
 
 def current_plan(system: System, timeout: float = 15.0) -> Plan:
-    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub = system.socket(zmq.SUB, system.ports.plans, "operator", "planner")
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
-    sub.connect(system.ports.plans)
     try:
         msg, _ = decode(sub.recv_multipart())
     finally:
@@ -76,9 +75,8 @@ def current_plan(system: System, timeout: float = 15.0) -> Plan:
 
 def ask_broker(system: System, request: Request, frames: list[bytes]) -> ErrorReply:
     """One request through the real broker to a real worker, as an edge would send it."""
-    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer = system.socket(zmq.DEALER, system.ports.frontend, "edge", "broker")
     dealer.setsockopt(zmq.RCVTIMEO, 30_000)
-    dealer.connect(system.ports.frontend)
     try:
         dealer.send_multipart(encode(request, frames))
         reply, _ = decode(dealer.recv_multipart())
@@ -88,10 +86,9 @@ def ask_broker(system: System, request: Request, frames: list[bytes]) -> ErrorRe
     return reply
 
 
-def push_to_planner(system: System, *parts_list: list[bytes]) -> None:
-    sock = zmq.Context.instance().socket(zmq.PUSH)
+def push_to_planner(system: System, *parts_list: list[bytes], role: str = "operator") -> None:
+    sock = system.socket(zmq.PUSH, system.ports.telemetry, role, "planner")
     sock.setsockopt(zmq.LINGER, 2000)
-    sock.connect(system.ports.telemetry)
     for parts in parts_list:
         sock.send_multipart(parts)
     sock.close()
@@ -174,7 +171,8 @@ def test_hostile_planner_input_does_not_stop_the_planner(system: System) -> None
     broken = EdgeProfile("x" * 5000, "m", "f" * 32, {"directed": True, "multigraph": False,
                                                      "graph": {}, "nodes": [1, 2], "edges": []},
                          {"format": "nope"})
-    push_to_planner(system, encode(broken), encode(Control(force_bandwidth_bps=-1.0)),
+    push_to_planner(system, encode(broken), role="edge")
+    push_to_planner(system, encode(Control(force_bandwidth_bps=-1.0)),
                     encode(Control(force_bandwidth_bps=3e6)))
     planner_logs = lambda: system.log("planner") + system.log("planner-2")  # noqa: E731
     wait_for(lambda: "operator: bandwidth 3" in planner_logs(), 10.0,

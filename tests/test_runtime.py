@@ -134,13 +134,13 @@ def _garbage() -> list[list[bytes]]:
 
 
 def test_garbage_on_every_socket_is_counted_and_survived(system: System, reference) -> None:
-    ctx = zmq.Context.instance()
-    targets = [(zmq.DEALER, system.ports.frontend), (zmq.DEALER, system.ports.backend),
-               (zmq.PUSH, system.ports.telemetry)]
-    for kind, endpoint in targets:
-        s = ctx.socket(kind)
+    """Authenticated peers (an edge, a worker) that send garbage: refused, counted, survived."""
+    targets = [(zmq.DEALER, system.ports.frontend, "edge", "broker"),
+               (zmq.DEALER, system.ports.backend, "worker", "broker"),
+               (zmq.PUSH, system.ports.telemetry, "edge", "planner")]
+    for kind, endpoint, role, server in targets:
+        s = system.socket(kind, endpoint, role, server)
         s.setsockopt(zmq.LINGER, 1000)
-        s.connect(endpoint)
         for parts in _garbage():
             s.send_multipart(parts)
         time.sleep(0.3)

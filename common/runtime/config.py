@@ -10,7 +10,7 @@ import argparse
 import os
 
 __all__ = ["ENV", "env", "env_int", "env_float", "endpoint", "add_model_arguments",
-           "add_planner_arguments"]
+           "add_planner_arguments", "add_security_arguments"]
 
 #: variable -> (default, meaning). The README's settings table is generated from this.
 ENV: dict[str, tuple[str, str]] = {
@@ -34,6 +34,10 @@ ENV: dict[str, tuple[str, str]] = {
     "DADS_FPS": ("10", "edge: frames per second read from the source (0: as fast as possible)"),
     "DADS_INITIAL_BANDWIDTH": ("4g", "planner: bandwidth assumed before any measurement"),
     "DADS_MAX_PAYLOAD_BYTES": (str(256 * 2**20), "largest tensor payload of one message"),
+    "DADS_KEYS": ("", "directory of CURVE keys (`dads keys init DIR`); required unless insecure"),
+    "DADS_KEY_NAME": ("", "this service's key in DADS_KEYS, if not its role's (e.g. edge-cam2)"),
+    "DADS_INSECURE": ("", "1: plaintext sockets without authentication (logged as a warning)"),
+    "DADS_METRICS_HOST": ("0.0.0.0", "interface the Prometheus /metrics server binds"),
 }
 
 
@@ -76,3 +80,14 @@ def add_planner_arguments(p: argparse.ArgumentParser) -> None:
                    help="planner's plan feed (env DADS_PLANNER_HOST, DADS_PLAN_PORT)")
     p.add_argument("--telemetry", default=endpoint("DADS_PLANNER_HOST", "DADS_TELEMETRY_PORT"),
                    help="planner's telemetry input (env DADS_TELEMETRY_PORT)")
+
+
+def add_security_arguments(p: argparse.ArgumentParser) -> None:
+    """Keys (CURVE, by role) or an explicit --insecure; and where /metrics listens."""
+    p.add_argument("--keys", default=env("DADS_KEYS") or None, metavar="DIR",
+                   help="CURVE key directory from `dads keys init` (env DADS_KEYS)")
+    p.add_argument("--insecure", action="store_true", default=env("DADS_INSECURE") == "1",
+                   help="plaintext, unauthenticated sockets (env DADS_INSECURE=1); for trusted "
+                   "networks only")
+    p.add_argument("--metrics-host", default=env("DADS_METRICS_HOST"), metavar="ADDR",
+                   help="interface /metrics binds (env DADS_METRICS_HOST, default 0.0.0.0)")

@@ -36,6 +36,13 @@ def _loop_beat(reg: CollectorRegistry) -> Gauge:
     return Gauge(LOOP_BEAT, "Unix time of the event loop's last beat", registry=reg)
 
 
+def _auth_failures(reg: CollectorRegistry) -> Counter:
+    return Counter("dads_auth_failures_total",
+                   "Peers refused: handshakes without a key this socket admits (role: the socket's "
+                   "domain) and messages their role may not send (role: the one required)",
+                   ["role"], registry=reg)
+
+
 def _plan_info(reg: CollectorRegistry) -> Info:
     return Info("dads_plan", "The plan in force (id, algorithm, regime)", registry=reg)
 
@@ -74,6 +81,7 @@ class BrokerMetrics:
                                     buckets=LATENCY_BUCKETS, registry=reg)
         self.errors = _errors(reg)
         self.loop_beat = _loop_beat(reg)
+        self.auth_failures = _auth_failures(reg)
 
 
 class WorkerMetrics:
@@ -112,6 +120,7 @@ class PlannerMetrics:
                                  ["stage"], registry=reg)
         self.errors = _errors(reg)
         self.loop_beat = _loop_beat(reg)
+        self.auth_failures = _auth_failures(reg)
 
 
 def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> int:

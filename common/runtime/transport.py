@@ -14,6 +14,9 @@ Services never touch socket options or the codec directly: they open a channel f
   our own heartbeat's job (broker --liveness); this one only reaps dead TCP peers.
 - MAXMSGSIZE: a peer announcing a frame larger than the limits is disconnected before its bytes
   are buffered.
+- CURVE (`keys`): a bound socket is a CURVE server in a ZAP domain (security.DOMAINS says which
+  roles it admits); a connecting one trusts only the named server's public key. Messages from an
+  authenticated peer carry its public key (`Envelope.user`), for checks per message.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from common.runtime.security import DOMAINS, Keys
 from common.runtime.wire import LIMITS, Limits, Message, WireError, decode, encode
 
 __all__ = ["Envelope", "Channel", "context", "HWM"]
@@ -45,6 +49,7 @@ class Envelope:
     msg: Message
     frames: list[Any]  # tensor frames (zmq.Frame), not yet copied
     raw: list[Any]  # [kind, header, *frames] as received, to forward without re-encoding
+    user: str = ""  # the sender's public key (z85) on an authenticated socket, else ""
 
 
 def _configure(sock: zmq.asyncio.Socket, limits: Limits) -> None:
@@ -60,10 +65,12 @@ def _configure(sock: zmq.asyncio.Socket, limits: Limits) -> None:
 class Channel:
     """One socket, typed messages. `recv` raises WireError for a bad message (count it, go on)."""
 
-    def __init__(self, sock: zmq.asyncio.Socket, limits: Limits = LIMITS) -> None:
+    def __init__(self, sock: zmq.asyncio.Socket, limits: Limits = LIMITS,
+                 identified: bool = False) -> None:
         self.sock = sock
         self.limits = limits
         self.routed = sock.type == zmq.ROUTER
+        self.identified = identified  # a CURVE server: ZAP stamps each message with its sender
 
     @classmethod
     def open(
@@ -76,9 +83,24 @@ class Channel:
         subscribe: bytes | None = None,
         limits: Limits = LIMITS,
         ctx: zmq.asyncio.Context | None = None,
+        keys: Keys | None = None,
+        domain: str | None = None,
+        server: str | None = None,
     ) -> Channel:
+        """A socket for one role. With `keys`: bound sockets serve CURVE in `domain`; connecting
+        ones trust `server`'s ("broker", "planner") public key only."""
         sock = (ctx or context()).socket(kind)
         _configure(sock, limits)
+        if keys is not None:
+            sock.curve_secretkey = keys.secret
+            sock.curve_publickey = keys.public
+            if bind:
+                if domain not in DOMAINS:
+                    raise ValueError(f"a bound CURVE socket needs a domain of {sorted(DOMAINS)}")
+                sock.curve_server = True
+                sock.zap_domain = domain.encode()
+            else:
+                sock.curve_serverkey = keys.server_key(server or "")
         if identity is not None:
             sock.setsockopt(zmq.IDENTITY, identity)
         if kind == zmq.ROUTER:
@@ -94,7 +116,7 @@ class Channel:
             sock.setsockopt(zmq.RECONNECT_IVL, 100)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
             sock.connect(endpoint)
-        return cls(sock, limits)
+        return cls(sock, limits, identified=keys is not None and bind)
 
     @property
     def endpoint(self) -> str:
@@ -125,7 +147,8 @@ class Channel:
         except WireError as exc:
             exc.peer = peer  # type: ignore[attr-defined]
             raise
-        return Envelope(peer, msg, frames, parts)
+        user = parts[0].get("User-Id") if self.identified else ""
+        return Envelope(peer, msg, frames, parts, user)
 
     def close(self) -> None:
         self.sock.close(linger=0)

@@ -17,8 +17,9 @@ import zmq
 
 from common.runtime import config
 from common.runtime.metrics import BrokerMetrics, serve
+from common.runtime.security import Guard, Keys, from_options, watch_handshakes
 from common.runtime.service import periodic, run_service, setup_logging, supervise
-from common.runtime.transport import Channel, Envelope
+from common.runtime.transport import Channel, Envelope, context
 from common.runtime.wire import (
     BrokerStats,
     ErrorCode,
@@ -43,24 +44,34 @@ log = logging.getLogger("broker")
 class Broker:
     def __init__(self, frontend: str, backend: str, planner: str | None, metrics_port: int,
                  heartbeat_s: float = 1.0, liveness_s: float = 3.0, max_queue: int = 256,
-                 dispatch_timeout_s: float = 60.0) -> None:
+                 dispatch_timeout_s: float = 60.0, keys: Keys | None = None,
+                 metrics_host: str = "0.0.0.0") -> None:
         self.frontend, self.backend, self.planner = frontend, backend, planner
-        self.metrics_port = metrics_port
+        self.metrics_port, self.metrics_host = metrics_port, metrics_host
+        self.keys = keys
         self.heartbeat_s = heartbeat_s
         self.state = BrokerState(liveness_s=liveness_s, max_queue=max_queue,
                                  dispatch_timeout_s=dispatch_timeout_s)
         self.metrics = BrokerMetrics()
 
     async def run(self, stop: asyncio.Event) -> int:
-        self.front = Channel.open(zmq.ROUTER, self.frontend, bind=True)
-        self.back = Channel.open(zmq.ROUTER, self.backend, bind=True)
-        self.stats = Channel.open(zmq.PUSH, self.planner, bind=False) if self.planner else None
-        port = serve(self.metrics.registry, self.metrics_port)
+        keys = self.keys
+        guard = Guard(keys, context()) if keys else None  # admits each socket's roles only
+        self.front = Channel.open(zmq.ROUTER, self.frontend, bind=True, keys=keys, domain="edge")
+        self.back = Channel.open(zmq.ROUTER, self.backend, bind=True, keys=keys, domain="worker")
+        self.stats = Channel.open(zmq.PUSH, self.planner, bind=False, keys=keys,
+                                  server="planner") if self.planner else None
+        port = serve(self.metrics.registry, self.metrics_port, self.metrics_host)
         log.info("frontend %s, backend %s, metrics on :%d", self.front.endpoint,
                  self.back.endpoint, port)
         tasks = [asyncio.create_task(self._front_loop(), name="frontend"),
                  asyncio.create_task(self._back_loop(), name="backend"),
                  asyncio.create_task(periodic(self.heartbeat_s, self._tick, stop, log), name="tick")]
+        if keys:
+            for ch, role in ((self.front, "edge"), (self.back, "worker")):
+                counter = self.metrics.auth_failures.labels(role)
+                tasks.append(asyncio.create_task(watch_handshakes(ch.sock, counter.inc),
+                                                 name=f"auth-{role}"))
         rc = await supervise(stop, tasks, log, self.metrics.loop_beat.set_to_current_time)
         for t in tasks:
             t.cancel()
@@ -68,6 +79,8 @@ class Broker:
         for ch in (self.front, self.back, self.stats):
             if ch is not None:
                 ch.close()
+        if guard:
+            guard.stop()
         log.info("stopped")
         return rc
 
@@ -178,6 +191,7 @@ class Broker:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    config.add_security_arguments(p)
     p.add_argument("--frontend", default=config.endpoint("", "DADS_FRONTEND_PORT", bind=True),
                    help="bind address for edge agents (env DADS_BIND_HOST, DADS_FRONTEND_PORT)")
     p.add_argument("--backend", default=config.endpoint("", "DADS_BACKEND_PORT", bind=True),
@@ -197,5 +211,7 @@ def main(args: argparse.Namespace) -> int:
     setup_logging("broker")
     broker = Broker(args.frontend, args.backend, args.planner or None, args.metrics_port,
                     liveness_s=args.liveness, max_queue=args.max_queue,
-                    dispatch_timeout_s=args.dispatch_timeout)
+                    dispatch_timeout_s=args.dispatch_timeout,
+                    keys=from_options(args.keys, args.insecure, "broker"),
+                    metrics_host=args.metrics_host)
     return run_service(broker.run)

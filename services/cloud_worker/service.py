@@ -32,6 +32,7 @@ from common.planning.costgraph import describe_mismatch
 from common.planning.partition import Plan
 from common.runtime import config
 from common.runtime.metrics import WorkerMetrics, serve
+from common.runtime.security import from_options
 from common.runtime.service import Compute, periodic, run_service, setup_logging, supervise
 from common.runtime.tensorwire import from_frames, to_frames
 from common.runtime.transport import Channel, Envelope
@@ -63,6 +64,7 @@ class _Served:
 class CloudWorker:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        self.keys = from_options(args.keys, args.insecure, "worker")
         self.name = args.id or f"{socket.gethostname()}-{os.getpid()}"
         self.metrics = WorkerMetrics()
         self.compute = Compute()
@@ -79,13 +81,15 @@ class CloudWorker:
 
     async def run(self, stop: asyncio.Event) -> int:
         a = self.args
-        port = serve(self.metrics.registry, a.metrics_port)
+        port = serve(self.metrics.registry, a.metrics_port, a.metrics_host)
         log.info("worker %s loading %s (metrics on :%d)", self.name, a.model, port)
         self.graph = await self.compute(self._load)
         log.info("model %s ready on %s, fingerprint %s", a.model, self.device,
                  self.graph.fingerprint[:12])
-        self.plan_sub = Channel.open(zmq.SUB, a.plans, bind=False)
-        self.telemetry = Channel.open(zmq.PUSH, a.telemetry, bind=False)
+        self.plan_sub = Channel.open(zmq.SUB, a.plans, bind=False, keys=self.keys,
+                                     server="planner")
+        self.telemetry = Channel.open(zmq.PUSH, a.telemetry, bind=False, keys=self.keys,
+                                      server="planner")
         self._connect()
         tasks = [
             asyncio.create_task(self._plan_loop(), name="plans"),
@@ -108,7 +112,7 @@ class CloudWorker:
             self._receiver.cancel()
             self.dealer.close()
         self.dealer = Channel.open(zmq.DEALER, self.args.broker, bind=False,
-                                   identity=self.name.encode())
+                                   identity=self.name.encode(), keys=self.keys, server="broker")
         self._receiver = asyncio.create_task(self._broker_loop(), name="broker")
         self._receiver.add_done_callback(self._task_done)  # if it dies, liveness reconnects
         self.broker_seen = time.monotonic()
@@ -242,6 +246,7 @@ class CloudWorker:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    config.add_security_arguments(p)
     config.add_model_arguments(p)
     config.add_planner_arguments(p)
     p.add_argument("--broker", default=config.endpoint("DADS_BROKER_HOST", "DADS_BACKEND_PORT"),

@@ -46,6 +46,7 @@ from common.planning.profile import scaled
 from common.planning.units import format_bandwidth, parse_bandwidth
 from common.runtime import config
 from common.runtime.metrics import EdgeMetrics, serve
+from common.runtime.security import from_options
 from common.runtime.service import Compute, periodic, run_service, setup_logging, supervise
 from common.runtime.tensorwire import from_frames, to_frames
 from common.runtime.transport import Channel
@@ -101,6 +102,7 @@ class _Frame:
 class EdgeAgent:
     def __init__(self, args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
         self.args = args
+        self.keys = from_options(args.keys, args.insecure, "edge")
         self.out = out
         self.metrics = EdgeMetrics()
         self.compute = Compute()
@@ -143,16 +145,18 @@ class EdgeAgent:
 
     async def run(self, stop: asyncio.Event) -> int:
         a = self.args
-        port = serve(self.metrics.registry, a.metrics_port)
+        port = serve(self.metrics.registry, a.metrics_port, a.metrics_host)
         log.info("loading %s (metrics on :%d)", a.model, port)
         self.graph = await self.compute(self._load)
         frames = await self.compute(_open_source, a.source, self.shape)  # a bad one: fail now
         local = Plan("local", self.graph.fingerprint, tuple(sorted(self.graph.nodes)), (),
                      Prediction(0.0, 0.0, 0.0, 0.0, 0.0), 0.0)  # until the planner speaks
         self.local_cut = await self.compute(self._build_cut, local)
-        self.dealer = Channel.open(zmq.DEALER, a.broker, bind=False)
-        self.plan_sub = Channel.open(zmq.SUB, a.plans, bind=False)
-        self.telemetry = Channel.open(zmq.PUSH, a.telemetry, bind=False)
+        self.dealer = Channel.open(zmq.DEALER, a.broker, bind=False, keys=self.keys,
+                                   server="broker")
+        self.plan_sub = Channel.open(zmq.SUB, a.plans, bind=False, keys=self.keys, server="planner")
+        self.telemetry = Channel.open(zmq.PUSH, a.telemetry, bind=False, keys=self.keys,
+                                      server="planner")
         self.window = asyncio.Semaphore(a.window)
         self.frames: asyncio.Queue[tuple[int, float, torch.Tensor] | None] = asyncio.Queue(a.queue)
         self.link: asyncio.Queue[_Frame | tuple[int, int]] = asyncio.Queue()
@@ -562,6 +566,7 @@ def _pct(values: list[float], p: float) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    config.add_security_arguments(p)
     config.add_model_arguments(p)
     config.add_planner_arguments(p)
     p.add_argument("--broker", default=config.endpoint("DADS_BROKER_HOST", "DADS_FRONTEND_PORT"),

@@ -32,8 +32,9 @@ from common.planning.regime import Hysteresis, Regime, RegimeState, decide
 from common.planning.units import format_bandwidth, parse_bandwidth
 from common.runtime import config
 from common.runtime.metrics import PlannerMetrics, serve
+from common.runtime.security import Guard, from_options, role_allowed, watch_handshakes
 from common.runtime.service import periodic, run_service, setup_logging, supervise
-from common.runtime.transport import Channel
+from common.runtime.transport import Channel, context
 from common.runtime.wire import (
     BrokerStats,
     CloudProfile,
@@ -57,12 +58,18 @@ __all__ = ["Planner", "add_arguments", "main"]
 
 log = logging.getLogger("planner")
 CLOUD_PROFILE_TTL_S = 30.0
+#: who may send what to the planner's inbox (roles of security.ROLES)
+SENDERS: dict[type, tuple[str, ...]] = {
+    EdgeProfile: ("edge",), Telemetry: ("edge",), CloudProfile: ("worker",),
+    BrokerStats: ("broker",), Control: ("operator",),
+}
 MAX_WORKERS = 4096  # cloud profiles kept at most (one per worker name; expired ones pruned)
 
 
 class Planner:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        self.keys = from_options(args.keys, args.insecure, "planner")
         self.metrics = PlannerMetrics()
         self.initial_bps = parse_bandwidth(args.initial_bandwidth)
         self.estimator = BandwidthEstimator()
@@ -86,20 +93,31 @@ class Planner:
         self._graph: tuple[nx.DiGraph, CutSolver] | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
-        self.pub = Channel.open(zmq.PUB, self.args.plans, bind=True)
-        self.pull = Channel.open(zmq.PULL, self.args.telemetry, bind=True)
-        port = serve(self.metrics.registry, self.args.metrics_port)
+        keys = self.keys
+        guard = Guard(keys, context()) if keys else None  # admits each socket's roles only
+        self.pub = Channel.open(zmq.PUB, self.args.plans, bind=True, keys=keys,
+                                domain="planner-out")
+        self.pull = Channel.open(zmq.PULL, self.args.telemetry, bind=True, keys=keys,
+                                 domain="planner-in")
+        port = serve(self.metrics.registry, self.args.metrics_port, self.args.metrics_host)
         log.info("plans on %s, telemetry on %s, metrics on :%d", self.pub.endpoint,
                  self.pull.endpoint, port)
         tasks = [asyncio.create_task(self._inbox(), name="inbox"),
                  asyncio.create_task(periodic(self.args.tick, self._tick, stop, log), name="tick"),
                  asyncio.create_task(periodic(1.0, self._republish, stop, log), name="republish")]
+        if keys:
+            for ch, role in ((self.pull, "planner-in"), (self.pub, "planner-out")):
+                counter = self.metrics.auth_failures.labels(role)
+                tasks.append(asyncio.create_task(watch_handshakes(ch.sock, counter.inc),
+                                                 name=f"auth-{role}"))
         rc = await supervise(stop, tasks, log, self.metrics.loop_beat.set_to_current_time)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.pub.close()
         self.pull.close()
+        if guard:
+            guard.stop()
         log.info("stopped")
         return rc
 
@@ -111,6 +129,13 @@ class Planner:
             except WireError as exc:
                 self.metrics.errors.labels(exc.code).inc()
                 log.warning("refused a message: %s", exc)
+                continue
+            sender = SENDERS.get(type(env.msg), ())
+            if not role_allowed(self.keys, env.user, sender):
+                role = self.keys.role_of(env.user) if self.keys else None
+                self.metrics.auth_failures.labels("/".join(sender) or "none").inc()
+                log.warning("refused a %s from a %s key: only %s may send it",
+                            type(env.msg).__name__, role, " or ".join(sender) or "nobody")
                 continue
             try:
                 self._take(env.msg)
@@ -274,6 +299,7 @@ class Planner:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    config.add_security_arguments(p)
     p.add_argument("--plans", default=config.endpoint("", "DADS_PLAN_PORT", bind=True),
                    help="bind address publishing plans (env DADS_BIND_HOST, DADS_PLAN_PORT)")
     p.add_argument("--telemetry", default=config.endpoint("", "DADS_TELEMETRY_PORT", bind=True),
