@@ -49,7 +49,11 @@ def test_dsh_within_three_of_exact_and_exact_beats_all(g: nx.DiGraph, bw: float,
     assert_valid(g, exact)
     assert exact.extra["optimal"]
     opt = brute.predicted.bottleneck_s
-    assert exact.predicted.bottleneck_s <= opt * (1 + 1e-6) + 1e-12
+    # HiGHS is exact up to its feasibility tolerance (1e-7 of the largest scaled time): hypothesis
+    # found a graph whose optimum is 0 s where the ILP's cut costs 1e-7 s
+    largest = max(max(d["edge_time_s"], d["cloud_time_s"] / k, d["output_bytes"] * 8.0 / bw)
+                  for _, d in g.nodes(data=True))
+    assert exact.predicted.bottleneck_s <= opt * (1 + 1e-6) + 1e-6 * largest + 1e-12
     heur = partition.dsh(g, bw, k)
     assert_valid(g, heur)
     assert heur.predicted.bottleneck_s <= 3 * opt * (1 + 1e-9) + 1e-12

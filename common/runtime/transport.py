@@ -21,6 +21,7 @@ Services never touch socket options or the codec directly: they open a channel f
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -137,7 +138,12 @@ class Channel:
 
     async def recv(self) -> Envelope:
         """The next valid message; a WireError carries `.peer` so a router can still answer."""
-        parts = await self.sock.recv_multipart(copy=False)
+        while True:
+            try:
+                parts = await self.sock.recv_multipart(copy=False)
+                break
+            except zmq.Again:  # a spurious wake-up (seen on a CURVE socket as a peer
+                await asyncio.sleep(0)  # reconnected): nothing to read yet, wait again
         peer = None
         if self.routed:
             peer, parts = parts[0].bytes, parts[1:]

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 import networkx as nx
 import zmq
@@ -91,6 +92,7 @@ class Planner:
         self.book: PlanBook[PlanMsg] = PlanBook(epoch=int(time.time() * 1000))
         self._graph_key: tuple | None = None
         self._graph: tuple[nx.DiGraph, CutSolver] | None = None
+        self._solving: asyncio.Future[Any] | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
         keys = self.keys
@@ -250,21 +252,24 @@ class Planner:
         fps = self.telemetry.arrival_fps if self.telemetry else 0.0
         queue = self.telemetry.queue_depth if self.telemetry else 0
         k = max(1, self.workers_ready if self.workers_ready is not None else len(self.clouds))
-        decision, self.regime = decide(g, bw, fps, k, self.regime, time.monotonic(), queue,
-                                       self.cfg, solver)
-        cand, reason, pinned = decision.plan, decision.reason, self.repin
-        try:
-            if self.pin_cut is not None:
-                cand = partition.make_plan(g, self.pin_cut, bw, "pinned", k)
-                reason = "operator pinned this cut"
-            elif self.pin_algorithm is not None:
-                cand = partition.solve(g, self.pin_algorithm, bw, k)
-                reason = f"operator pinned {self.pin_algorithm}"
-        except (DadsError, ValueError) as exc:  # e.g. a pinned cut of another model
-            log.error("pin dropped: %s", exc)
+        if self._solving is not None and not self._solving.done():
+            return  # the last solve is still running (slow or stuck): not a second one
+        self._solving = asyncio.get_running_loop().run_in_executor(
+            None, _solve, g, solver, bw, fps, k, queue, time.monotonic(), self.regime, self.cfg,
+            self.pin_cut, self.pin_algorithm)
+        try:  # off the loop, bounded: the inbox and republishing go on while it runs
+            decision, self.regime, cand, reason, pin_error = await asyncio.wait_for(
+                asyncio.shield(self._solving), self.args.solve_timeout)
+        except TimeoutError:
+            log.error("planning took over %.0f s; the plan in force stays (--solve-timeout)",
+                      self.args.solve_timeout)
+            self.metrics.errors.labels("solve_timeout").inc()
+            return
+        if pin_error:  # e.g. a pinned cut of another model
+            log.error("pin dropped: %s", pin_error)
             self.metrics.errors.labels("bad_input").inc()
             self.pin_cut = self.pin_algorithm = None
-        self.repin = False
+        pinned, self.repin = self.repin, False
         self.metrics.bandwidth.set(bw / 8.0)
         self.metrics.arrival_rate.set(fps)
         self.metrics.workers.set(k)
@@ -298,6 +303,24 @@ class Planner:
                 await self.pub.send(msg, nowait=True)
 
 
+def _solve(g: nx.DiGraph, solver: CutSolver, bw: float, fps: float, k: int, queue: int,
+           now: float, regime: RegimeState, cfg: Hysteresis, pin_cut: frozenset[str] | None,
+           pin_algorithm: str | None) -> tuple[Any, RegimeState, partition.Plan, str, str]:
+    """One planning decision (pure: runs in a worker thread): the regime's plan, or the pin's;
+    a pin that cannot be used is reported (last item) and the regime's plan kept."""
+    decision, regime = decide(g, bw, fps, k, regime, now, queue, cfg, solver)
+    cand, reason = decision.plan, decision.reason
+    try:
+        if pin_cut is not None:
+            cand, reason = partition.make_plan(g, pin_cut, bw, "pinned", k), "operator pinned this cut"
+        elif pin_algorithm is not None:
+            cand = partition.solve(g, pin_algorithm, bw, k)
+            reason = f"operator pinned {pin_algorithm}"
+    except (DadsError, ValueError) as exc:
+        return decision, regime, decision.plan, decision.reason, str(exc)
+    return decision, regime, cand, reason, ""
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     config.add_security_arguments(p)
     p.add_argument("--plans", default=config.endpoint("", "DADS_PLAN_PORT", bind=True),
@@ -311,6 +334,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tick", type=float, default=0.5, metavar="S", help="decide every S s (0.5)")
     p.add_argument("--dwell", type=float, default=5.0, metavar="S",
                    help="stay at least S s in a load regime before leaving it (5)")
+    p.add_argument("--solve-timeout", type=float, default=10.0, metavar="S",
+                   help="give up a planning solve after S s and keep the plan in force (10)")
     p.add_argument("--calibrate", action="store_true",
                    help="scale the cost model by measured / predicted stage times (experimental)")
     p.add_argument("--metrics-port", type=int,
