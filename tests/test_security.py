@@ -53,6 +53,7 @@ def test_a_stranger_without_keys_is_refused_and_counted(system: System) -> None:
 
 def test_an_edge_key_cannot_pose_as_a_worker(system: System) -> None:
     broker_port = system.ports.metrics_base
+    wait_metric(system, broker_port, "dads_workers_ready", 1)  # the real worker has registered
     before = metric(system.scrape(broker_port), "dads_auth_failures_total", role="worker")
     fake = system.socket(zmq.DEALER, system.ports.backend, "edge", "broker")
     fake.send_multipart(encode(Ready("fake-worker", "f" * 32, "cpu")))  # queued, never delivered
