@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="90 s instead of --duration")
     ap.add_argument("--duration", type=float, default=600.0, metavar="S", help="default 600")
     ap.add_argument("--model", default="googlenet", help="default googlenet")
-    ap.add_argument("--fps", type=float, default=20.0, help="frames offered per second (20)")
+    ap.add_argument("--fps", type=float, default=30.0, help="frames offered per second (30)")
     args = ap.parse_args(argv)
     duration = 90.0 if args.quick else args.duration
     result = run(args.model, duration, args.fps, log_dir("soak"))
@@ -166,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
           "—" if f["recovery_s"] is None else f"{f['recovery_s']:.2f}"] for f in result["faults"]])
     r = result
     text = (f"## Soak: {r['duration_s']:.0f} s of heavy load with kills\n\n"
-            f"{r['model']}, 2 workers, edge offering {r['fps_offered']:g} fps (more than the "
-            f"system serves), CURVE on every socket, loopback. Frames in **{r['frames_in']}**, "
+            f"{r['model']}, 2 workers, edge offering {r['fps_offered']:g} fps, served "
+            f"{r['answered'] / r['duration_s']:.1f} fps on average (faults included), CURVE on "
+            f"every socket, loopback, one 2-core machine. Frames in **{r['frames_in']}**, "
             f"answered **{r['answered']}**, reported dropped **{r['dropped']}** "
             f"({', '.join(f'{k} {v}' for k, v in sorted(r['drop_reasons'].items())) or 'none'}), "
             f"**silently lost {r['silently_lost']}**; every frame id has a line: "
