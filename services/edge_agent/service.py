@@ -64,12 +64,11 @@ from common.runtime.wire import (
     clip,
 )
 from services.edge_agent.sources import open_source
+from services.edge_agent.state import expired, retry_delay
 
 __all__ = ["EdgeAgent", "add_arguments", "main"]
 
 log = logging.getLogger("edge_agent")
-RETRY_BACKOFF_S = 0.05
-MAX_ATTEMPTS = 5
 PROBE_BYTES = 64 * 1024
 PROBE_TIMEOUT_S = 30.0
 
@@ -370,8 +369,8 @@ class EdgeAgent:
                 log.warning("the broker refused a message: %s", clip(err.message))
             return
         job.attempts += 1
-        backoff = RETRY_BACKOFF_S * 2 ** (job.attempts - 1)
-        if err.retry and job.attempts < MAX_ATTEMPTS and time.monotonic() + backoff < job.deadline:
+        backoff = retry_delay(err.retry, job.attempts, time.monotonic(), job.deadline)
+        if backoff is not None:
             self.counts["retried"] += 1
             self.metrics.frames_retried.inc()
             await asyncio.sleep(backoff)
@@ -387,12 +386,12 @@ class EdgeAgent:
         self.window.release()
 
     async def _sweep_deadlines(self) -> None:
-        now = time.monotonic()
-        for rid, job in list(self.in_flight.items()):
-            if now > job.deadline:
-                del self.in_flight[rid]
-                self._finish_dropped(job.frame_id, "deadline", job)
-                self.window.release()
+        late = expired(((rid, job.deadline) for rid, job in self.in_flight.items()),
+                       time.monotonic())
+        for rid in late:
+            job = self.in_flight.pop(rid)
+            self._finish_dropped(job.frame_id, "deadline", job)
+            self.window.release()
 
     # -- outcomes --
     def _transfer_sample(self, nbytes: int, sent_at: float, now: float, remote_s: float) -> None:
