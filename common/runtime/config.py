@@ -38,6 +38,7 @@ ENV: dict[str, tuple[str, str]] = {
     "DADS_KEY_NAME": ("", "this service's key in DADS_KEYS, if not its role's (e.g. edge-cam2)"),
     "DADS_INSECURE": ("", "1: plaintext sockets without authentication (logged as a warning)"),
     "DADS_METRICS_HOST": ("0.0.0.0", "interface the Prometheus /metrics server binds"),
+    "DADS_CACHE": ("", "profile cache directory (empty: ~/.cache/dads; the image: /var/cache/dads)"),
 }
 
 
