@@ -34,6 +34,7 @@ from typing import Any, TextIO
 
 import torch
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from common.errors import DadsError
 from common.model.graph import ModelGraph
@@ -96,6 +97,7 @@ class _Frame:
     edge_s: float = 0.0
     handed_at: float = 0.0
     attempts: int = 0
+    sent: bool = False  # on the wire to the broker (a broker restart loses it: send again)
 
 
 class EdgeAgent:
@@ -164,6 +166,7 @@ class EdgeAgent:
             asyncio.create_task(self._plan_loop(), name="plans"),
             asyncio.create_task(self._receiver(), name="receiver"),
             asyncio.create_task(self._sender(), name="sender"),
+            asyncio.create_task(self._watch_broker(), name="broker-link"),
             asyncio.create_task(periodic(0.05, self._sweep_deadlines, stop, log), name="deadlines"),
             asyncio.create_task(periodic(1.0, self._send_telemetry, stop, log), name="telemetry"),
             asyncio.create_task(periodic(5.0, self._send_profile, stop, log), name="profile"),
@@ -304,6 +307,7 @@ class EdgeAgent:
 
     async def _hand_to_link(self, job: _Frame) -> None:
         job.handed_at = self.last_handed = time.monotonic()
+        job.sent = False
         await self.link.put(job)
 
     async def _sender(self) -> None:
@@ -318,12 +322,41 @@ class EdgeAgent:
                     if item.request is None or item.request.request_id not in self.in_flight:
                         continue  # dropped while waiting for the link
                     await self.dealer.send(item.request, item.frames)
+                    item.sent = True
                     self.metrics.bytes_sent.inc(item.nbytes)
                 else:
                     probe_id, size = item
                     await self.dealer.send(Probe(probe_id, size), [bytes(size)])
             except zmq.ZMQError as exc:
                 log.warning("send failed (%s); the deadline will account for it", exc)
+
+    async def _watch_broker(self) -> None:
+        """A dropped broker connection loses the requests in flight there (a broker restart):
+        when it is back, they are sent again at once instead of waiting for their deadline. A
+        duplicate answer (the broker had not died) is ignored as late."""
+        events = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED
+        monitor = self.dealer.sock.get_monitor_socket(events)
+        lost = False
+        try:
+            while True:
+                event = (await recv_monitor_message(monitor))["event"]
+                if event == zmq.EVENT_DISCONNECTED and not lost:
+                    lost = True
+                    log.warning("lost the broker: requests in flight go again when it is back")
+                elif event == zmq.EVENT_CONNECTED and lost:
+                    lost = False
+                    again = [job for job in self.in_flight.values() if job.sent]
+                    log.info("broker back: sending %d request(s) in flight again", len(again))
+                    for job in again:
+                        assert job.request is not None
+                        job.attempts += 1
+                        job.request = _with_attempt(job.request, job.attempts)
+                        self.counts["retried"] += 1
+                        self.metrics.frames_retried.inc()
+                        await self._hand_to_link(job)
+        finally:
+            self.dealer.sock.disable_monitor()
+            monitor.close(linger=0)
 
     async def _receiver(self) -> None:
         while True:
