@@ -15,7 +15,6 @@ is a 20 fps live source that drops what the pipeline cannot take.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import statistics
 import subprocess
@@ -33,6 +32,7 @@ from common.runtime import config
 from common.runtime.security import Keys, client_socket
 from common.runtime.wire import Control, PlanMsg, decode, encode
 from services import testbed
+from services.edge_agent.results import read_results
 from services.up import (
     Ports,
     free_base,
@@ -211,10 +211,8 @@ class EdgeRun:
     log: Path
 
     def _lines(self, plan_id: int) -> list[dict[str, Any]]:
-        if not self.out.exists():
-            return []
-        lines = [json.loads(x) for x in self.out.read_text().splitlines() if x.strip()]
-        return [x for x in lines if x.get("plan_id") == plan_id and not x["dropped"]]
+        return [x for x in read_results(self.out)
+                if x.get("plan_id") == plan_id and not x["dropped"]]
 
     def _wait(self, done: Any, timeout: float, plan_id: int) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

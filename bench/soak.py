@@ -36,14 +36,6 @@ def rss_mb(pid: int) -> float:
     return int(m.group(1)) / 1024 if m else 0.0
 
 
-def read_lines(path: Path) -> list[dict[str, Any]]:
-    import json
-
-    if not path.exists():
-        return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-
-
 def run(model: str, duration: float, fps: float, logs: Path) -> dict[str, Any]:
     from services.up import (
         Ports,
@@ -110,7 +102,9 @@ def run(model: str, duration: float, fps: float, logs: Path) -> dict[str, Any]:
     m = re.search(r"summary: (\d+) frames in, (\d+) results .*?, (\d+) dropped", edge_log)
     assert m, edge_log[-2000:]
     frames_in, answered, dropped = map(int, m.groups())
-    lines = read_lines(out)
+    from services.edge_agent.results import read_results
+
+    lines = read_results(out)
     reasons = Counter(x["reason"] for x in lines if x["dropped"])
     done = sorted((x["done_at"], x["done_at"] - x["latency_s"]) for x in lines if not x["dropped"])
     for f in faults:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import zmq
 
 from common.runtime.security import Keys, client_socket
 from common.runtime.wire import Control, encode
+from services.edge_agent.results import read_results
 from services.up import (
     Ports,
     free_base,
@@ -136,9 +136,7 @@ def shared_cache_system(factory, workers: int = 2, planner_args: list[str] | Non
 
 
 def read_lines(path: Path) -> list[dict]:
-    with contextlib.suppress(FileNotFoundError):
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return []
+    return read_results(path)
 
 
 def metric(text: str, name: str, **labels: str) -> float:

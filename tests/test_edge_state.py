@@ -16,3 +16,15 @@ def test_retryable_errors_back_off_exponentially_within_the_deadline() -> None:
 def test_frames_past_their_deadline_expire() -> None:
     assert expired([(1, 5.0), (2, 6.0), (3, 4.0)], now=5.5) == [1, 3]
     assert expired([(1, 5.0)], now=5.0) == []  # at the deadline is still in time
+
+
+def test_results_are_read_by_complete_lines(tmp_path) -> None:
+    """A reader racing the edge's writer never parses half a line."""
+    from services.edge_agent.results import read_results
+
+    path = tmp_path / "results.jsonl"
+    assert read_results(path) == []
+    path.write_text('{"frame_id": 0}\n{"frame_id": 1, "cla')
+    assert read_results(path) == [{"frame_id": 0}]
+    path.write_text('{"frame_id": 0}\n{"frame_id": 1}\n')
+    assert [x["frame_id"] for x in read_results(path)] == [0, 1]
