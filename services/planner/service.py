@@ -93,6 +93,7 @@ class Planner:
         self._graph_key: tuple | None = None
         self._graph: tuple[nx.DiGraph, CutSolver] | None = None
         self._solving: asyncio.Future[Any] | None = None
+        self.controls = 0  # operator controls taken so far
 
     async def run(self, stop: asyncio.Event) -> int:
         keys = self.keys
@@ -193,6 +194,7 @@ class Planner:
 
     def _control(self, msg: Control) -> None:
         check_control(msg.force_bandwidth_bps, msg.algorithm)
+        self.controls += 1
         if msg.edge_nodes and self.edge is not None:
             dag.check_cut(self.edge[0], msg.edge_nodes)  # refuse it now, not at every tick
         if msg.force_bandwidth_bps is not None:
@@ -254,6 +256,7 @@ class Planner:
         k = max(1, self.workers_ready if self.workers_ready is not None else len(self.clouds))
         if self._solving is not None and not self._solving.done():
             return  # the last solve is still running (slow or stuck): not a second one
+        controls = self.controls  # an operator control during the solve makes its result stale
         self._solving = asyncio.get_running_loop().run_in_executor(
             None, _solve, g, solver, bw, fps, k, queue, time.monotonic(), self.regime, self.cfg,
             self.pin_cut, self.pin_algorithm)
@@ -265,6 +268,8 @@ class Planner:
                       self.args.solve_timeout)
             self.metrics.errors.labels("solve_timeout").inc()
             return
+        if self.controls != controls:
+            return  # solved for settings the operator has changed since: the next tick re-plans
         if pin_error:  # e.g. a pinned cut of another model
             log.error("pin dropped: %s", pin_error)
             self.metrics.errors.labels("bad_input").inc()
