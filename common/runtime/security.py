@@ -19,6 +19,8 @@ Refused handshakes are counted by role (`dads_auth_failures_total`) from the soc
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import stat
@@ -35,7 +37,7 @@ from zmq.utils.monitor import recv_monitor_message
 from common.errors import DadsError
 
 __all__ = ["ROLES", "DOMAINS", "KeysError", "Keys", "init_keys", "add_key", "Guard",
-           "watch_handshakes", "HANDSHAKE_FAILURES", "role_allowed", "from_options",
+           "watch_handshakes", "watch_all_handshakes", "HANDSHAKE_FAILURES", "role_allowed", "from_options",
            "client_socket"]
 
 log = logging.getLogger("security")
@@ -163,6 +165,13 @@ async def watch_handshakes(sock: zmq.asyncio.Socket, on_failure: Callable[[], No
     finally:
         sock.disable_monitor()
         monitor.close(linger=0)
+
+
+def watch_all_handshakes(sockets: Iterable[tuple[str, zmq.asyncio.Socket]],
+                          count: Callable[[str], None]) -> list[asyncio.Task[None]]:
+    """One watcher task per server socket, named by its domain; `count(domain)` per refusal."""
+    return [asyncio.create_task(watch_handshakes(sock, functools.partial(count, domain)),
+                                name=f"auth-{domain}") for domain, sock in sockets]
 
 
 def role_allowed(keys: Keys | None, user: str, roles: Iterable[str]) -> bool:

@@ -17,7 +17,7 @@ import zmq
 
 from common.runtime import config
 from common.runtime.metrics import BrokerMetrics, serve
-from common.runtime.security import Guard, Keys, from_options, watch_handshakes
+from common.runtime.security import Guard, Keys, from_options, watch_all_handshakes
 from common.runtime.service import periodic, run_service, setup_logging, supervise
 from common.runtime.transport import Channel, Envelope, context
 from common.runtime.wire import (
@@ -68,10 +68,8 @@ class Broker:
                  asyncio.create_task(self._back_loop(), name="backend"),
                  asyncio.create_task(periodic(self.heartbeat_s, self._tick, stop, log), name="tick")]
         if keys:
-            for ch, role in ((self.front, "edge"), (self.back, "worker")):
-                counter = self.metrics.auth_failures.labels(role)
-                tasks.append(asyncio.create_task(watch_handshakes(ch.sock, counter.inc),
-                                                 name=f"auth-{role}"))
+            tasks += watch_all_handshakes((("edge", self.front.sock), ("worker", self.back.sock)),
+                                          lambda role: self.metrics.auth_failures.labels(role).inc())
         rc = await supervise(stop, tasks, log, self.metrics.loop_beat.set_to_current_time)
         for t in tasks:
             t.cancel()

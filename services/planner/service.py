@@ -33,7 +33,7 @@ from common.planning.regime import Hysteresis, Regime, RegimeState, decide
 from common.planning.units import format_bandwidth, parse_bandwidth
 from common.runtime import config
 from common.runtime.metrics import PlannerMetrics, serve
-from common.runtime.security import Guard, from_options, role_allowed, watch_handshakes
+from common.runtime.security import Guard, from_options, role_allowed, watch_all_handshakes
 from common.runtime.service import periodic, run_service, setup_logging, supervise
 from common.runtime.transport import Channel, context
 from common.runtime.wire import (
@@ -109,10 +109,9 @@ class Planner:
                  asyncio.create_task(periodic(self.args.tick, self._tick, stop, log), name="tick"),
                  asyncio.create_task(periodic(1.0, self._republish, stop, log), name="republish")]
         if keys:
-            for ch, role in ((self.pull, "planner-in"), (self.pub, "planner-out")):
-                counter = self.metrics.auth_failures.labels(role)
-                tasks.append(asyncio.create_task(watch_handshakes(ch.sock, counter.inc),
-                                                 name=f"auth-{role}"))
+            tasks += watch_all_handshakes(
+                (("planner-in", self.pull.sock), ("planner-out", self.pub.sock)),
+                lambda role: self.metrics.auth_failures.labels(role).inc())
         rc = await supervise(stop, tasks, log, self.metrics.loop_beat.set_to_current_time)
         for t in tasks:
             t.cancel()
