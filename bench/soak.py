@@ -41,7 +41,9 @@ def run(model: str, duration: float, fps: float, logs: Path) -> dict[str, Any]:
         Ports,
         free_base,
         security_env,
+        start_broker,
         start_cloud,
+        start_planner,
         start_service,
         start_workers,
         stop_system,
@@ -65,14 +67,8 @@ def run(model: str, duration: float, fps: float, logs: Path) -> dict[str, Any]:
     start = time.time()
     restarts = {
         "worker-0": lambda: start_workers(ports, model, logs, 0, 1, env=env)["worker-0"],
-        "planner": lambda: start_service("planner", ["--plans", ports.plans, "--telemetry",
-                                                     ports.telemetry, "--metrics-port",
-                                                     str(ports.metrics_base + 1)],
-                                         logs / "planner.log", env=env),
-        "broker": lambda: start_service("broker", ["--frontend", ports.frontend, "--backend",
-                                                   ports.backend, "--planner", ports.telemetry,
-                                                   "--metrics-port", str(ports.metrics_base)],
-                                        logs / "broker.log", env=env),
+        "planner": lambda: start_planner(ports, logs / "planner.log", env=env),
+        "broker": lambda: start_broker(ports, logs / "broker.log", env),
     }
     schedule = [(0.2, "worker-0"), (0.45, "planner"), (0.7, "broker")]
     label = {n: n for n in procs}  # a restarted service gets a series of its own

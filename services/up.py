@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["Ports", "free_base", "start_service", "wait_log", "start_cloud", "start_workers",
-           "security_env", "spawn_system", "stop_system", "add_arguments", "main"]
+           "security_env", "spawn_system", "start_broker", "start_planner", "stop_system", "add_arguments", "main"]
 
 
 @dataclass(frozen=True)
@@ -92,19 +92,28 @@ def wait_log(log: Path, text: str, proc: subprocess.Popen[bytes] | None = None,
         time.sleep(0.1)
 
 
+def start_broker(ports: Ports, log: Path, env: dict[str, str] | None = None
+                 ) -> subprocess.Popen[bytes]:
+    """The broker on loopback `ports` (also to restart one, on the same ports)."""
+    return start_service("broker", ["--frontend", ports.frontend, "--backend", ports.backend,
+                                    "--planner", ports.telemetry, "--metrics-port",
+                                    str(ports.metrics_base)], log, env=env)
+
+
+def start_planner(ports: Ports, log: Path, planner_args: list[str] | None = None,
+                  env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """The planner on loopback `ports` (also to restart one, on the same ports)."""
+    return start_service("planner", ["--plans", ports.plans, "--telemetry", ports.telemetry,
+                                     "--metrics-port", str(ports.metrics_base + 1),
+                                     *(planner_args or [])], log, env=env)
+
+
 def start_cloud(ports: Ports, log_dir: Path, planner_args: list[str] | None = None,
                 env: dict[str, str] | None = None) -> dict[str, subprocess.Popen[bytes]]:
     """Broker and planner on loopback `ports` (workers: `start_workers`); `env` added to ours."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    m = ports.metrics_base
-    return {
-        "broker": start_service("broker", ["--frontend", ports.frontend, "--backend", ports.backend,
-                                           "--planner", ports.telemetry, "--metrics-port", str(m)],
-                                log_dir / "broker.log", env=env),
-        "planner": start_service("planner", ["--plans", ports.plans, "--telemetry", ports.telemetry,
-                                             "--metrics-port", str(m + 1), *(planner_args or [])],
-                                 log_dir / "planner.log", env=env),
-    }
+    return {"broker": start_broker(ports, log_dir / "broker.log", env),
+            "planner": start_planner(ports, log_dir / "planner.log", planner_args, env)}
 
 
 def start_workers(ports: Ports, model: str, log_dir: Path, first: int, count: int,

@@ -18,7 +18,9 @@ from services.up import (
     Ports,
     free_base,
     security_env,
+    start_broker,
     start_cloud,
+    start_planner,
     start_service,
     start_workers,
     stop_system,
@@ -99,18 +101,12 @@ class System:
 
     def start_planner(self, log_name: str, planner_args: list[str] | None = None) -> None:
         """(Re)start the planner on the same ports, logging to `log_name`."""
-        self.procs["planner"] = start_service(
-            "planner", ["--plans", self.ports.plans, "--telemetry", self.ports.telemetry,
-                        "--metrics-port", str(self.ports.metrics_base + 1), *(planner_args or [])],
-            self.tmp / f"{log_name}.log", env=self.env)
+        self.procs["planner"] = start_planner(self.ports, self.tmp / f"{log_name}.log",
+                                              planner_args, self.env)
 
     def start_broker(self, log_name: str) -> None:
         """(Re)start the broker on the same ports, logging to `log_name`."""
-        p = self.ports
-        self.procs["broker"] = start_service(
-            "broker", ["--frontend", p.frontend, "--backend", p.backend, "--planner", p.telemetry,
-                       "--metrics-port", str(p.metrics_base)], self.tmp / f"{log_name}.log",
-            env=self.env)
+        self.procs["broker"] = start_broker(self.ports, self.tmp / f"{log_name}.log", self.env)
 
     def close(self) -> None:
         stop_system(self.procs)
