@@ -1,4 +1,11 @@
-"""What every service process shares: logging, uvloop, signals, torch work off the event loop."""
+"""What every service process shares: one run skeleton, logging, uvloop, signals, torch work off
+the event loop.
+
+`Service` is the shape of all four services (STYLE §4): `start()` loads and opens sockets,
+`tasks()` names the long-lived tasks (receive loops through one `{message type: handler}` table,
+periodic work), `run()` supervises them and closes everything in one order. A service adds
+only what is its own.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,20 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+import zmq.asyncio
 
 from common.errors import DadsError
+from common.runtime.metrics import serve
+from common.runtime.security import Guard, Keys, role_allowed, watch_all_handshakes
+from common.runtime.transport import Channel, Envelope, context
+from common.runtime.wire import WireError, clip
 
-__all__ = ["setup_logging", "run_service", "Compute", "periodic", "supervise"]
+__all__ = ["setup_logging", "run_service", "Compute", "periodic", "supervise", "Service",
+           "Handler"]
 
 T = TypeVar("T")
 
@@ -111,3 +125,163 @@ async def supervise(stop: asyncio.Event, tasks: Iterable[asyncio.Task[Any]],
         stop.set()
         return 1
     return 0
+
+
+class _Metrics(Protocol):
+    """What the base needs of a service's metrics (common.runtime.metrics has one per service)."""
+
+    registry: Any
+    errors: Any
+    loop_beat: Any
+
+
+#: a handler of one message type; may be a plain function or a coroutine function
+Handler = Callable[[Envelope], Awaitable[None] | None]
+
+
+class Service:
+    """The run skeleton of every service: metrics served, sockets opened, tasks supervised.
+
+    Why one base: each service used to repeat the same skeleton (serve metrics, open sockets,
+    start tasks, supervise, cancel, close), and each receive loop the same error handling; the
+    copies drifted (one loop counted a bad message, another also logged it whole). Here:
+
+    - `start()` (override): load what the service needs, open its sockets with `open()`, which
+      keeps them for closing and, for a bound CURVE socket, starts the ZAP guard and has its
+      refused handshakes counted (`dads_auth_failures_total{role}`).
+    - `tasks()` (override): the long-lived tasks by name. None of them ends on its own; one
+      that does stops the service with exit 1 (`supervise`), for its supervisor to restart it.
+    - `main()`: what runs while they do; by default, waiting for `stop`. The edge agent
+      overrides it (its stream can end by itself).
+    - `close()` (extend): cancel what the service started on its own, then `super().close()`.
+    """
+
+    name = "service"
+
+    def __init__(self, metrics: _Metrics, keys: Keys | None, metrics_port: int,
+                 metrics_host: str = "0.0.0.0") -> None:
+        self.metrics = metrics
+        self.keys = keys
+        self.metrics_port, self.metrics_host = metrics_port, metrics_host
+        self.log = logging.getLogger(self.name)
+        self.compute = Compute()
+        self.stop = asyncio.Event()
+        self.channels: list[Channel] = []
+        self.guard: Guard | None = None
+        self._served: list[tuple[str, zmq.asyncio.Socket]] = []  # bound CURVE sockets by domain
+
+    # -- the skeleton --
+    async def run(self, stop: asyncio.Event) -> int:
+        self.stop = stop
+        port = serve(self.metrics.registry, self.metrics_port, self.metrics_host)
+        self.log.info("metrics on :%d", port)
+        try:
+            await self.start()
+            tasks = [asyncio.create_task(coro, name=name) for name, coro in self.tasks().items()]
+            if self._served:
+                tasks += watch_all_handshakes(self._served, self._auth_failed)
+            try:
+                rc = await self.main(tasks)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            await self.close()
+        self.log.info("stopped")
+        return rc
+
+    async def start(self) -> None:
+        """Load, open sockets (override)."""
+
+    def tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
+        """The long-lived tasks, by name (override)."""
+        return {}
+
+    async def main(self, tasks: list[asyncio.Task[Any]]) -> int:
+        return await self.supervise(tasks)
+
+    async def supervise(self, tasks: list[asyncio.Task[Any]]) -> int:
+        return await supervise(self.stop, tasks, self.log, self.metrics.loop_beat.set_to_current_time)
+
+    async def close(self) -> None:
+        for ch in self.channels:
+            ch.close()
+        if self.guard is not None:
+            self.guard.stop()
+        self.compute.close()
+
+    # -- helpers for subclasses --
+    def open(self, kind: int, endpoint: str, *, bind: bool, domain: str | None = None,
+             server: str | None = None, identity: bytes | None = None) -> Channel:
+        """A channel of this service, closed with it; CURVE with the service's keys."""
+        if bind and self.keys is not None and self.guard is None:
+            self.guard = Guard(self.keys, context())  # admits each socket's roles only
+        ch = Channel.open(kind, endpoint, bind=bind, keys=self.keys, domain=domain, server=server,
+                          identity=identity)
+        self.channels.append(ch)
+        if bind and self.keys is not None and domain is not None:
+            self._served.append((domain, ch.sock))
+        return ch
+
+    def forget(self, ch: Channel) -> None:
+        """Close a channel before the service closes (a reconnect replaces it)."""
+        ch.close()
+        if ch in self.channels:
+            self.channels.remove(ch)
+
+    def every(self, interval_s: float, fn: Callable[[], Awaitable[None]]) -> Coroutine[Any, Any, None]:
+        return periodic(interval_s, fn, self.stop, self.log)
+
+    async def receive(self, ch: Channel, handlers: Mapping[type, Handler], *,
+                      senders: Mapping[type, tuple[str, ...]] | None = None,
+                      other: Handler | None = None,
+                      refused: Callable[[WireError], Awaitable[None]] | None = None) -> None:
+        """A receive loop: each valid message goes to the handler of its type.
+
+        A message that does not decode is counted (and given to `refused`, which may answer it);
+        one of a type without a handler goes to `other`, else it is counted as unexpected;
+        with `senders`, a message whose sender's role may not send its type is refused and
+        counted. A handler that raises (content a peer made up) is counted and logged in one
+        bounded line: nothing a peer sends ends the loop.
+        """
+        while True:
+            try:
+                env = await ch.recv()
+            except WireError as exc:
+                self.metrics.errors.labels(exc.code).inc()
+                if refused is not None:
+                    await refused(exc)
+                else:
+                    self.log.warning("refused a message: %s", exc)
+                continue
+            kind = type(env.msg)
+            if senders is not None and not self._admitted(env, senders.get(kind, ())):
+                continue
+            handler = handlers.get(kind, other)
+            if handler is None:
+                self.metrics.errors.labels("unexpected").inc()
+                continue
+            try:
+                result = handler(env)
+                if result is not None:
+                    await result
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.errors.labels("bad_input").inc()
+                self.log.warning("ignored %s: %s: %s", kind.__name__, type(exc).__name__, clip(exc))
+
+    def _admitted(self, env: Envelope, roles: tuple[str, ...]) -> bool:
+        if role_allowed(self.keys, env.user, roles):
+            return True
+        role = self.keys.role_of(env.user) if self.keys else None
+        self._auth_failed("/".join(roles) or "none")
+        self.log.warning("refused a %s from a %s key: only %s may send it",
+                         type(env.msg).__name__, role, " or ".join(roles) or "nobody")
+        return False
+
+    def _auth_failed(self, role: str) -> None:
+        failures = getattr(self.metrics, "auth_failures", None)
+        if failures is not None:
+            failures.labels(role).inc()

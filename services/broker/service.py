@@ -7,19 +7,20 @@ Requests pass through without their tensors being copied or decoded; only header
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import zmq
 
 from common.runtime import config
-from common.runtime.metrics import BrokerMetrics, serve
-from common.runtime.security import Guard, Keys, from_options, watch_all_handshakes
-from common.runtime.service import periodic, run_service, setup_logging, supervise
-from common.runtime.transport import Channel, Envelope, context
+from common.runtime.metrics import BrokerMetrics
+from common.runtime.security import Keys, from_options
+from common.runtime.service import Service, run_service, setup_logging
+from common.runtime.transport import Channel, Envelope
 from common.runtime.wire import (
     BrokerStats,
     ErrorCode,
@@ -41,103 +42,97 @@ __all__ = ["Broker", "add_arguments", "main"]
 log = logging.getLogger("broker")
 
 
-class Broker:
+class Broker(Service):
+    name = "broker"
+
     def __init__(self, frontend: str, backend: str, planner: str | None, metrics_port: int,
                  heartbeat_s: float = 1.0, liveness_s: float = 3.0, max_queue: int = 256,
                  dispatch_timeout_s: float = 60.0, keys: Keys | None = None,
                  metrics_host: str = "0.0.0.0") -> None:
+        super().__init__(BrokerMetrics(), keys, metrics_port, metrics_host)
         self.frontend, self.backend, self.planner = frontend, backend, planner
-        self.metrics_port, self.metrics_host = metrics_port, metrics_host
-        self.keys = keys
         self.heartbeat_s = heartbeat_s
         self.state = BrokerState(liveness_s=liveness_s, max_queue=max_queue,
                                  dispatch_timeout_s=dispatch_timeout_s)
-        self.metrics = BrokerMetrics()
 
-    async def run(self, stop: asyncio.Event) -> int:
-        keys = self.keys
-        guard = Guard(keys, context()) if keys else None  # admits each socket's roles only
-        self.front = Channel.open(zmq.ROUTER, self.frontend, bind=True, keys=keys, domain="edge")
-        self.back = Channel.open(zmq.ROUTER, self.backend, bind=True, keys=keys, domain="worker")
-        self.stats = Channel.open(zmq.PUSH, self.planner, bind=False, keys=keys,
-                                  server="planner") if self.planner else None
-        port = serve(self.metrics.registry, self.metrics_port, self.metrics_host)
-        log.info("frontend %s, backend %s, metrics on :%d", self.front.endpoint,
-                 self.back.endpoint, port)
-        tasks = [asyncio.create_task(self._front_loop(), name="frontend"),
-                 asyncio.create_task(self._back_loop(), name="backend"),
-                 asyncio.create_task(periodic(self.heartbeat_s, self._tick, stop, log), name="tick")]
-        if keys:
-            tasks += watch_all_handshakes((("edge", self.front.sock), ("worker", self.back.sock)),
-                                          lambda role: self.metrics.auth_failures.labels(role).inc())
-        rc = await supervise(stop, tasks, log, self.metrics.loop_beat.set_to_current_time)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for ch in (self.front, self.back, self.stats):
-            if ch is not None:
-                ch.close()
-        if guard:
-            guard.stop()
-        log.info("stopped")
-        return rc
+    async def start(self) -> None:
+        self.front = self.open(zmq.ROUTER, self.frontend, bind=True, domain="edge")
+        self.back = self.open(zmq.ROUTER, self.backend, bind=True, domain="worker")
+        self.stats = self.open(zmq.PUSH, self.planner, bind=False, server="planner") \
+            if self.planner else None
+        log.info("frontend %s, backend %s", self.front.endpoint, self.back.endpoint)
 
-    # -- loops --
-    async def _front_loop(self) -> None:
-        while True:
-            try:
-                env = await self.front.recv()
-            except WireError as exc:
-                await self._bad(exc, self.front)
-                continue
-            msg, now = env.msg, time.monotonic()
-            if isinstance(msg, Request):
-                self.metrics.requests.labels("received").inc()
-                await self._act(self.state.on_request(env.peer, msg.request_id, msg.deadline_s,
-                                                      env.raw, now))
-            elif isinstance(msg, Probe):
-                await self._send(self.front, ProbeAck(msg.probe_id, msg.nbytes), env.peer)
-            elif not isinstance(msg, Heartbeat):
-                self.metrics.errors.labels("unexpected").inc()
-                await self._send(self.front, ErrorReply(-1, ErrorCode.MALFORMED,
-                                 f"the broker's frontend takes no {type(msg).__name__}"), env.peer)
+    def tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
+        return {
+            "frontend": self.receive(self.front, {Request: self._on_request, Probe: self._on_probe,
+                                                  Heartbeat: _ignore},
+                                     other=self._on_unexpected, refused=self._refused),
+            "backend": self.receive(self.back, {Ready: self._on_ready, Result: self._on_reply,
+                                                ErrorReply: self._on_reply,
+                                                Heartbeat: self._on_heartbeat},
+                                    refused=self._refused_worker),
+            "tick": self.every(self.heartbeat_s, self._tick),
+        }
 
-    async def _back_loop(self) -> None:
-        while True:
-            try:
-                env = await self.back.recv()
-            except WireError as exc:
-                self.metrics.errors.labels(exc.code).inc()
-                log.warning("bad message from a worker: %s", exc)
-                continue
-            await self._from_worker(env, time.monotonic())
+    # -- from edges --
+    async def _on_request(self, env: Envelope) -> None:
+        msg: Request = env.msg  # type: ignore[assignment]
+        self.metrics.requests.labels("received").inc()
+        await self._act(self.state.on_request(env.peer, msg.request_id, msg.deadline_s, env.raw,
+                                              time.monotonic()))
 
-    async def _from_worker(self, env: Envelope, now: float) -> None:
-        msg, worker = env.msg, env.peer
-        assert worker is not None
-        known = self.state.on_seen(worker, now)
-        if isinstance(msg, Ready):
-            log.info("worker %s ready (%s, %s)", clip(msg.worker, 64), clip(msg.device, 32),
-                     clip(msg.fingerprint, 12))
-            await self._act(self.state.on_ready(worker, now))
-        elif isinstance(msg, (Result, ErrorReply)):
-            if isinstance(msg, ErrorReply):
-                self.metrics.errors.labels(ErrorCode.label(msg.code)).inc()
-            for action in self.state.on_reply(worker, msg.request_id, now):
-                if isinstance(action, Forward):
-                    p = action.pending
-                    parts = env.raw
-                    if isinstance(msg, Result):  # stamp the time it waited here
-                        waited = dataclasses.replace(msg, queue_s=p.dispatched_at - p.received_at)
-                        parts = encode(waited, env.frames)
-                    self.metrics.requests.labels("answered").inc()
-                    with contextlib.suppress(zmq.ZMQError):  # the edge may be gone
-                        await self.front.send_raw(parts, to=action.edge)
-                else:
-                    await self._act([action])
-        elif not known:  # a heartbeat from a worker we had declared dead: take it back
+    async def _on_probe(self, env: Envelope) -> None:
+        msg: Probe = env.msg  # type: ignore[assignment]
+        await self._send(self.front, ProbeAck(msg.probe_id, msg.nbytes), env.peer)
+
+    async def _on_unexpected(self, env: Envelope) -> None:
+        self.metrics.errors.labels("unexpected").inc()
+        await self._send(self.front, ErrorReply(-1, ErrorCode.MALFORMED,
+                         f"the broker's frontend takes no {type(env.msg).__name__}"), env.peer)
+
+    async def _refused(self, exc: WireError) -> None:
+        log.warning("refused a message: %s", exc)
+        await self._send(self.front, ErrorReply(-1, exc.code, str(exc)), getattr(exc, "peer", None))
+
+    # -- from workers --
+    async def _refused_worker(self, exc: WireError) -> None:
+        log.warning("bad message from a worker: %s", exc)
+
+    def _seen(self, env: Envelope) -> tuple[bytes, bool, float]:
+        now = time.monotonic()
+        assert env.peer is not None
+        return env.peer, self.state.on_seen(env.peer, now), now
+
+    async def _on_ready(self, env: Envelope) -> None:
+        msg: Ready = env.msg  # type: ignore[assignment]
+        worker, _, now = self._seen(env)
+        log.info("worker %s ready (%s, %s)", clip(msg.worker, 64), clip(msg.device, 32),
+                 clip(msg.fingerprint, 12))
+        await self._act(self.state.on_ready(worker, now))
+
+    async def _on_heartbeat(self, env: Envelope) -> None:
+        worker, known, now = self._seen(env)
+        if not known:  # a heartbeat from a worker we had declared dead: take it back
             log.info("worker %r is back", worker)
             await self._act(self.state.on_ready(worker, now))
+
+    async def _on_reply(self, env: Envelope) -> None:
+        msg: Result | ErrorReply = env.msg  # type: ignore[assignment]
+        worker, _, now = self._seen(env)
+        if isinstance(msg, ErrorReply):
+            self.metrics.errors.labels(ErrorCode.label(msg.code)).inc()
+        for action in self.state.on_reply(worker, msg.request_id, now):
+            if isinstance(action, Forward):
+                p = action.pending
+                parts = env.raw
+                if isinstance(msg, Result):  # stamp the time it waited here
+                    waited = dataclasses.replace(msg, queue_s=p.dispatched_at - p.received_at)
+                    parts = encode(waited, env.frames)
+                self.metrics.requests.labels("answered").inc()
+                with contextlib.suppress(zmq.ZMQError):  # the edge may be gone
+                    await self.front.send_raw(parts, to=action.edge)
+            else:
+                await self._act([action])
 
     async def _tick(self) -> None:
         now = time.monotonic()
@@ -182,11 +177,6 @@ class Broker:
         with contextlib.suppress(zmq.ZMQError):
             await ch.send(msg, to=peer)
 
-    async def _bad(self, exc: WireError, ch: Channel) -> None:
-        self.metrics.errors.labels(exc.code).inc()
-        log.warning("refused a message: %s", exc)
-        await self._send(ch, ErrorReply(-1, exc.code, str(exc)), getattr(exc, "peer", None))
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     config.add_security_arguments(p)
@@ -213,3 +203,7 @@ def main(args: argparse.Namespace) -> int:
                     keys=from_options(args.keys, args.insecure, "broker"),
                     metrics_host=args.metrics_host)
     return run_service(broker.run)
+
+
+def _ignore(env: Envelope) -> None:
+    """An edge's heartbeat: its connection is alive; nothing to do."""

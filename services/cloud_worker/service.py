@@ -20,7 +20,9 @@ import os
 import socket
 import time
 from collections import OrderedDict
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import zmq
@@ -31,11 +33,11 @@ from common.model.split import CloudPart, cloud_part
 from common.planning.costgraph import describe_mismatch
 from common.planning.partition import Plan
 from common.runtime import config
-from common.runtime.metrics import WorkerMetrics, serve
+from common.runtime.metrics import WorkerMetrics
 from common.runtime.security import from_options
-from common.runtime.service import Compute, periodic, run_service, setup_logging, supervise
+from common.runtime.service import Service, run_service, setup_logging
 from common.runtime.tensorwire import from_frames, to_frames
-from common.runtime.transport import Channel, Envelope
+from common.runtime.transport import Envelope
 from common.runtime.wire import (
     CloudProfile,
     ErrorCode,
@@ -61,17 +63,19 @@ class _Served:
     part: CloudPart | None = None
 
 
-class CloudWorker:
+class CloudWorker(Service):
+    name = "cloud_worker"
+
     def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(WorkerMetrics(), from_options(args.keys, args.insecure, "worker"),
+                         args.metrics_port, args.metrics_host)
         self.args = args
-        self.keys = from_options(args.keys, args.insecure, "worker")
-        self.name = args.id or f"{socket.gethostname()}-{os.getpid()}"
-        self.metrics = WorkerMetrics()
-        self.compute = Compute()
+        self.worker = args.id or f"{socket.gethostname()}-{os.getpid()}"
         self.plans: OrderedDict[tuple[int, int], _Served] = OrderedDict()
         self.epoch = 0  # the newest planner epoch seen: a new one gets our profile at once
         self.broker_seen = 0.0
         self.serving: set[asyncio.Task[None]] = set()
+        self._receiver: asyncio.Task[None] | None = None
 
     # -- setup --
     def _load(self) -> ModelGraph:
@@ -79,41 +83,38 @@ class CloudWorker:
         self.device, self.profile = hosted.device, hosted.profile
         return hosted.graph
 
-    async def run(self, stop: asyncio.Event) -> int:
+    async def start(self) -> None:
         a = self.args
-        port = serve(self.metrics.registry, a.metrics_port, a.metrics_host)
-        log.info("worker %s loading %s (metrics on :%d)", self.name, a.model, port)
+        log.info("worker %s loading %s", self.worker, a.model)
         self.graph = await self.compute(self._load)
         log.info("model %s ready on %s, fingerprint %s", a.model, self.device,
                  self.graph.fingerprint[:12])
-        self.plan_sub = Channel.open(zmq.SUB, a.plans, bind=False, keys=self.keys,
-                                     server="planner")
-        self.telemetry = Channel.open(zmq.PUSH, a.telemetry, bind=False, keys=self.keys,
-                                      server="planner")
+        self.plan_sub = self.open(zmq.SUB, a.plans, bind=False, server="planner")
+        self.telemetry = self.open(zmq.PUSH, a.telemetry, bind=False, server="planner")
         self._connect()
-        tasks = [
-            asyncio.create_task(self._plan_loop(), name="plans"),
-            asyncio.create_task(periodic(1.0, self._heartbeat, stop, log), name="heartbeat"),
-            asyncio.create_task(periodic(5.0, self._publish_profile, stop, log), name="profile"),
-        ]
-        rc = await supervise(stop, tasks, log, self.metrics.loop_beat.set_to_current_time)
-        for t in [*tasks, self._receiver, *self.serving]:
+
+    def tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
+        return {"plans": self.receive(self.plan_sub, {PlanMsg: self._on_plan}),
+                "heartbeat": self.every(1.0, self._heartbeat),
+                "profile": self.every(5.0, self._publish_profile)}
+
+    async def close(self) -> None:
+        tasks = [*self.serving, *([self._receiver] if self._receiver else [])]
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, self._receiver, *self.serving, return_exceptions=True)
-        for ch in (self.dealer, self.plan_sub, self.telemetry):
-            ch.close()
-        self.compute.close()
-        log.info("stopped")
-        return rc
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await super().close()
 
     def _connect(self) -> None:
         """(Re)open the broker socket and its receive loop; Ready goes out on the next beat."""
-        if getattr(self, "_receiver", None) is not None:
+        if self._receiver is not None:
             self._receiver.cancel()
-            self.dealer.close()
-        self.dealer = Channel.open(zmq.DEALER, self.args.broker, bind=False,
-                                   identity=self.name.encode(), keys=self.keys, server="broker")
-        self._receiver = asyncio.create_task(self._broker_loop(), name="broker")
+            self.forget(self.dealer)
+        self.dealer = self.open(zmq.DEALER, self.args.broker, bind=False,
+                                identity=self.worker.encode(), server="broker")
+        self._receiver = asyncio.create_task(
+            self.receive(self.dealer, {Request: self._on_request, Heartbeat: self._on_heartbeat},
+                         refused=self._refused), name="broker")
         self._receiver.add_done_callback(self._task_done)  # if it dies, liveness reconnects
         self.broker_seen = time.monotonic()
         self._ready_sent = False
@@ -124,54 +125,46 @@ class CloudWorker:
             log.warning("no word from the broker for %.0f s: reconnecting", self.args.broker_liveness)
             self._connect()
         if not self._ready_sent:
-            await self.dealer.send(Ready(self.name, self.graph.fingerprint, str(self.device)))
+            await self.dealer.send(Ready(self.worker, self.graph.fingerprint, str(self.device)))
             self._ready_sent = True
         else:
-            await self.dealer.send(Heartbeat(self.name, time.time()))
+            await self.dealer.send(Heartbeat(self.worker, time.time()))
 
     async def _publish_profile(self) -> None:
         with contextlib.suppress(zmq.ZMQError):
-            await self.telemetry.send(CloudProfile(self.name, self.graph.fingerprint,
+            await self.telemetry.send(CloudProfile(self.worker, self.graph.fingerprint,
                                                    self.profile.to_json()), nowait=True)
 
-    async def _plan_loop(self) -> None:
-        while True:
-            try:
-                env = await self.plan_sub.recv()
-            except WireError as exc:
-                self.metrics.errors.labels(exc.code).inc()
-                continue
-            if not isinstance(env.msg, PlanMsg):
-                continue
-            try:
-                plan = Plan.from_json(env.msg.plan)
-            except (KeyError, TypeError, ValueError):
-                self.metrics.errors.labels(ErrorCode.SCHEMA).inc()
-                continue
-            if plan.epoch > self.epoch:  # a (re)started planner: tell it what we are now
-                self.epoch = plan.epoch
-                await self._publish_profile()
-            if plan.fingerprint == self.graph.fingerprint and plan.key not in self.plans:
-                self.plans[plan.key] = _Served(plan)
-                while len(self.plans) > PLANS_KEPT:
-                    self.plans.popitem(last=False)
-                self.metrics.plans_cached.set(len(self.plans))
-                log.info("plan %d (%s): %d edge nodes, %d crossing", plan.plan_id, plan.algorithm,
-                         len(plan.edge_nodes), len(plan.transfer))
+    async def _on_plan(self, env: Envelope) -> None:
+        msg: PlanMsg = env.msg  # type: ignore[assignment]
+        try:
+            plan = Plan.from_json(msg.plan)
+        except (KeyError, TypeError, ValueError):
+            self.metrics.errors.labels(ErrorCode.SCHEMA).inc()
+            return
+        if plan.epoch > self.epoch:  # a (re)started planner: tell it what we are now
+            self.epoch = plan.epoch
+            await self._publish_profile()
+        if plan.fingerprint == self.graph.fingerprint and plan.key not in self.plans:
+            self.plans[plan.key] = _Served(plan)
+            while len(self.plans) > PLANS_KEPT:
+                self.plans.popitem(last=False)
+            self.metrics.plans_cached.set(len(self.plans))
+            log.info("plan %d (%s): %d edge nodes, %d crossing", plan.plan_id, plan.algorithm,
+                     len(plan.edge_nodes), len(plan.transfer))
 
-    async def _broker_loop(self) -> None:
-        while True:
-            try:
-                env = await self.dealer.recv()
-            except WireError as exc:
-                self.metrics.errors.labels(exc.code).inc()
-                log.warning("bad message from the broker: %s", exc)
-                continue
-            self.broker_seen = time.monotonic()
-            if isinstance(env.msg, Request):  # off this loop: it must keep hearing the broker
-                task = asyncio.create_task(self._serve(env))
-                self.serving.add(task)
-                task.add_done_callback(self._task_done)
+    async def _refused(self, exc: WireError) -> None:
+        log.warning("bad message from the broker: %s", exc)
+
+    def _on_heartbeat(self, env: Envelope) -> None:
+        self.broker_seen = time.monotonic()
+
+    def _on_request(self, env: Envelope) -> None:
+        """Served off this loop: it must keep hearing the broker while the compute runs."""
+        self.broker_seen = time.monotonic()
+        task = asyncio.create_task(self._serve(env))
+        self.serving.add(task)
+        task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         """A request served, or the receive loop ended: a failure is logged, never silent."""
@@ -190,7 +183,7 @@ class CloudWorker:
         t0 = time.perf_counter()
         if req.fingerprint != self.graph.fingerprint:
             await self._reply_error(req, ErrorCode.FINGERPRINT,
-                                    f"worker {self.name} serves {self.args.model} with fingerprint "
+                                    f"worker {self.worker} serves {self.args.model} with fingerprint "
                                     f"{self.graph.fingerprint}, the edge {clip(req.fingerprint, 40)}"
                                     f": {describe_mismatch(self.graph.fingerprint, req.fingerprint)}")
             return
@@ -231,7 +224,7 @@ class CloudWorker:
         cloud_s = time.perf_counter() - t0
         self.metrics.stage.labels("cloud").observe(cloud_s)
         self.metrics.requests.labels("served").inc()
-        await self.dealer.send(Result(req.request_id, req.frame_id, req.plan_id, self.name,
+        await self.dealer.send(Result(req.request_id, req.frame_id, req.plan_id, self.worker,
                                       classes, scores, cloud_s, outputs=outputs), frames)
 
     def _run(self, part: CloudPart, req: Request, frames: list) -> object:

@@ -28,7 +28,7 @@ import statistics
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -46,11 +46,11 @@ from common.planning.probe import LinkClock
 from common.planning.profile import scaled
 from common.planning.units import format_bandwidth, parse_bandwidth
 from common.runtime import config
-from common.runtime.metrics import EdgeMetrics, serve
+from common.runtime.metrics import EdgeMetrics
 from common.runtime.security import from_options
-from common.runtime.service import Compute, periodic, run_service, setup_logging, supervise
+from common.runtime.service import Service, run_service, setup_logging
 from common.runtime.tensorwire import from_frames, to_frames
-from common.runtime.transport import Channel
+from common.runtime.transport import Envelope
 from common.runtime.wire import (
     EdgeProfile,
     ErrorCode,
@@ -100,13 +100,14 @@ class _Frame:
     sent: bool = False  # on the wire to the broker (a broker restart loses it: send again)
 
 
-class EdgeAgent:
+class EdgeAgent(Service):
+    name = "edge_agent"
+
     def __init__(self, args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
+        super().__init__(EdgeMetrics(), from_options(args.keys, args.insecure, "edge"),
+                         args.metrics_port, args.metrics_host)
         self.args = args
-        self.keys = from_options(args.keys, args.insecure, "edge")
         self.out = out
-        self.metrics = EdgeMetrics()
-        self.compute = Compute()
         self.cut: _Cut | None = None
         self.cuts: dict[int, _Cut] = {}
         self.in_flight: dict[int, _Frame] = {}
@@ -144,42 +145,47 @@ class EdgeAgent:
         edge, cloud = split_graph(self.graph, plan.edge_nodes)
         return _Cut(plan, edge, cloud)
 
-    async def run(self, stop: asyncio.Event) -> int:
+    async def start(self) -> None:
         a = self.args
-        port = serve(self.metrics.registry, a.metrics_port, a.metrics_host)
-        log.info("loading %s (metrics on :%d)", a.model, port)
+        log.info("loading %s", a.model)
         self.graph = await self.compute(self._load)
-        frames = await self.compute(_open_source, a.source, self.shape)  # a bad one: fail now
+        self.source_frames = await self.compute(_open_source, a.source, self.shape)  # bad: fail now
         local = Plan("local", self.graph.fingerprint, tuple(sorted(self.graph.nodes)), (),
                      Prediction(0.0, 0.0, 0.0, 0.0, 0.0), 0.0)  # until the planner speaks
         self.local_cut = await self.compute(self._build_cut, local)
-        self.dealer = Channel.open(zmq.DEALER, a.broker, bind=False, keys=self.keys,
-                                   server="broker")
-        self.plan_sub = Channel.open(zmq.SUB, a.plans, bind=False, keys=self.keys, server="planner")
-        self.telemetry = Channel.open(zmq.PUSH, a.telemetry, bind=False, keys=self.keys,
-                                      server="planner")
+        self.dealer = self.open(zmq.DEALER, a.broker, bind=False, server="broker")
+        self.plan_sub = self.open(zmq.SUB, a.plans, bind=False, server="planner")
+        self.telemetry = self.open(zmq.PUSH, a.telemetry, bind=False, server="planner")
         self.window = asyncio.Semaphore(a.window)
         self.frames: asyncio.Queue[tuple[int, float, torch.Tensor] | None] = asyncio.Queue(a.queue)
         self.link: asyncio.Queue[_Frame | tuple[int, int]] = asyncio.Queue()
         self.started = time.monotonic()
-        background = [
-            asyncio.create_task(self._plan_loop(), name="plans"),
-            asyncio.create_task(self._receiver(), name="receiver"),
-            asyncio.create_task(self._sender(), name="sender"),
-            asyncio.create_task(self._watch_broker(), name="broker-link"),
-            asyncio.create_task(periodic(0.05, self._sweep_deadlines, stop, log), name="deadlines"),
-            asyncio.create_task(periodic(1.0, self._send_telemetry, stop, log), name="telemetry"),
-            asyncio.create_task(periodic(5.0, self._send_profile, stop, log), name="profile"),
-            asyncio.create_task(periodic(1.0, self._probe, stop, log), name="probe"),
-        ]
-        if a.live:
-            background.append(asyncio.create_task(periodic(1.0, self._live, stop, log),
-                                                  name="live"))
-        beat = self.metrics.loop_beat.set_to_current_time
-        watch = asyncio.create_task(supervise(stop, background, log, beat))  # stop on a failure
+
+    def tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
+        tasks = {
+            "plans": self.receive(self.plan_sub, {PlanMsg: self._on_plan}),
+            "receiver": self.receive(self.dealer, {Result: self._on_result,
+                                                   ErrorReply: self._on_error,
+                                                   ProbeAck: self._on_probe_ack},
+                                     refused=self._refused),
+            "sender": self._sender(),
+            "broker-link": self._watch_broker(),
+            "deadlines": self.every(0.05, self._sweep_deadlines),
+            "telemetry": self.every(1.0, self._send_telemetry),
+            "profile": self.every(5.0, self._send_profile),
+            "probe": self.every(1.0, self._probe),
+        }
+        if self.args.live:
+            tasks["live"] = self.every(1.0, self._live)
+        return tasks
+
+    async def main(self, tasks: list[asyncio.Task[Any]]) -> int:
+        """Stream until the source ends or `stop`; every frame in flight ends before we do."""
+        stop = self.stop
+        watch = asyncio.create_task(self.supervise(tasks))  # stop on a failure
         await self._send_profile()
         await self._wait_for_plan(stop)
-        source = asyncio.create_task(self._source(stop, frames))
+        source = asyncio.create_task(self._source(stop, self.source_frames))
         pipeline = asyncio.create_task(self._pipeline())
         done = asyncio.create_task(stop.wait())
         await asyncio.wait([pipeline, done], return_when=asyncio.FIRST_COMPLETED)
@@ -191,16 +197,17 @@ class EdgeAgent:
         await self._drain(stop)
         stop.set()
         rc = max(await watch, int(self.source_failed))
-        for t in [source, done, *background]:
+        for t in (source, done):
             t.cancel()
-        await asyncio.gather(source, done, *background, return_exceptions=True)
-        for ch in (self.dealer, self.plan_sub, self.telemetry):
-            ch.close()
-        self.compute.close()
+        await asyncio.gather(source, done, return_exceptions=True)
+        return rc
+
+    async def close(self) -> None:
+        await super().close()
         if self.results:
             self.results.close()
-        self._summary()
-        return rc
+        if hasattr(self, "started"):
+            self._summary()
 
     async def _wait_for_plan(self, stop: asyncio.Event) -> None:
         deadline = time.monotonic() + self.args.wait_plan
@@ -294,7 +301,7 @@ class EdgeAgent:
                                   plan_epoch=cut.plan.epoch)
             self.in_flight[rid] = job
             self.metrics.queue_depth.labels("in_flight").set(len(self.in_flight))
-            await self._hand_to_link(job)
+            self._hand_to_link(job)
 
     def _edge(self, cut: _Cut, frame: torch.Tensor) -> Any:
         t0 = time.perf_counter()
@@ -305,10 +312,10 @@ class EdgeAgent:
             time.sleep((self.args.edge_slowdown - 1) * (time.perf_counter() - t0))
         return out
 
-    async def _hand_to_link(self, job: _Frame) -> None:
+    def _hand_to_link(self, job: _Frame) -> None:
         job.handed_at = self.last_handed = time.monotonic()
         job.sent = False
-        await self.link.put(job)
+        self.link.put_nowait(job)  # unbounded: the window bounds what is in it
 
     async def _sender(self) -> None:
         """The uplink: FIFO, optionally throttled to the emulated rate."""
@@ -353,48 +360,47 @@ class EdgeAgent:
                         job.request = _with_attempt(job.request, job.attempts)
                         self.counts["retried"] += 1
                         self.metrics.frames_retried.inc()
-                        await self._hand_to_link(job)
+                        self._hand_to_link(job)
         finally:
             self.dealer.sock.disable_monitor()
             monitor.close(linger=0)
 
-    async def _receiver(self) -> None:
-        while True:
-            try:
-                env = await self.dealer.recv()
-            except WireError as exc:
-                self.metrics.errors.labels(exc.code).inc()
-                log.warning("bad message from the broker: %s", exc)
-                continue
-            msg, now = env.msg, time.monotonic()
-            if isinstance(msg, Result):
-                job = self.in_flight.pop(msg.request_id, None)
-                if job is None:
-                    self.metrics.errors.labels("late").inc()
-                    continue
-                self._transfer_sample(job.nbytes, job.handed_at, now, msg.cloud_s + msg.queue_s)
-                self.cloud_times.append(msg.cloud_s)
-                self.rtts.append(now - job.handed_at)
-                output = None
-                if msg.outputs:
-                    output = from_frames(msg.outputs, env.frames)[0]
-                self._finish(job, output, worker=msg.worker, cloud_s=msg.cloud_s,
-                             classes=(msg.top_classes, msg.top_scores))
-                self.window.release()
-            elif isinstance(msg, ErrorReply):
-                await self._on_error(msg)
-            elif isinstance(msg, ProbeAck):
-                sent_at = self.probe_sent.pop(msg.probe_id, None)
-                if sent_at is not None:
-                    if msg.nbytes == 0:
-                        rtt = now - sent_at
-                        base = self.link_clock.base_rtt_s
-                        self.link_clock.base_rtt_s = rtt if base == 0 else min(base, rtt)
-                    else:
-                        self._transfer_sample(msg.nbytes, sent_at, now, 0.0)
-            self.metrics.queue_depth.labels("in_flight").set(len(self.in_flight))
+    async def _refused(self, exc: WireError) -> None:
+        log.warning("bad message from the broker: %s", exc)
 
-    async def _on_error(self, err: ErrorReply) -> None:
+    def _on_result(self, env: Envelope) -> None:
+        msg: Result = env.msg  # type: ignore[assignment]
+        now = time.monotonic()
+        job = self.in_flight.pop(msg.request_id, None)
+        if job is None:
+            self.metrics.errors.labels("late").inc()
+            return
+        self._transfer_sample(job.nbytes, job.handed_at, now, msg.cloud_s + msg.queue_s)
+        self.cloud_times.append(msg.cloud_s)
+        self.rtts.append(now - job.handed_at)
+        output = None
+        if msg.outputs:
+            output = from_frames(msg.outputs, env.frames)[0]
+        self._finish(job, output, worker=msg.worker, cloud_s=msg.cloud_s,
+                     classes=(msg.top_classes, msg.top_scores))
+        self.window.release()
+        self.metrics.queue_depth.labels("in_flight").set(len(self.in_flight))
+
+    def _on_probe_ack(self, env: Envelope) -> None:
+        msg: ProbeAck = env.msg  # type: ignore[assignment]
+        now = time.monotonic()
+        sent_at = self.probe_sent.pop(msg.probe_id, None)
+        if sent_at is None:
+            return
+        if msg.nbytes == 0:
+            rtt = now - sent_at
+            base = self.link_clock.base_rtt_s
+            self.link_clock.base_rtt_s = rtt if base == 0 else min(base, rtt)
+        else:
+            self._transfer_sample(msg.nbytes, sent_at, now, 0.0)
+
+    def _on_error(self, env: Envelope) -> None:
+        err: ErrorReply = env.msg  # type: ignore[assignment]
         self.metrics.errors.labels(ErrorCode.label(err.code)).inc()
         job = self.in_flight.get(err.request_id)
         if job is None:
@@ -403,20 +409,23 @@ class EdgeAgent:
             return
         job.attempts += 1
         backoff = retry_delay(err.retry, job.attempts, time.monotonic(), job.deadline)
-        if backoff is not None:
+        if backoff is not None:  # later, off the receive loop: other results keep coming
             self.counts["retried"] += 1
             self.metrics.frames_retried.inc()
-            await asyncio.sleep(backoff)
-            if err.request_id in self.in_flight:
-                assert job.request is not None
-                job.request = _with_attempt(job.request, job.attempts)
-                await self._hand_to_link(job)
+            asyncio.get_running_loop().call_later(backoff, self._retry, err.request_id, job)
             return
         log.warning("frame %d refused: %s (%s)", job.frame_id, clip(err.message),
                     ErrorCode.label(err.code))
         self.in_flight.pop(err.request_id, None)
         self._finish_dropped(job.frame_id, ErrorCode.label(err.code), job)
         self.window.release()
+        self.metrics.queue_depth.labels("in_flight").set(len(self.in_flight))
+
+    def _retry(self, request_id: int, job: _Frame) -> None:
+        if self.in_flight.get(request_id) is job:  # not dropped meanwhile
+            assert job.request is not None
+            job.request = _with_attempt(job.request, job.attempts)
+            self._hand_to_link(job)
 
     async def _sweep_deadlines(self) -> None:
         late = expired(((rid, job.deadline) for rid, job in self.in_flight.items()),
@@ -476,44 +485,36 @@ class EdgeAgent:
             }) + "\n")
 
     # -- planner side --
-    async def _plan_loop(self) -> None:
-        while True:
-            try:
-                env = await self.plan_sub.recv()
-            except WireError as exc:
-                self.metrics.errors.labels(exc.code).inc()
-                continue
-            msg = env.msg
-            if not isinstance(msg, PlanMsg):
-                continue
-            self.planner_bw = msg.bandwidth_bps
-            try:
-                plan = Plan.from_json(msg.plan)
-            except (KeyError, TypeError, ValueError):
-                self.metrics.errors.labels(ErrorCode.SCHEMA).inc()
-                continue
-            if plan.epoch > self.epoch:  # a (re)started planner: give it our profile now
-                if self.epoch:
-                    log.info("planner epoch %d (was %d): a new planner run", plan.epoch, self.epoch)
-                self.epoch = plan.epoch
-                await self._send_profile()
-            if plan.fingerprint != self.graph.fingerprint:
-                continue
-            if not supersedes(plan.key, self.cut.plan.key if self.cut else None):
-                continue
-            try:
-                cut = await self.compute(self._build_cut, plan)
-            except Exception as exc:
-                log.error("plan %d cannot be applied here: %s", plan.plan_id, exc)
-                self.metrics.errors.labels("bad_plan").inc()
-                continue
-            self.cut = cut  # the pipeline picks it up at the next frame boundary
-            self.metrics.plan_changes.inc()
-            self.metrics.plan.info({"plan_id": str(plan.plan_id), "algorithm": plan.algorithm,
-                                    "regime": msg.regime})
-            log.info("plan %d (%s, %s): %d/%d nodes here, %d tensor(s) cross; %s",
-                     plan.plan_id, plan.algorithm, msg.regime, len(plan.edge_nodes),
-                     len(self.graph.nodes), len(plan.transfer), msg.reason)
+    async def _on_plan(self, env: Envelope) -> None:
+        msg: PlanMsg = env.msg  # type: ignore[assignment]
+        self.planner_bw = msg.bandwidth_bps
+        try:
+            plan = Plan.from_json(msg.plan)
+        except (KeyError, TypeError, ValueError):
+            self.metrics.errors.labels(ErrorCode.SCHEMA).inc()
+            return
+        if plan.epoch > self.epoch:  # a (re)started planner: give it our profile now
+            if self.epoch:
+                log.info("planner epoch %d (was %d): a new planner run", plan.epoch, self.epoch)
+            self.epoch = plan.epoch
+            await self._send_profile()
+        if plan.fingerprint != self.graph.fingerprint:
+            return
+        if not supersedes(plan.key, self.cut.plan.key if self.cut else None):
+            return
+        try:
+            cut = await self.compute(self._build_cut, plan)
+        except Exception as exc:
+            log.error("plan %d cannot be applied here: %s", plan.plan_id, exc)
+            self.metrics.errors.labels("bad_plan").inc()
+            return
+        self.cut = cut  # the pipeline picks it up at the next frame boundary
+        self.metrics.plan_changes.inc()
+        self.metrics.plan.info({"plan_id": str(plan.plan_id), "algorithm": plan.algorithm,
+                                "regime": msg.regime})
+        log.info("plan %d (%s, %s): %d/%d nodes here, %d tensor(s) cross; %s",
+                 plan.plan_id, plan.algorithm, msg.regime, len(plan.edge_nodes),
+                 len(self.graph.nodes), len(plan.transfer), msg.reason)
 
     async def _send_profile(self) -> None:
         dag_json = costgraph.to_json(self.graph.dag)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import networkx as nx
@@ -32,10 +33,10 @@ from common.planning.profile import Profile
 from common.planning.regime import Hysteresis, Regime, RegimeState, decide
 from common.planning.units import format_bandwidth, parse_bandwidth
 from common.runtime import config
-from common.runtime.metrics import PlannerMetrics, serve
-from common.runtime.security import Guard, from_options, role_allowed, watch_all_handshakes
-from common.runtime.service import periodic, run_service, setup_logging, supervise
-from common.runtime.transport import Channel, context
+from common.runtime.metrics import PlannerMetrics
+from common.runtime.security import from_options
+from common.runtime.service import Service, run_service, setup_logging
+from common.runtime.transport import Envelope
 from common.runtime.wire import (
     BrokerStats,
     CloudProfile,
@@ -43,7 +44,6 @@ from common.runtime.wire import (
     EdgeProfile,
     PlanMsg,
     Telemetry,
-    WireError,
     clip,
 )
 from services.planner.state import (
@@ -67,11 +67,13 @@ SENDERS: dict[type, tuple[str, ...]] = {
 MAX_WORKERS = 4096  # cloud profiles kept at most (one per worker name; expired ones pruned)
 
 
-class Planner:
+class Planner(Service):
+    name = "planner"
+
     def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(PlannerMetrics(), from_options(args.keys, args.insecure, "planner"),
+                         args.metrics_port, args.metrics_host)
         self.args = args
-        self.keys = from_options(args.keys, args.insecure, "planner")
-        self.metrics = PlannerMetrics()
         self.initial_bps = parse_bandwidth(args.initial_bandwidth)
         self.estimator = BandwidthEstimator()
         self.force_bps = 0.0
@@ -95,59 +97,21 @@ class Planner:
         self._solving: asyncio.Future[Any] | None = None
         self.controls = 0  # operator controls taken so far
 
-    async def run(self, stop: asyncio.Event) -> int:
-        keys = self.keys
-        guard = Guard(keys, context()) if keys else None  # admits each socket's roles only
-        self.pub = Channel.open(zmq.PUB, self.args.plans, bind=True, keys=keys,
-                                domain="planner-out")
-        self.pull = Channel.open(zmq.PULL, self.args.telemetry, bind=True, keys=keys,
-                                 domain="planner-in")
-        port = serve(self.metrics.registry, self.args.metrics_port, self.args.metrics_host)
-        log.info("plans on %s, telemetry on %s, metrics on :%d", self.pub.endpoint,
-                 self.pull.endpoint, port)
-        tasks = [asyncio.create_task(self._inbox(), name="inbox"),
-                 asyncio.create_task(periodic(self.args.tick, self._tick, stop, log), name="tick"),
-                 asyncio.create_task(periodic(1.0, self._republish, stop, log), name="republish")]
-        if keys:
-            tasks += watch_all_handshakes(
-                (("planner-in", self.pull.sock), ("planner-out", self.pub.sock)),
-                lambda role: self.metrics.auth_failures.labels(role).inc())
-        rc = await supervise(stop, tasks, log, self.metrics.loop_beat.set_to_current_time)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self.pub.close()
-        self.pull.close()
-        if guard:
-            guard.stop()
-        log.info("stopped")
-        return rc
+    async def start(self) -> None:
+        self.pub = self.open(zmq.PUB, self.args.plans, bind=True, domain="planner-out")
+        self.pull = self.open(zmq.PULL, self.args.telemetry, bind=True, domain="planner-in")
+        log.info("plans on %s, telemetry on %s", self.pub.endpoint, self.pull.endpoint)
+
+    def tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
+        take = {kind: self._take for kind in SENDERS}
+        return {"inbox": self.receive(self.pull, take, senders=SENDERS),
+                "tick": self.every(self.args.tick, self._tick),
+                "republish": self.every(1.0, self._republish)}
 
     # -- inputs --
-    async def _inbox(self) -> None:
-        while True:
-            try:
-                env = await self.pull.recv()
-            except WireError as exc:
-                self.metrics.errors.labels(exc.code).inc()
-                log.warning("refused a message: %s", exc)
-                continue
-            sender = SENDERS.get(type(env.msg), ())
-            if not role_allowed(self.keys, env.user, sender):
-                role = self.keys.role_of(env.user) if self.keys else None
-                self.metrics.auth_failures.labels("/".join(sender) or "none").inc()
-                log.warning("refused a %s from a %s key: only %s may send it",
-                            type(env.msg).__name__, role, " or ".join(sender) or "nobody")
-                continue
-            try:
-                self._take(env.msg)
-            except Exception as exc:  # whatever a peer's content breaks, the inbox goes on
-                self.metrics.errors.labels("bad_input").inc()
-                log.warning("ignored %s: %s: %s", type(env.msg).__name__, type(exc).__name__,
-                            clip(exc))
-
-    def _take(self, msg: object) -> None:
-        now = time.monotonic()
+    def _take(self, env: Envelope) -> None:
+        """One input; whatever in it cannot be used raises, and `receive` counts and logs it."""
+        msg, now = env.msg, time.monotonic()
         if isinstance(msg, EdgeProfile):
             dag = nx.node_link_graph(msg.graph, directed=True, multigraph=False, edges="edges")
             profile = Profile.from_json(msg.profile)
