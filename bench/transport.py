@@ -12,6 +12,12 @@ Two numbers per payload size: throughput with a window of requests in flight (th
 1 GB/s for 4 MB activations) and the round trip of one request at a time (the per-message cost).
 Both are measured twice in one run, over plaintext sockets and with CURVE (every socket
 authenticated and encrypted, the default), so the report gives CURVE's cost side by side.
+
+The reference, measured in the same run: a peer implementation's transport, blocking
+pickle-over-TCP straight from the edge to the cloud server (one hop, no broker, no
+authentication; TCP_NODELAY, its best case), round trips of 1–150 KB requests. Its server
+unpickles what it receives, which dads never does with network bytes: it runs here only on
+loopback, on the benchmark's own data.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
 from bench.common import figure, markdown_table, parser, write_report
 
 SIZES = [1 << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20]
+RTT_SIZES = [1 << 10, 16 << 10, 64 << 10, 150_000]  # the request sizes of the reference
 FINGERPRINT = "bench-transport"
 GB = 1e9
 
@@ -79,6 +87,76 @@ def _worker(backend: str, name: str, keys_dir: str) -> None:
     raise SystemExit(run_service(run))
 
 
+def _pickle_server(sock_fd: int) -> None:
+    """The reference peer's cloud side: length-prefixed pickles over a blocking TCP socket."""
+    import pickle
+    import socket
+    import struct
+
+    listener = socket.socket(fileno=sock_fd)
+    conn, _ = listener.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def read(n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = conn.recv(n - len(buf))
+            if not chunk:
+                raise SystemExit(0)
+            buf += chunk
+        return bytes(buf)
+
+    while True:
+        (n,) = struct.unpack("!Q", read(8))
+        req = pickle.loads(read(n))  # noqa: S301 - the reference's own data, loopback only
+        t0 = time.perf_counter()
+        assert req["tensor"].nbytes >= 0
+        body = pickle.dumps({"request_id": req["request_id"], "classes": [], "scores": [],
+                             "cloud_s": time.perf_counter() - t0})
+        conn.sendall(struct.pack("!Q", len(body)) + body)
+
+
+def pickle_rtts(size: int, count: int) -> list[float]:
+    """Round trips of the reference: blocking pickle-over-TCP, one request at a time."""
+    import pickle
+    import socket
+    import struct
+
+    import numpy as np
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = mp.get_context("spawn").Process(target=_pickle_server, args=(listener.fileno(),),
+                                             daemon=True)
+    server.start()
+    conn = socket.create_connection(listener.getsockname())
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    tensor = np.random.default_rng(0).standard_normal(size // 4).astype(np.float32)
+
+    def read(n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            buf += conn.recv(n - len(buf))
+        return bytes(buf)
+
+    rtts = []
+    try:
+        for i in range(count + 20):  # the first 20 warm up
+            t0 = time.perf_counter()
+            body = pickle.dumps({"request_id": i, "frame_id": i, "plan_id": 1,
+                                 "sent_at": time.time(), "tensor": tensor})
+            conn.sendall(struct.pack("!Q", len(body)) + body)
+            (n,) = struct.unpack("!Q", read(8))
+            pickle.loads(read(n))  # noqa: S301 - our own server's reply, loopback only
+            if i >= 20:
+                rtts.append(time.perf_counter() - t0)
+    finally:
+        conn.close()
+        listener.close()
+        server.terminate()
+        server.join(5)
+    return rtts
+
+
 async def _measure(frontend: str, size: int, count: int, window: int, keys_dir: str
                    ) -> tuple[float, list[float]]:
     """Send `count` requests of `size` bytes, `window` in flight; (seconds, round trips)."""
@@ -119,7 +197,12 @@ async def _measure(frontend: str, size: int, count: int, window: int, keys_dir: 
     return took, rtts
 
 
-def run(quick: bool, window: int, curve: bool) -> list[dict[str, float]]:
+def _p99(values: list[float]) -> float:
+    return sorted(values)[int(0.99 * (len(values) - 1))]
+
+
+def run(quick: bool, window: int, curve: bool, rtt_rows: list[dict[str, Any]]
+        ) -> list[dict[str, float]]:
     from services.up import Ports, free_base, security_env, start_service, stop_system
 
     ports = Ports(free_base(4), free_base(2))
@@ -144,11 +227,16 @@ def run(quick: bool, window: int, curve: bool) -> list[dict[str, float]]:
             _, rtts = uvloop.run(_measure(ports.frontend, size, max(20, count // 4), 1, keys_dir))
             rows.append({"size": size, "count": count, "gbps": size * count / took / GB,
                          "msgs": count / took, "rtt_med": statistics.median(rtts),
-                         "rtt_p99": sorted(rtts)[int(0.99 * (len(rtts) - 1))], "curve": curve})
+                         "rtt_p99": _p99(rtts), "curve": curve})
             r = rows[-1]
             print(f"{'curve' if curve else 'plain'} {size:>9} B x {count}: {r['gbps']:.2f} GB/s, "
                   f"{r['msgs']:.0f} msg/s, round trip {r['rtt_med'] * 1e6:.0f} us",
                   file=sys.stderr)
+        for size in RTT_SIZES:
+            _, rtts = uvloop.run(_measure(ports.frontend, size, 200 if quick else 1000, 1,
+                                          keys_dir))
+            rtt_rows.append({"size": size, "transport": "CURVE" if curve else "plaintext",
+                             "rtt_med": statistics.median(rtts), "rtt_p99": _p99(rtts)})
     finally:
         worker.terminate()
         worker.join(5)
@@ -157,6 +245,8 @@ def run(quick: bool, window: int, curve: bool) -> list[dict[str, float]]:
 
 
 def _size(n: int) -> str:
+    if n % 1024:
+        return f"{n // 1000} kB"
     return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
 
 
@@ -182,7 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer messages per size")
     ap.add_argument("--window", type=int, default=8, help="requests in flight for throughput (8)")
     args = ap.parse_args(argv)
-    rows = run(args.quick, args.window, curve=False) + run(args.quick, args.window, curve=True)
+    rtt_rows: list[dict[str, Any]] = []
+    rows = (run(args.quick, args.window, False, rtt_rows)
+            + run(args.quick, args.window, True, rtt_rows))
+    for size in RTT_SIZES:
+        rtts = pickle_rtts(size, 200 if args.quick else 1000)
+        rtt_rows.append({"size": size, "transport": "reference: pickle over TCP, one hop",
+                         "rtt_med": statistics.median(rtts), "rtt_p99": _p99(rtts)})
     png = Path(args.out).with_suffix(".png")
     plot(rows, png)
     table = markdown_table(
@@ -191,6 +287,13 @@ def main(argv: list[str] | None = None) -> int:
         [["CURVE" if r["curve"] else "plaintext", _size(int(r["size"])), int(r["count"]),
           f"{r['gbps']:.2f}", f"{r['msgs']:.0f}", f"{r['rtt_med'] * 1e3:.3f}",
           f"{r['rtt_p99'] * 1e3:.3f}"] for r in rows])
+
+    kinds = list(dict.fromkeys(r["transport"] for r in rtt_rows))
+    rtt_table = markdown_table(
+        ["payload", *kinds],
+        [[_size(size), *(next(f"{r['rtt_med'] * 1e3:.3f} ({r['rtt_p99'] * 1e3:.3f})"
+                              for r in rtt_rows if r["size"] == size and r["transport"] == k)
+                         for k in kinds)] for size in RTT_SIZES])
 
     def at(size: int, curve: bool) -> dict[str, float]:
         return next(r for r in rows if r["size"] == size and r["curve"] == curve)
@@ -206,7 +309,12 @@ def main(argv: list[str] | None = None) -> int:
             f"per-message overhead (1 KiB round trip, two hops each way): "
             f"**{small['rtt_med'] * 1e6:.0f} µs** median "
             f"(plaintext {at(1 << 10, False)['rtt_med'] * 1e6:.0f} µs). CURVE against plaintext, "
-            f"measured in the same run: {cost}.\n\n{table}\n\n![transport]({png.name})\n")
+            f"measured in the same run: {cost}.\n\n{table}\n\n![transport]({png.name})\n\n"
+            f"### Round trip against a reference\n\n"
+            f"One request at a time, median (p99) in ms. dads: edge → broker → worker and back "
+            f"(two hops each way, asyncio, validated headers). The reference: a peer "
+            f"implementation's blocking pickle over one TCP connection straight to the server "
+            f"(one hop, no broker, no authentication), in the same run.\n\n{rtt_table}\n")
     write_report(text, args.out)
     return 0
 
