@@ -87,13 +87,14 @@ def _worker(backend: str, name: str, keys_dir: str) -> None:
     raise SystemExit(run_service(run))
 
 
-def _pickle_server(sock_fd: int) -> None:
+def _pickle_server(port: Any) -> None:
     """The reference peer's cloud side: length-prefixed pickles over a blocking TCP socket."""
     import pickle
     import socket
     import struct
 
-    listener = socket.socket(fileno=sock_fd)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port.put(listener.getsockname()[1])
     conn, _ = listener.accept()
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -124,11 +125,11 @@ def pickle_rtts(size: int, count: int) -> list[float]:
 
     import numpy as np
 
-    listener = socket.create_server(("127.0.0.1", 0))
-    server = mp.get_context("spawn").Process(target=_pickle_server, args=(listener.fileno(),),
-                                             daemon=True)
+    spawn = mp.get_context("spawn")
+    port = spawn.Queue()
+    server = spawn.Process(target=_pickle_server, args=(port,), daemon=True)
     server.start()
-    conn = socket.create_connection(listener.getsockname())
+    conn = socket.create_connection(("127.0.0.1", port.get(timeout=60)))
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     tensor = np.random.default_rng(0).standard_normal(size // 4).astype(np.float32)
 
@@ -151,7 +152,6 @@ def pickle_rtts(size: int, count: int) -> list[float]:
                 rtts.append(time.perf_counter() - t0)
     finally:
         conn.close()
-        listener.close()
         server.terminate()
         server.join(5)
     return rtts
@@ -280,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         rtt_rows.append({"size": size, "transport": "reference: pickle over TCP, one hop",
                          "rtt_med": statistics.median(rtts), "rtt_p99": _p99(rtts)})
     png = Path(args.out).with_suffix(".png")
+    png.parent.mkdir(parents=True, exist_ok=True)
     plot(rows, png)
     table = markdown_table(
         ["sockets", "payload", "requests", "throughput GB/s", "requests/s",

@@ -22,7 +22,7 @@ import math
 import os
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Union
@@ -288,6 +288,8 @@ _KIND_OF: dict[type, Kind] = {
     ProbeAck: Kind.PROBE_ACK, Control: Kind.CONTROL, BrokerStats: Kind.BROKER_STATS,
 }
 _CLASS_OF = {kind: cls for cls, kind in _KIND_OF.items()}
+_KIND_OF_BYTE = {int(kind): kind for kind in _CLASS_OF}
+_KIND_BYTE = {cls: bytes([kind]) for cls, kind in _KIND_OF.items()}  # Kind(b) costs more than a decode
 _CONTROL_KINDS = {Kind.PLAN, Kind.EDGE_PROFILE, Kind.CLOUD_PROFILE, Kind.TELEMETRY}
 _TENSOR_FIELD = {Kind.REQUEST: "tensors", Kind.RESULT: "outputs", Kind.PROBE: None}
 
@@ -295,9 +297,18 @@ _TENSOR_FIELD = {Kind.REQUEST: "tensors", Kind.RESULT: "outputs", Kind.PROBE: No
 # --- codec -----------------------------------------------------------------------------------
 
 
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    """Dataclasses to maps, tuples to lists (field names looked up once per class)."""
+    cls = type(value)
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls)) \
+            if dataclasses.is_dataclass(cls) else ()
+    if names:
+        return {n: _plain(getattr(value, n)) for n in names}
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     return value
@@ -305,10 +316,10 @@ def _plain(value: Any) -> Any:
 
 def encode(msg: Message, frames: Sequence[Any] = ()) -> list[Any]:
     """[kind, header, *frames]; frames are bytes-like (tensor buffers), sent without copying."""
-    kind = _KIND_OF[type(msg)]
+    kind = _KIND_BYTE[type(msg)]
     header = _plain(msg)
     header["v"] = PROTOCOL_VERSION
-    return [bytes([kind]), msgpack.packb(header, default=msgpack_numpy.encode), *frames]
+    return [kind, msgpack.packb(header, default=msgpack_numpy.encode), *frames]
 
 
 def _safe_hook(obj: dict[Any, Any]) -> Any:
@@ -331,74 +342,118 @@ def _safe_hook(obj: dict[Any, Any]) -> Any:
     return obj
 
 
+Checker = Callable[[Any, str], Any]
+_CHECKERS: dict[Any, Checker] = {}
+_FIELDS: dict[type, tuple[tuple[str, Checker, bool], ...]] = {}
+
+
 def _check(value: Any, hint: Any, where: str) -> Any:
     """Validate (and normalise lists to tuples) against a field's type hint."""
+    return _checker(hint)(value, where)
+
+
+def _checker(hint: Any) -> Checker:
+    """The validator of one type hint, built once: reading the hint's structure with `typing`
+    on every message cost more than the rest of decoding (bench.transport's round trip)."""
+    checker = _CHECKERS.get(hint)
+    if checker is None:
+        checker = _CHECKERS[hint] = _compile(hint)
+    return checker
+
+
+def _compile(hint: Any) -> Checker:  # noqa: C901 - one rule per kind of hint
     origin = typing.get_origin(hint)
     if hint is Any:
-        return value
+        return lambda value, where: value
     if origin in (Union, types.UnionType):
-        for option in typing.get_args(hint):
-            try:
-                return _check(value, option, where)
-            except WireError:
-                continue
-        raise WireError(ErrorCode.SCHEMA, f"{where}: unexpected {type(value).__name__}")
+        options = [_checker(option) for option in typing.get_args(hint)]
+
+        def union(value: Any, where: str) -> Any:
+            for option in options:
+                try:
+                    return option(value, where)
+                except WireError:
+                    continue
+            raise WireError(ErrorCode.SCHEMA, f"{where}: unexpected {type(value).__name__}")
+        return union
     if hint is type(None):
-        if value is None:
-            return None
-        raise WireError(ErrorCode.SCHEMA, f"{where}: expected null")
+        def null(value: Any, where: str) -> Any:
+            if value is None:
+                return None
+            raise WireError(ErrorCode.SCHEMA, f"{where}: expected null")
+        return null
     if origin is tuple:
-        if isinstance(value, np.ndarray):  # a numeric array from msgpack-numpy
-            value = value.tolist()
-        if not isinstance(value, (list, tuple)):
-            raise WireError(ErrorCode.SCHEMA, f"{where}: expected a list")
         args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_check(v, args[0], where) for v in value)
-        if len(value) != len(args):
-            raise WireError(ErrorCode.SCHEMA, f"{where}: expected {len(args)} items")
-        return tuple(_check(v, a, where) for v, a in zip(value, args, strict=True))
+        items = [_checker(a) for a in args if a is not Ellipsis]
+        variadic = len(args) == 2 and args[1] is Ellipsis
+
+        def sequence(value: Any, where: str) -> Any:
+            if isinstance(value, np.ndarray):  # a numeric array from msgpack-numpy
+                value = value.tolist()
+            if not isinstance(value, (list, tuple)):
+                raise WireError(ErrorCode.SCHEMA, f"{where}: expected a list")
+            if variadic:
+                item = items[0]
+                return tuple(item(v, where) for v in value)
+            if len(value) != len(items):
+                raise WireError(ErrorCode.SCHEMA, f"{where}: expected {len(items)} items")
+            return tuple(c(v, where) for v, c in zip(value, items, strict=True))
+        return sequence
     if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            raise WireError(ErrorCode.SCHEMA, f"{where}: expected a map")
-        return value
+        def mapping(value: Any, where: str) -> Any:
+            if not isinstance(value, dict):
+                raise WireError(ErrorCode.SCHEMA, f"{where}: expected a map")
+            return value
+        return mapping
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
+        return lambda value, where: _build(hint, value, where)
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise WireError(ErrorCode.SCHEMA, f"{where}: expected a number")
-        if not math.isfinite(value):  # inf/nan would poison every computation they reach
-            raise WireError(ErrorCode.SCHEMA, f"{where}: {value} is not a finite number")
-        return float(value)
+        def number(value: Any, where: str) -> Any:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise WireError(ErrorCode.SCHEMA, f"{where}: expected a number")
+            if not math.isfinite(value):  # inf/nan would poison every computation they reach
+                raise WireError(ErrorCode.SCHEMA, f"{where}: {value} is not a finite number")
+            return float(value)
+        return number
     if hint is int:
-        if isinstance(value, float) and value.is_integer():  # from a float array
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise WireError(ErrorCode.SCHEMA, f"{where}: expected an integer")
-        return value
+        def integer(value: Any, where: str) -> Any:
+            if isinstance(value, float) and value.is_integer():  # from a float array
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise WireError(ErrorCode.SCHEMA, f"{where}: expected an integer")
+            return value
+        return integer
     if hint in (str, bool):
-        if type(value) is not hint:
-            raise WireError(ErrorCode.SCHEMA, f"{where}: expected {hint.__name__}")
-        return value
+        def exact(value: Any, where: str) -> Any:
+            if type(value) is not hint:
+                raise WireError(ErrorCode.SCHEMA, f"{where}: expected {hint.__name__}")
+            return value
+        return exact
     raise TypeError(f"no wire rule for {hint!r}")  # a programming error, not a peer's
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+def _fields(cls: type) -> tuple[tuple[str, Checker, bool], ...]:
+    """(name, validator, required) of each field of a message class, built once."""
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        hints = typing.get_type_hints(cls)
+        fields = _FIELDS[cls] = tuple(
+            (f.name, _checker(hints[f.name]),
+             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(cls))
+    return fields
 
 
 def _build(cls: type, header: Any, where: str = "") -> Any:
     if not isinstance(header, dict):
         raise WireError(ErrorCode.SCHEMA, f"{where or cls.__name__}: expected a map")
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
     values = {}
-    for f in dataclasses.fields(cls):
-        name = f"{where}.{f.name}" if where else f.name
-        if f.name in header:
-            values[f.name] = _check(header[f.name], hints[f.name], name)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise WireError(ErrorCode.SCHEMA, f"{cls.__name__} lacks {name!r}")
+    for name, check, required in _fields(cls):
+        if name in header:
+            values[name] = check(header[name], f"{where}.{name}" if where else name)
+        elif required:
+            raise WireError(ErrorCode.SCHEMA,
+                            f"{cls.__name__} lacks {f'{where}.{name}' if where else name!r}")
     return cls(**values)
 
 
@@ -435,9 +490,9 @@ def decode(frames: Sequence[Any], limits: Limits = LIMITS) -> tuple[Message, lis
     if len(frames) > limits.max_tensors + 2:
         raise WireError(ErrorCode.TOO_LARGE, f"{len(frames)} frames (limit {limits.max_tensors + 2})")
     kind_frame, header_frame, rest = frames[0], frames[1], list(frames[2:])
-    if len(kind_frame) != 1 or kind_frame[0] not in _CLASS_OF:
+    kind = _KIND_OF_BYTE.get(kind_frame[0]) if len(kind_frame) == 1 else None
+    if kind is None:
         raise WireError(ErrorCode.MALFORMED, "unknown message kind")
-    kind = Kind(kind_frame[0])
     cap = limits.max_control_bytes if kind in _CONTROL_KINDS else limits.max_header_bytes
     if len(header_frame) > cap:
         raise WireError(ErrorCode.TOO_LARGE, f"{kind.name} header of {len(header_frame)} B (limit {cap})")
