@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: test demo bench lint clean
+.PHONY: test demo bench lint clean compose-test
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)
+
+# docker compose for real: private dockerd, images built here, cloud + edge projects (root, ~15 min)
+compose-test: $(STAMP)
+	$(BIN)/python deploy/compose_test.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check common services tests bench

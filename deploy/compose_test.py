@@ -1,0 +1,377 @@
+"""The compose deployment, run for real on this machine: `make compose-test` (as root).
+
+What a user does on two machines, done here with two compose projects that share nothing but
+the host's published ports:
+
+1. a private dockerd (its own data root, socket and exec root), a Debian base image made with
+   debootstrap (no registry is needed), the dads image built from deploy/Dockerfile with the
+   build arguments a user behind a proxy or offline uses (EXTRA_CA_CERT, PIP_FIND_LINKS, ...):
+   here pip installs from a wheelhouse this host downloads once and serves on the docker bridge;
+2. the cloud project (broker, planner, 2 workers, Prometheus from Debian's package) on remapped
+   host ports, and CURVE keys from `dads keys init`;
+3. the edge project, which reaches the cloud only through those published ports (CLOUD_HOST
+   left unset: the default, this host), streaming synthetic frames with their raw outputs;
+4. while it streams, `--scale cloud_worker=3`, until the third worker has answered frames;
+5. checks: every frame answered and equal to the model run here (same seed, fp32, relative
+   error <= 1e-5); Prometheus scrapes the broker, the planner, the edge and all 3 workers;
+6. teardown, on success or failure: both projects down with their volumes and networks,
+   dockerd stopped, iptables restored to what it was before, leftover bridges removed.
+
+Images and the wheelhouse stay in the cache folder (--cache) so a second run skips the builds;
+`--clean` removes it. The run prints each step with its time, and a summary at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_IMAGE = "dads-base:bookworm"
+PROMETHEUS_IMAGE = "dads-prometheus:local"
+MODEL = "googlenet"
+PORTS = {"DADS_FRONTEND_PORT": 15555, "DADS_PLAN_PORT": 15557, "DADS_TELEMETRY_PORT": 15558,
+         "PROMETHEUS_PORT": 19090, "EDGE_METRICS_PORT": 19104}
+CLOUD, EDGE = "dadscloud", "dadsedge"  # the two machines: two compose projects
+PROFILE = {CLOUD: "cloud", EDGE: "edge"}
+T0 = time.monotonic()
+
+
+def say(text: str) -> None:
+    print(f"[compose-test {time.monotonic() - T0:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+
+def sh(*cmd: str, env: dict[str, str] | None = None, check: bool = True, quiet: bool = False,
+       timeout: float | None = None) -> str:
+    """Run a command; its output is returned, and shown unless `quiet`."""
+    if not quiet:
+        say("$ " + " ".join(cmd))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    if not quiet and proc.stdout.strip():
+        print(proc.stdout.rstrip()[-4000:], file=sys.stderr)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... exited {proc.returncode}:\n"
+                           f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def need_tools() -> None:
+    if os.geteuid() != 0:
+        raise SystemExit("compose-test runs dockerd and changes iptables: run it as root")
+    missing = [p for p, tool in (("docker.io", "dockerd"), ("docker-compose", "docker-compose"),
+                                 ("debootstrap", "debootstrap"), ("iptables", "iptables"))
+               if shutil.which(tool) is None]
+    if missing:
+        say(f"installing {', '.join(missing)}")
+        sh("apt-get", "update", "-qq", quiet=True)
+        sh("apt-get", "install", "-y", "-qq", *missing,
+           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, quiet=True)
+
+
+def _links() -> set[str]:
+    return {line.split(":")[1].strip().split("@")[0]
+            for line in sh("ip", "-o", "link", "show", quiet=True).splitlines()}
+
+
+@contextlib.contextmanager
+def dockerd(cache: Path) -> Iterator[dict[str, str]]:
+    """A private dockerd; on exit it is stopped and the host's network is as it was."""
+    run = Path("/run/dads-compose-test")
+    run.mkdir(parents=True, exist_ok=True)
+    sock = run / "docker.sock"
+    saved = {table: sh("iptables-save", "-t", table, quiet=True) for table in ("filter", "nat")}
+    links_before = _links()
+    log = open(cache / "dockerd.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(["dockerd", "--data-root", str(cache / "docker"), "--exec-root",
+                             str(run / "exec"), "--pidfile", str(run / "docker.pid"),
+                             "-H", f"unix://{sock}"], stdout=log, stderr=subprocess.STDOUT)
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(["docker", "info"], env=env, capture_output=True).returncode:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"dockerd did not start; see {cache / 'dockerd.log'}")
+            time.sleep(0.5)
+        say(f"dockerd up (data root {cache / 'docker'})")
+        yield env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        for table, rules in saved.items():  # docker's chains and NAT rules go with it
+            subprocess.run(["iptables-restore", "-T", table], input=rules, text=True, check=False)
+        for link in _links() - links_before:  # docker0, br-*, veth* left behind
+            subprocess.run(["ip", "link", "delete", link], capture_output=True, check=False)
+        say("dockerd stopped; iptables restored; bridges removed")
+
+
+def base_image(env: dict[str, str], cache: Path) -> None:
+    if subprocess.run(["docker", "image", "inspect", BASE_IMAGE], env=env,
+                      capture_output=True).returncode == 0:
+        say(f"{BASE_IMAGE}: cached")
+        return
+    rootfs = cache / "rootfs"
+    if not (rootfs / "usr/bin/python3").exists():
+        shutil.rmtree(rootfs, ignore_errors=True)
+        sh("debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
+           "bookworm", str(rootfs), _mirror())
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(["docker", "import", "-", BASE_IMAGE], stdin=tar.stdout, env=env, check=True,
+                   capture_output=True)
+    tar.wait()
+    say(f"{BASE_IMAGE}: imported")
+
+
+def _mirror() -> str:
+    """This host's Debian mirror (the one apt uses), for debootstrap."""
+    for path in [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]:
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            words = line.split()
+            if words and words[0] == "URIs:" and "security" not in words[1]:
+                return words[1]
+            if words[:1] == ["deb"] and "debian" in line and "security" not in line:
+                return words[1]
+    return "http://deb.debian.org/debian"
+
+
+def wheelhouse(cache: Path) -> Path:
+    """Every wheel the image needs, downloaded once by this host's pip (torch from its disk)."""
+    house = cache / "wheelhouse"
+    stamp = house / ".pyproject-sha256"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        say("wheelhouse: cached")
+        return house
+    house.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip", "download", "-q", "-d", str(house)]
+    sh(*pip, str(ROOT))
+    sh(*pip, "setuptools>=77", "wheel")  # the build backend of `pip install .`, offline
+    stamp.write_text(digest)
+    return house
+
+
+@contextlib.contextmanager
+def served(directory: Path, env: dict[str, str]) -> Iterator[str]:
+    """The wheelhouse over HTTP on the docker bridge's gateway (reachable from builds only)."""
+    gateway = sh("docker", "network", "inspect", "bridge", "-f",
+                 "{{(index .IPAM.Config 0).Gateway}}", env=env, quiet=True).strip()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", "0", "--bind", gateway,
+                             "--directory", str(directory)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().split(" port ")[1].split()[0]
+        yield f"http://{gateway}:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def build(env: dict[str, str], index: str) -> None:
+    host = index.split("/")[2].split(":")[0]
+    ca = "".join(p.read_text() for p in sorted(Path("/usr/local/share/ca-certificates").glob("*.crt")))
+    build_env = {**env, "BASE": BASE_IMAGE, "PIP_FIND_LINKS": index, "PIP_NO_INDEX": "1",
+                 "PIP_TRUSTED_HOST": host, "EXTRA_CA_CERT": ca}
+    t = time.monotonic()
+    sh("docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--profile", "cloud", "build",
+       "broker", env=build_env)
+    say(f"dads image built in {time.monotonic() - t:.0f} s")
+    sh("docker", "build", "-q", "--build-arg", f"BASE={BASE_IMAGE}", "-t", PROMETHEUS_IMAGE,
+       str(ROOT / "deploy/prometheus"), env=env)
+
+
+def compose(project: str, env: dict[str, str], *args: str, files: tuple[Path, ...] = (),
+            check: bool = True, quiet: bool = False) -> str:
+    cmd = ["docker-compose", "-p", project, "-f", str(ROOT / "docker-compose.yml")]
+    for f in files:
+        cmd += ["-f", str(f)]
+    return sh(*cmd, "--profile", PROFILE[project], *args, env=env, check=check, quiet=quiet)
+
+
+def wait_healthy(project: str, env: dict[str, str], services: list[str], count: int,
+                 timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        ids = compose(project, env, "ps", "-q", *services, quiet=True).split()
+        states = [sh("docker", "inspect", "-f", "{{.State.Health.Status}}", i, env=env,
+                     quiet=True, check=False).strip() for i in ids]
+        if len(ids) >= count and all(s == "healthy" for s in states):
+            say(f"{project}: {len(ids)} containers healthy")
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{project}: not healthy after {timeout:.0f} s: {states}")
+        time.sleep(2)
+
+
+def results(path: Path) -> list[dict]:
+    from services.edge_agent.results import read_results
+
+    return read_results(path) if path.exists() else []
+
+
+def prometheus_up(port: int) -> dict[str, list[float]]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?query=up"
+    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - our own loopback URL
+        data = json.load(r)["data"]["result"]
+    jobs: dict[str, list[float]] = {}
+    for series in data:
+        jobs.setdefault(series["metric"]["job"], []).append(float(series["value"][1]))
+    return jobs
+
+
+def check_exact(lines: list[dict]) -> int:
+    """Every frame 0..n-1 answered once, each equal to the whole model run here."""
+    import torch
+
+    from common.model.models import input_shape_for, load_served, synthetic_frame
+    from common.model.split import relative_error
+
+    ids = sorted(line["frame_id"] for line in lines)
+    if ids != list(range(len(ids))):
+        raise AssertionError(f"frames missing or repeated: {len(ids)} lines, ids {ids[:5]}...")
+    dropped = [line for line in lines if line["dropped"]]
+    if dropped:
+        raise AssertionError(f"{len(dropped)} frame(s) dropped, e.g. {dropped[0]}")
+    model, shape = load_served(MODEL).eval(), input_shape_for(MODEL)
+    worst = 0.0
+    with torch.no_grad():
+        for line in lines:
+            ref = model(synthetic_frame(line["frame_id"], shape))
+            err = relative_error(torch.tensor(line["output"]).reshape(ref.shape), ref)
+            worst = max(worst, err)
+            if err > 1e-5:
+                raise AssertionError(f"frame {line['frame_id']}: relative error {err:.2e}")
+    say(f"all {len(lines)} frames answered and exact (worst relative error {worst:.1e})")
+    return len(lines)
+
+
+def run(cache: Path) -> dict:
+    summary: dict = {}
+    with dockerd(cache) as env, tempfile.TemporaryDirectory(prefix="dads-compose-") as tmp:
+        work = Path(tmp)
+        os.chmod(work, 0o755)
+        try:
+            base_image(env, cache)
+            with served(wheelhouse(cache), env) as index:
+                build(env, index)
+            summary["build_s"] = round(time.monotonic() - T0, 1)
+            keys, out = work / "keys", work / "out"
+            sh(sys.executable, "-m", "services.cli", "keys", "init", str(keys))
+            out.mkdir()
+            for path in (keys, out, *keys.iterdir()):
+                os.chown(path, 10001, 10001)  # the image's user
+            host_ip = sh("hostname", "-I", quiet=True).split()[0]
+            cfg = {**env, **{k: str(v) for k, v in PORTS.items()}, "KEYS_DIR": str(keys),
+                   "DADS_MODEL": MODEL, "PROMETHEUS_IMAGE": PROMETHEUS_IMAGE,
+                   "EDGE_HOST": host_ip}
+            cfg.pop("CLOUD_HOST", None)  # the edge finds the cloud by the default (this host)
+
+            # the cloud machine
+            compose(CLOUD, cfg, "up", "-d", "--scale", "cloud_worker=2",
+                    "broker", "planner", "cloud_worker", "prometheus")
+            wait_healthy(CLOUD, cfg, ["broker", "planner", "cloud_worker"], 4, timeout=240)
+            sh(sys.executable, "-m", "services.cli", "ctl", "--planner",
+               f"tcp://127.0.0.1:{PORTS['DADS_TELEMETRY_PORT']}", "--keys", str(keys),
+               "--algorithm", "cloud_only")  # every frame through the pool
+
+            # the edge machine: a project of its own, the cloud only through published ports
+            override = work / "edge.yml"
+            override.write_text(json.dumps({"services": {"edge_agent": {
+                "command": ["edge-agent", "--fps", "4", "--output", "/out/results.jsonl",
+                            "--want-output", "--deadline", "60"],
+                "volumes": [f"{out}:/out"]}}}))
+            compose(EDGE, cfg, "up", "-d", "edge_agent", files=(override,))
+            path = out / "results.jsonl"
+            _wait(lambda: len(results(path)) >= 20, 240, "the edge's first 20 results")
+            workers = {line["worker"] for line in results(path)}
+            say(f"streaming: {len(results(path))} results from {sorted(workers)}")
+
+            # scale out while streaming
+            compose(CLOUD, cfg, "up", "-d", "--no-recreate", "--scale",
+                    "cloud_worker=3", "cloud_worker")
+            _wait(lambda: len({line["worker"] for line in results(path)} - {"edge"}) >= 3, 300,
+                  "a third worker's results")
+            summary["workers_serving"] = sorted({line["worker"] for line in results(path)})
+            _wait(lambda: _scraped(PORTS["PROMETHEUS_PORT"]), 120,
+                  "Prometheus scraping broker, planner, edge and 3 workers")
+            summary["prometheus_up"] = prometheus_up(PORTS["PROMETHEUS_PORT"])
+
+            compose(EDGE, cfg, "stop", "-t", "60", "edge_agent",
+                    files=(override,))  # SIGTERM: it finishes the frames in flight
+            summary["frames"] = check_exact(results(path))
+            logs = compose(EDGE, cfg, "logs", "--no-color", "edge_agent",
+                           files=(override,), quiet=True)
+            summary["edge_summary"] = next((line.split("| ", 1)[-1] for line in logs.splitlines()
+                                            if "summary:" in line), "")
+        except BaseException:
+            for project in (CLOUD, EDGE):
+                say(f"logs of {project} (last lines):")
+                print(compose(project, env, "logs", "--no-color", "--tail", "40", check=False,
+                              quiet=True)[-8000:], file=sys.stderr)
+            raise
+        finally:
+            for project in (EDGE, CLOUD):
+                compose(project, env, "down", "-v", "--remove-orphans",
+                        "-t", "5", check=False, quiet=True)
+            say("both projects down (containers, networks, volumes)")
+    summary["seconds"] = round(time.monotonic() - T0, 1)
+    return summary
+
+
+def _scraped(port: int) -> bool:
+    try:
+        up = prometheus_up(port)
+    except OSError:
+        return False
+    return (up.get("cloud_worker", []) == [1.0] * 3 and all(up.get(job) == [1.0] for job in
+                                                           ("broker", "planner", "edge_agent")))
+
+
+def _wait(ready, timeout: float, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(1)
+    say(f"ok: {what}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache", type=Path,
+                    default=Path(os.environ.get("DADS_COMPOSE_CACHE", "/var/cache/dads-compose-test")),
+                    help="images, rootfs and wheelhouse kept between runs")
+    ap.add_argument("--clean", action="store_true", help="remove the cache folder and exit")
+    args = ap.parse_args(argv)
+    if args.clean:
+        shutil.rmtree(args.cache, ignore_errors=True)
+        return 0
+    need_tools()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(ROOT))
+    summary = run(args.cache)
+    print(json.dumps(summary, indent=1))
+    say("passed")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
