@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -168,20 +169,26 @@ def wheelhouse(cache: Path) -> Path:
 
 
 @contextlib.contextmanager
-def served(directory: Path, env: dict[str, str]) -> Iterator[str]:
-    """The wheelhouse over HTTP on the docker bridge's gateway (reachable from builds only)."""
-    gateway = sh("docker", "network", "inspect", "bridge", "-f",
-                 "{{(index .IPAM.Config 0).Gateway}}", env=env, quiet=True).strip()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", "0", "--bind", gateway,
-                             "--directory", str(directory)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+def served(directory: Path) -> Iterator[str]:
+    """The wheelhouse over HTTP on the docker bridge's address (reachable from builds only)."""
+    gateway = sh("ip", "-4", "-o", "addr", "show", "docker0", quiet=True).split()[3].split("/")[0]
+    with socket.socket() as probe:
+        probe.bind((gateway, 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", gateway,
+                             "--directory", str(directory)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
-        assert proc.stdout is not None
-        port = proc.stdout.readline().split(" port ")[1].split()[0]
+        _wait(lambda: _listening(gateway, port), 30, f"the wheelhouse on {gateway}:{port}")
         yield f"http://{gateway}:{port}/"
     finally:
         proc.terminate()
         proc.wait()
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex((host, port)) == 0
 
 
 def build(env: dict[str, str], index: str) -> None:
@@ -248,7 +255,9 @@ def check_exact(lines: list[dict]) -> int:
         raise AssertionError(f"frames missing or repeated: {len(ids)} lines, ids {ids[:5]}...")
     dropped = [line for line in lines if line["dropped"]]
     if dropped:
-        raise AssertionError(f"{len(dropped)} frame(s) dropped, e.g. {dropped[0]}")
+        reasons = sorted({line["reason"] for line in dropped})
+        raise AssertionError(f"{len(dropped)} frame(s) dropped ({', '.join(reasons)}): "
+                             f"{[line['frame_id'] for line in dropped][:20]}")
     model, shape = load_served(MODEL).eval(), input_shape_for(MODEL)
     worst = 0.0
     with torch.no_grad():
@@ -269,7 +278,7 @@ def run(cache: Path) -> dict:
         os.chmod(work, 0o755)
         try:
             base_image(env, cache)
-            with served(wheelhouse(cache), env) as index:
+            with served(wheelhouse(cache)) as index:
                 build(env, index)
             summary["build_s"] = round(time.monotonic() - T0, 1)
             keys, out = work / "keys", work / "out"
@@ -294,21 +303,20 @@ def run(cache: Path) -> dict:
             # the edge machine: a project of its own, the cloud only through published ports
             override = work / "edge.yml"
             override.write_text(json.dumps({"services": {"edge_agent": {
-                "command": ["edge-agent", "--fps", "4", "--output", "/out/results.jsonl",
+                "command": ["edge-agent", "--fps", "2", "--output", "/out/results.jsonl",
                             "--want-output", "--deadline", "60"],
                 "volumes": [f"{out}:/out"]}}}))
             compose(EDGE, cfg, "up", "-d", "edge_agent", files=(override,))
             path = out / "results.jsonl"
             _wait(lambda: len(results(path)) >= 20, 240, "the edge's first 20 results")
-            workers = {line["worker"] for line in results(path)}
+            workers = {line.get("worker") for line in results(path)}
             say(f"streaming: {len(results(path))} results from {sorted(workers)}")
 
             # scale out while streaming
             compose(CLOUD, cfg, "up", "-d", "--no-recreate", "--scale",
                     "cloud_worker=3", "cloud_worker")
-            _wait(lambda: len({line["worker"] for line in results(path)} - {"edge"}) >= 3, 300,
-                  "a third worker's results")
-            summary["workers_serving"] = sorted({line["worker"] for line in results(path)})
+            _wait(lambda: len(_workers(results(path))) >= 3, 300, "a third worker's results")
+            summary["workers_serving"] = sorted(_workers(results(path)))
             _wait(lambda: _scraped(PORTS["PROMETHEUS_PORT"]), 120,
                   "Prometheus scraping broker, planner, edge and 3 workers")
             summary["prometheus_up"] = prometheus_up(PORTS["PROMETHEUS_PORT"])
@@ -333,6 +341,10 @@ def run(cache: Path) -> dict:
             say("both projects down (containers, networks, volumes)")
     summary["seconds"] = round(time.monotonic() - T0, 1)
     return summary
+
+
+def _workers(lines: list[dict]) -> set[str]:
+    return {line["worker"] for line in lines if not line["dropped"] and line["worker"] != "edge"}
 
 
 def _scraped(port: int) -> bool:

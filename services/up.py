@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services import story
+from services.edge_agent.results import read_results
+
 __all__ = ["Ports", "free_base", "start_service", "wait_log", "start_cloud", "start_workers",
            "security_env", "spawn_system", "start_broker", "start_planner", "stop_system", "add_arguments", "main"]
 
@@ -182,13 +185,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edge-slowdown", type=float, default=8.0, metavar="F",
                    help="emulate an edge device F times slower than this machine, whose cores "
                    "also run the workers (default 8; 1 = none)")
-    p.add_argument("--fps", type=float, default=5.0, help="synthetic frames per second (default 5)")
+    p.add_argument("--fps", default="5", help="synthetic frames per second, or a schedule such as "
+                   "2,12@40 (default 5)")
     p.add_argument("--duration", type=float, default=30.0, metavar="S",
                    help="stream this long, then stop (default 30; 0 = until Ctrl-C)")
     p.add_argument("--base-port", type=int, default=5555, help="ZeroMQ ports from here (5555-5558)")
     p.add_argument("--metrics-port", type=int, default=9101, help="/metrics ports from here (9101..)")
     p.add_argument("--log-dir", default="out/up", help="service logs (default out/up)")
     p.add_argument("--output", metavar="FILE", help="the edge's per-frame JSON lines")
+    p.add_argument("--story", action="store_true",
+                   help="the adaptation story (make demo): the uplink steps wifi, 3g, cat1, wifi "
+                   "and the load jumps from light to heavy; a summary by phase and a timeline "
+                   "picture (LOG_DIR/timeline.png) at the end, in under a minute")
     p.add_argument("--insecure", action="store_true",
                    help="plaintext sockets (default: fresh throwaway CURVE keys in LOG_DIR/keys)")
 
@@ -196,6 +204,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     ports = Ports(args.base_port, args.metrics_port)
     log_dir = Path(args.log_dir)
+    if args.story:
+        args.uplink, args.fps = story.UPLINK, story.FPS
+        args.output = args.output or str(log_dir / "frames.jsonl")
     edge_args = ["--live", "--fps", str(args.fps), "--deadline", "20",
                  "--edge-slowdown", str(args.edge_slowdown)]
     if args.uplink and args.uplink != "none":
@@ -204,32 +215,55 @@ def main(args: argparse.Namespace) -> int:
         edge_args += ["--output", args.output]
     m = args.metrics_port
     print(f"dads up: {args.model}, {args.workers} worker(s), uplink {args.uplink} (emulated), "
-          f"edge {args.edge_slowdown:g}x slower (emulated), {args.fps:g} fps; logs in {log_dir}/")
+          f"edge {args.edge_slowdown:g}x slower (emulated), {args.fps} fps; logs in {log_dir}/")
+    if args.story:
+        print(f"  the story: uplink {story.UPLINK}, frame rate {story.FPS} (VALUE@SECOND), "
+              f"{story.SECONDS:.0f} s from the first frame")
     print(f"  broker   {ports.frontend} (edges), {ports.backend} (workers), metrics :{m}")
     print(f"  planner  {ports.plans} (plans), {ports.telemetry} (telemetry), metrics :{m + 1}")
     print(f"  workers  metrics :{m + 2}..:{m + 1 + args.workers};  edge metrics :{m + 2 + args.workers}")
     print("  (loading the model and profiling it on first start takes a few seconds; Ctrl-C stops)")
     log_dir.mkdir(parents=True, exist_ok=True)
+    if args.output:
+        Path(args.output).unlink(missing_ok=True)
     env = security_env(log_dir, args.insecure)
     print("  sockets: plaintext (--insecure)" if args.insecure else
           f"  sockets: CURVE, throwaway keys in {log_dir}/keys")
     procs = spawn_system(ports, args.model, args.workers, log_dir, edge_args, edge_stdout=None,
                          env=env)
     started = time.monotonic()
-    try:
-        while procs["edge"].poll() is None:
-            if args.duration and time.monotonic() - started > args.duration:
-                break
-            dead = [n for n, p in procs.items() if p.poll() is not None and n != "edge"]
-            if dead:
-                print(f"dads up: {', '.join(dead)} exited; see {log_dir}/", file=sys.stderr)
-                break
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        print("\nstopping...", file=sys.stderr)
-    finally:
-        stop_system(procs)
+    with story.PlannerRecorder(m + 1) as recorder:
+        try:
+            while procs["edge"].poll() is None:
+                if args.duration and not args.story and time.monotonic() - started > args.duration:
+                    break
+                if args.story and _story_told(Path(args.output)):
+                    break
+                dead = [n for n, p in procs.items() if p.poll() is not None and n != "edge"]
+                if dead:
+                    print(f"dads up: {', '.join(dead)} exited; see {log_dir}/", file=sys.stderr)
+                    break
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            print("\nstopping...", file=sys.stderr)
+        finally:
+            stop_system(procs)
+    if args.story and Path(args.output).exists():
+        told = story.Story.load(Path(args.output), recorder.samples)
+        print(told.summary())
+        told.plot(log_dir / "timeline.png")
+        (log_dir / "story.json").write_text(told.to_json())
+        print(f"timeline: {log_dir / 'timeline.png'}")
     if procs["edge"].returncode not in (0, -signal.SIGINT):
         print(f"dads up: the edge agent failed (exit {procs['edge'].returncode}); "
               f"see {log_dir}/edge.log", file=sys.stderr)
     return 0 if procs["edge"].returncode in (0, -signal.SIGINT) else 1
+
+
+def _story_told(results: Path) -> bool:
+    """The story has run its course: SECONDS since its first frame was captured."""
+    lines = [ln for ln in read_results(results) if not ln["dropped"]] if results.exists() else []
+    if not lines:
+        return False
+    first = min(ln["done_at"] - ln["latency_s"] for ln in lines)
+    return time.time() - first > story.SECONDS

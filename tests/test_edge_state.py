@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.edge_agent.state import MAX_ATTEMPTS, RETRY_BACKOFF_S, expired, retry_delay
 
 
@@ -28,3 +30,24 @@ def test_results_are_read_by_complete_lines(tmp_path) -> None:
     assert read_results(path) == [{"frame_id": 0}]
     path.write_text('{"frame_id": 0}\n{"frame_id": 1}\n')
     assert [x["frame_id"] for x in read_results(path)] == [0, 1]
+
+
+def test_schedule_steps_at_the_given_seconds() -> None:
+    from common.planning.units import parse_bandwidth
+    from services.edge_agent.state import Schedule
+
+    s = Schedule.parse("wifi, 3g@15,cat1@30.5", parse_bandwidth)
+    assert s.at(-1) == s.at(0) == s.at(14.9) == parse_bandwidth("wifi")
+    assert s.at(15) == parse_bandwidth("3g") and s.at(30.4) == parse_bandwidth("3g")
+    assert s.at(1e9) == parse_bandwidth("cat1")
+    assert s.changes == (15.0, 30.5)
+    assert Schedule.parse("5", float).at(100) == 5.0
+
+
+@pytest.mark.parametrize("text", ["2,5", "2@3,5@10", "2,5@10,7@10", "2,5@x", "2,5@-1"])
+def test_schedule_refuses_what_it_cannot_follow(text: str) -> None:
+    from common.errors import DadsError
+    from services.edge_agent.state import Schedule
+
+    with pytest.raises(DadsError, match="schedule"):
+        Schedule.parse(text, float)

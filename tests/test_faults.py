@@ -116,6 +116,33 @@ def test_planner_killed_and_restarted_mid_stream(system: System, reference) -> N
     assert all(line["plan_epoch"] == epochs[-1] for line in fresh)
 
 
+def test_a_worker_that_joins_mid_stream_holds_frames_until_it_has_their_plan(
+        system: System, reference) -> None:
+    """Found by the compose test: a worker scaled in mid-stream was sent frames before it had
+    heard the plan, refused them (unknown_plan), and after five quick retries to it the edge
+    dropped them. Now a frame that names a plan newer than any the worker has waits for it."""
+    from services.up import start_workers
+
+    system.control(algorithm="cloud_only")
+    frames = 45
+    proc, out = system.start_edge("edge-join", frames=frames, fps=3, extra=["--queue", "64"])
+    try:
+        wait_lines(system, "edge-join", out, proc, 3)
+        system.procs.update(start_workers(system.ports, MODEL, system.tmp, 2, 1, env=system.env,
+                                          extra=["--metrics-port", "0"]))
+        proc.wait(240)
+        assert proc.returncode == 0, system.log("edge-join")[-3000:]
+        lines = read_lines(out)
+        assert_exact(lines, reference, frames)
+        assert "worker-2" in {line["worker"] for line in lines}, "the new worker served nothing"
+        retried = [line["frame_id"] for line in lines if line["attempts"] > 1]
+        assert not retried, f"frames sent again: {retried}\n{system.log('edge-join')[-2000:]}"
+    finally:
+        if "worker-2" in system.procs:
+            system.procs.pop("worker-2").terminate()
+        system.control(algorithm="auto")
+
+
 def test_broker_killed_and_restarted_mid_stream(system: System, reference) -> None:
     """The stream resumes; the requests that died with the broker are sent again when it is
     back (not left to their deadline), so every frame is answered, exactly."""

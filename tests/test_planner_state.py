@@ -18,17 +18,37 @@ def test_estimator_follows_changes_and_ignores_outliers() -> None:
     for _ in range(7):
         est.add(1_000_000, 1.0)  # 1 MB/s
     assert est.bytes_per_second == pytest.approx(1e6)
-    est.add(100_000, 1.0)  # two slow transfers (slow start, a busy worker): ignored
-    est.add(100_000, 1.0)
-    assert est.bytes_per_second == pytest.approx(1e6)
-    for _ in range(2):
-        est.add(10_000_000, 1.0)
-    assert est.bytes_per_second == pytest.approx(1e6)  # 2 of 7 say faster: not yet
-    est.add(10_000_000, 1.0)
-    est.add(10_000_000, 1.0)  # now 4 of 7: the link did change
-    assert est.bytes_per_second == pytest.approx(1e7)
+    assert not est.add(100_000, 1.0)  # one slow transfer (slow start, a busy worker): ignored
+    assert not est.add(1_100_000, 1.0)
+    assert not est.add(10_000_000, 1.0)  # outliers that disagree with each other: no step
+    assert not est.add(100_000, 1.0)
+    assert not est.add(1_000_000, 1.0)
+    assert est.bytes_per_second == pytest.approx(1e6) and est.steps == 0
+    for rate in (1.5e6, 0.7e6, 2.0e6, 0.5e6):  # noise inside the band never steps
+        assert not est.add(rate, 1.0)
+    assert est.steps == 0
+    assert not est.add(10_000_000, 1.0)
+    assert est.add(12_000_000, 1.0)  # two in a row, agreeing, 10x faster: the link changed
+    assert est.bytes_per_second == pytest.approx(1.1e7) and len(est.rates) == 2
     est.add(10, 0.001)  # tiny transfers measure latency, not bandwidth: ignored
-    assert est.samples == 7 + 2 + 4 and len(est.rates) == 7
+    assert est.samples == 7 + 5 + 4 + 2 and est.steps == 1
+
+
+@pytest.mark.parametrize("before,after", [(3e6, 1.4e5), (1.4e5, 3e6), (7e5, 1.6e4)])
+def test_estimator_follows_a_step_within_two_transfers(before: float, after: float) -> None:
+    """wifi -> 3g, 3g -> wifi, 4g -> cat1 (bytes/s), with +-30% noise on every transfer."""
+    import random
+
+    rng = random.Random(0)
+    est = BandwidthEstimator()
+    for _ in range(20):
+        assert not est.add(before * rng.uniform(0.7, 1.3), 1.0)
+    assert not est.add(after * rng.uniform(0.7, 1.3), 1.0)
+    assert est.add(after * rng.uniform(0.7, 1.3), 1.0)  # the second transfer at the new rate
+    assert after * 0.7 <= est.bytes_per_second <= after * 1.3
+    for _ in range(50):  # and then it stays: noise does not flap it back
+        est.add(after * rng.uniform(0.7, 1.3), 1.0)
+    assert est.steps == 1
 
 
 def test_link_clock_is_fifo() -> None:

@@ -3,10 +3,16 @@
 Samples are (bytes, seconds) of real transfers, measured by the edge with a FIFO link model (a
 transfer starts when both it was sent and the previous one finished; it ends when the result's
 round trip, less the cloud's and the broker's reported times, says it arrived), plus small
-active probes when no traffic flows. The estimate is the median rate of the last few samples:
-a real change of the link shows once half the window has seen it (a few transfers), while a
-couple of outliers — the first transfers of a new TCP connection in slow start, a request that
-met a busy worker — cannot push the planner into a plan the link does not call for.
+active probes when no traffic flows. The estimate is the median rate of the last few samples,
+so one outlier (the first transfer of a new TCP connection in slow start, a request that met a
+busy worker) cannot push the planner into a plan the link does not call for.
+
+A median alone follows a step of the link only once half its window has seen it: at 3G, where a
+transfer takes a second, that was 9 s from wifi→3g to the new plan on the test bed. So a change
+test runs beside it: `step_samples` transfers in a row, each more than `step_factor` away from
+the estimate in the same direction and within `step_factor` of each other, are a step, and the
+window restarts from them. Noise inside the band, or outliers that disagree with each other,
+never trigger it; a step is followed after two transfers instead of four.
 """
 
 from __future__ import annotations
@@ -22,19 +28,45 @@ __all__ = ["BandwidthEstimator", "LinkClock"]
 class BandwidthEstimator:
     window: int = 7
     min_bytes: int = 4096  # smaller transfers say more about latency than about bandwidth
+    step_factor: float = 2.5  # a sample this far from the estimate (either way) may be a step
+    step_samples: int = 2  # this many such samples in a row, agreeing, are one
     rates: deque[float] = field(default_factory=deque)
     samples: int = 0
+    steps: int = 0  # steps detected so far (the planner exports it)
+    _pending: list[float] = field(default_factory=list)
 
-    def add(self, nbytes: float, seconds: float) -> None:
+    def add(self, nbytes: float, seconds: float) -> bool:
+        """Take one transfer; True when it completed a step (the window restarted)."""
         if nbytes < self.min_bytes or seconds <= 0:
-            return
-        self.rates.append(nbytes / seconds)  # bytes/s
+            return False
+        rate = nbytes / seconds  # bytes/s
+        self.samples += 1
+        stepped = self._change_test(rate)
+        if stepped:
+            self.rates = deque(self._pending)
+            self._pending = []
+            self.steps += 1
+        else:
+            self.rates.append(rate)
         while len(self.rates) > self.window:
             self.rates.popleft()
-        self.samples += 1
+        return stepped
+
+    def _change_test(self, rate: float) -> bool:
+        current, f = self.bytes_per_second, self.step_factor
+        if current is None or len(self.rates) < self.step_samples or current / f <= rate <= current * f:
+            self._pending = []
+            return False
+        if self._pending and not (
+            (rate > current) == (self._pending[0] > current)  # the same direction
+            and max(rate, *self._pending) <= f * min(rate, *self._pending)):  # and agreeing
+            self._pending = []
+        self._pending.append(rate)
+        return len(self._pending) >= self.step_samples
 
     def reset(self) -> None:
         self.rates.clear()
+        self._pending = []
         self.samples = 0
 
     @property

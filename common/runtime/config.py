@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-__all__ = ["ENV", "env", "env_int", "env_float", "endpoint", "add_model_arguments",
+__all__ = ["ENV", "env", "env_int", "endpoint", "add_model_arguments",
            "add_planner_arguments", "add_security_arguments"]
 
 #: variable -> (default, meaning). The README's settings table is generated from this.
@@ -28,10 +28,12 @@ ENV: dict[str, tuple[str, str]] = {
                           "planner 9102, worker 9103, edge 9104; 0 = any free port)"),
     "DADS_DEVICE": ("auto", "torch device of the worker/edge: auto, cpu, cuda"),
     "DADS_THREADS": ("0", "torch CPU threads (0: torch's default)"),
-    "DADS_UPLINK": ("", "edge: emulate an uplink of this rate in the sender (e.g. 4g, 5mbit)"),
+    "DADS_UPLINK": ("", "edge: emulate an uplink of this rate in the sender (e.g. 4g, 5mbit; "
+                    "or a schedule: wifi,3g@15)"),
     "DADS_SOURCE": ("synthetic", "edge: frames from 'synthetic', an image folder, a video file, "
                     "or camera:N"),
-    "DADS_FPS": ("10", "edge: frames per second read from the source (0: as fast as possible)"),
+    "DADS_FPS": ("10", "edge: frames per second read from the source (0: as fast as possible; "
+                 "or a schedule: 2,15@40)"),
     "DADS_INITIAL_BANDWIDTH": ("4g", "planner: bandwidth assumed before any measurement"),
     "DADS_MAX_PAYLOAD_BYTES": (str(256 * 2**20), "largest tensor payload of one message"),
     "DADS_KEYS": ("", "directory of CURVE keys (`dads keys init DIR`); required unless insecure"),
@@ -51,13 +53,6 @@ def env_int(name: str) -> int:
         return int(env(name) or 0)
     except ValueError:
         raise SystemExit(f"{name}={env(name)!r} is not a whole number") from None
-
-
-def env_float(name: str) -> float:
-    try:
-        return float(env(name) or 0)
-    except ValueError:
-        raise SystemExit(f"{name}={env(name)!r} is not a number") from None
 
 
 def endpoint(host_var: str, port_var: str, bind: bool = False) -> str:

@@ -102,6 +102,9 @@ class PlannerMetrics:
         self.registry = reg = CollectorRegistry()
         self.bandwidth = Gauge("dads_bandwidth_estimate_bytes_per_second",
                                "The planner's estimate of the uplink", registry=reg)
+        self.bandwidth_steps = Counter("dads_bandwidth_steps_total",
+                                       "Steps of the uplink rate detected by the change test",
+                                       registry=reg)
         self.plan = _plan_info(reg)
         self.plan_id = Gauge("dads_plan_id", "Id of the plan in force", registry=reg)
         self.plan_changes = Counter("dads_plan_changes_total", "Plans published with a new id",

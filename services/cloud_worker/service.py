@@ -55,6 +55,7 @@ __all__ = ["CloudWorker", "add_arguments", "main"]
 
 log = logging.getLogger("cloud_worker")
 PLANS_KEPT = 8
+PLAN_WAIT_S = 3.0  # the planner republishes its live plans every second
 
 
 @dataclass
@@ -76,6 +77,7 @@ class CloudWorker(Service):
         self.broker_seen = 0.0
         self.serving: set[asyncio.Task[None]] = set()
         self._receiver: asyncio.Task[None] | None = None
+        self._new_plan = asyncio.Event()
 
     # -- setup --
     def _load(self) -> ModelGraph:
@@ -150,6 +152,8 @@ class CloudWorker(Service):
             while len(self.plans) > PLANS_KEPT:
                 self.plans.popitem(last=False)
             self.metrics.plans_cached.set(len(self.plans))
+            self._new_plan.set()  # wake requests that came before their plan
+            self._new_plan = asyncio.Event()
             log.info("plan %d (%s): %d edge nodes, %d crossing", plan.plan_id, plan.algorithm,
                      len(plan.edge_nodes), len(plan.transfer))
 
@@ -187,7 +191,7 @@ class CloudWorker(Service):
                                     f"{self.graph.fingerprint}, the edge {clip(req.fingerprint, 40)}"
                                     f": {describe_mismatch(self.graph.fingerprint, req.fingerprint)}")
             return
-        served = self.plans.get((req.plan_epoch, req.plan_id))
+        served = await self._plan_for((req.plan_epoch, req.plan_id))
         if served is None:
             await self._reply_error(req, ErrorCode.UNKNOWN_PLAN,
                                     f"plan {req.plan_epoch}:{req.plan_id} is not known here (yet)",
@@ -226,6 +230,19 @@ class CloudWorker(Service):
         self.metrics.requests.labels("served").inc()
         await self.dealer.send(Result(req.request_id, req.frame_id, req.plan_id, self.worker,
                                       classes, scores, cloud_s, outputs=outputs), frames)
+
+    async def _plan_for(self, key: tuple[int, int]) -> _Served | None:
+        """The plan a request names. One newer than every plan here is on its way (a worker
+        that just joined, or a request that overtook the plan's publication): wait for it a
+        little rather than refuse it. An older one, evicted or never seen, is refused now."""
+        deadline = time.monotonic() + PLAN_WAIT_S
+        while (served := self.plans.get(key)) is None:
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.plans and key < max(self.plans)):
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new_plan.wait(), left)
+        return served
 
     def _run(self, part: CloudPart, req: Request, frames: list) -> object:
         t0 = time.perf_counter()

@@ -65,7 +65,7 @@ from common.runtime.wire import (
     clip,
 )
 from services.edge_agent.sources import open_source
-from services.edge_agent.state import expired, retry_delay
+from services.edge_agent.state import Schedule, expired, retry_delay
 
 __all__ = ["EdgeAgent", "add_arguments", "main"]
 
@@ -112,7 +112,8 @@ class EdgeAgent(Service):
         self.cuts: dict[int, _Cut] = {}
         self.in_flight: dict[int, _Frame] = {}
         self.next_request = 0
-        self.uplink_bps = parse_bandwidth(args.uplink) if args.uplink else None
+        self.uplink = Schedule.parse(args.uplink, _rate) if args.uplink else None
+        self.fps = Schedule.parse(str(args.fps), _fps)
         self.link_clock = LinkClock()
         self.samples: list[tuple[int, float]] = []
         self.latencies: deque[float] = deque(maxlen=2000)
@@ -159,7 +160,7 @@ class EdgeAgent(Service):
         self.window = asyncio.Semaphore(a.window)
         self.frames: asyncio.Queue[tuple[int, float, torch.Tensor] | None] = asyncio.Queue(a.queue)
         self.link: asyncio.Queue[_Frame | tuple[int, int]] = asyncio.Queue()
-        self.started = time.monotonic()
+        self.started = self.stream_t0 = time.monotonic()  # stream_t0: the schedules' zero
 
     def tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
         tasks = {
@@ -185,6 +186,7 @@ class EdgeAgent(Service):
         watch = asyncio.create_task(self.supervise(tasks))  # stop on a failure
         await self._send_profile()
         await self._wait_for_plan(stop)
+        self.stream_t0 = time.monotonic()
         source = asyncio.create_task(self._source(stop, self.source_frames))
         pipeline = asyncio.create_task(self._pipeline())
         done = asyncio.create_task(stop.wait())
@@ -236,7 +238,6 @@ class EdgeAgent(Service):
 
     async def _capture(self, stop: asyncio.Event, frames: Iterator[torch.Tensor]) -> None:
         a = self.args
-        interval = 1.0 / a.fps if a.fps > 0 else 0.0
         next_at = time.monotonic()
         frame_id = 0
         while not stop.is_set() and (a.frames <= 0 or frame_id < a.frames):
@@ -246,6 +247,8 @@ class EdgeAgent(Service):
             if frame is None:
                 break
             now = time.monotonic()
+            fps = self.fps.at(now - self.stream_t0)
+            interval = 1.0 / fps if fps > 0 else 0.0
             self.open_frames += 1
             self.idle.clear()
             self.counts["in"] += 1
@@ -322,8 +325,8 @@ class EdgeAgent(Service):
         while True:
             item = await self.link.get()
             nbytes = item.nbytes if isinstance(item, _Frame) else item[1]
-            if self.uplink_bps:
-                await asyncio.sleep(nbytes * 8.0 / self.uplink_bps)
+            if self.uplink:
+                await asyncio.sleep(nbytes * 8.0 / self.uplink.at(time.monotonic() - self.stream_t0))
             try:
                 if isinstance(item, _Frame):
                     if item.request is None or item.request.request_id not in self.in_flight:
@@ -482,6 +485,7 @@ class EdgeAgent(Service):
             self.results.write(json.dumps({
                 "frame_id": frame_id, "dropped": True, "reason": reason,
                 "plan_id": job.cut.plan.plan_id if job else None,
+                "done_at": round(time.time(), 6),
             }) + "\n")
 
     # -- planner side --
@@ -581,6 +585,23 @@ def _open_source(spec: str, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
     return itertools.chain([first], frames)
 
 
+def _rate(text: str) -> float:
+    try:
+        return parse_bandwidth(text)
+    except ValueError as exc:
+        raise DadsError(f"--uplink: {exc}") from None
+
+
+def _fps(text: str) -> float:
+    try:
+        fps = float(text)
+    except ValueError:
+        raise DadsError(f"--fps: {text!r} is not a number of frames per second") from None
+    if not fps >= 0 or fps == float("inf"):
+        raise DadsError(f"--fps: {text!r} must be a finite number >= 0")
+    return fps
+
+
 def _with_attempt(req: Request, attempt: int) -> Request:
     from dataclasses import replace
 
@@ -606,8 +627,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="broker frontend (env DADS_BROKER_HOST, DADS_FRONTEND_PORT)")
     p.add_argument("--source", default=config.env("DADS_SOURCE"),
                    help="synthetic, an image folder, a video file or camera:N (env DADS_SOURCE)")
-    p.add_argument("--fps", type=float, default=config.env_float("DADS_FPS"),
-                   help="source frame rate; 0 = as fast as the pipeline takes (env DADS_FPS)")
+    p.add_argument("--fps", default=config.env("DADS_FPS") or "10", metavar="FPS",
+                   help="source frame rate; 0 = as fast as the pipeline takes; or a schedule, "
+                   "e.g. 2,15@40 (15 fps from the 40th second) (env DADS_FPS, default 10)")
     p.add_argument("--frames", type=int, default=0, help="stop after N frames (0: run until stopped)")
     p.add_argument("--closed-loop", action="store_true",
                    help="capture the next frame only when the last one is done (no frame ever "
@@ -617,7 +639,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deadline", type=float, default=10.0, metavar="S",
                    help="seconds a frame may take before it is dropped (default 10)")
     p.add_argument("--uplink", default=config.env("DADS_UPLINK") or None, metavar="RATE",
-                   help="emulate an uplink of RATE in the sender, e.g. 4g or 5mbit (env DADS_UPLINK)")
+                   help="emulate an uplink of RATE in the sender, e.g. 4g or 5mbit, or a schedule, "
+                   "e.g. wifi,3g@15,cat1@30 (env DADS_UPLINK)")
     p.add_argument("--edge-slowdown", type=float, default=1.0, metavar="F",
                    help="emulate an edge device F times slower than this machine (demos; the "
                    "profile sent to the planner is scaled to match; default 1)")

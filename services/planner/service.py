@@ -141,7 +141,10 @@ class Planner(Service):
         elif isinstance(msg, Telemetry):
             self.telemetry = msg
             for nbytes, seconds in msg.samples:
-                self.estimator.add(nbytes, seconds)
+                if self.estimator.add(nbytes, seconds):
+                    self.metrics.bandwidth_steps.inc()
+                    log.info("bandwidth step: the uplink now measures %s",
+                             format_bandwidth(self.estimator.bps or 0.0))
             self._calibrate(msg)
         elif isinstance(msg, BrokerStats):
             self.workers_ready = msg.workers_ready
