@@ -16,7 +16,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/dads up
+	$(BIN)/dads up --story
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)

@@ -27,7 +27,7 @@ from services.edge_agent.state import Schedule
 __all__ = ["UPLINK", "FPS", "SECONDS", "PlannerRecorder", "Story"]
 
 UPLINK = "wifi,3g@12,cat1@24,wifi@36"
-FPS = "2,12@42"
+FPS = "2,20@42"
 SECONDS = 54.0
 
 
@@ -102,15 +102,19 @@ class Story:
         cuts = sorted({0.0, *self.uplink.changes, *self.fps.changes})
         return [(a, b) for a, b in zip(cuts, [*cuts[1:], SECONDS], strict=True)]
 
-    def reaction_s(self) -> list[tuple[float, str, float | None]]:
-        """For each step of the uplink: (second, new rate, seconds until a new plan id)."""
-        out: list[tuple[float, str, float | None]] = []
-        for at in self.uplink.changes:
-            wall = self.t0 + at
+    def reaction_s(self) -> list[tuple[float, str, float | None, float | None]]:
+        """For each step of the uplink: (second, new rate, seconds until the planner's estimate
+        was within 2x of it, seconds until a new plan id, None if none came before the next step)."""
+        out: list[tuple[float, str, float | None, float | None]] = []
+        ends = [*self.uplink.changes[1:], SECONDS]
+        for at, end in zip(self.uplink.changes, ends, strict=True):
+            wall, until, rate = self.t0 + at, self.t0 + end, self.uplink.at(at)
+            window = [s for s in self.samples if wall < s.at <= until]
             before = [s.plan_id for s in self.samples if s.at <= wall]
-            after = [s for s in self.samples if s.at > wall and before and s.plan_id != before[-1]]
-            out.append((at, format_bandwidth(self.uplink.at(at)),
-                        after[0].at - wall if after else None))
+            seen = next((s.at - wall for s in window if rate / 2 <= s.bandwidth_bps <= rate * 2),
+                        None)
+            moved = next((s.at - wall for s in window if before and s.plan_id != before[-1]), None)
+            out.append((at, format_bandwidth(rate), seen, moved))
         return out
 
     def summary(self) -> str:
@@ -125,10 +129,11 @@ class Story:
                         f"{sum(ln['dropped'] for ln in mine):3d} dropped  "
                         f"p50 {_pct(lat, 50):7.1f} ms  p95 {_pct(lat, 95):7.1f} ms  "
                         f"plans {', '.join(plans) or '-'}")
-        steps = "; ".join(f"{at:.0f} s → {rate}: " + (f"{s:.1f} s" if s is not None else "no change")
-                          for at, rate, s in self.reaction_s())
+        steps = [f"  {at:4.0f} s → {rate:>13}: estimate there after {_s(seen)}, "
+                 f"new plan after {_s(moved)}" for at, rate, seen, moved in self.reaction_s()]
         return "\n".join(["story summary (by phase of the script):", *rows,
-                          f"uplink step → new plan: {steps}"])
+                          "uplink steps (planner's estimate within 2x of the new rate; a new "
+                          "plan, where DSL's plan for the new rate differs):", *steps])
 
     def plot(self, path: Path) -> None:
         import matplotlib
@@ -172,6 +177,10 @@ class Story:
     def to_json(self) -> str:
         return json.dumps({"uplink": UPLINK, "fps": FPS, "reaction_s": self.reaction_s(),
                            "samples": [s.__dict__ for s in self.samples]}, indent=1)
+
+
+def _s(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f} s"
 
 
 def _captured(line: dict[str, Any], t0: float) -> float:

@@ -213,6 +213,8 @@ def main(args: argparse.Namespace) -> int:
         edge_args += ["--uplink", args.uplink]
     if args.output:
         edge_args += ["--output", args.output]
+    if args.story:  # a live camera: drop what waits, rather than let latency build up
+        edge_args += ["--queue", "2"]
     m = args.metrics_port
     print(f"dads up: {args.model}, {args.workers} worker(s), uplink {args.uplink} (emulated), "
           f"edge {args.edge_slowdown:g}x slower (emulated), {args.fps} fps; logs in {log_dir}/")

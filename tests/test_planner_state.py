@@ -116,3 +116,10 @@ def test_control_refuses_rates_no_tick_could_use(bandwidth: float) -> None:
 
 def chain_plan() -> partition.Plan:
     return partition.dsl(chain_loses_graph(), 8e6)
+
+
+def test_link_clock_bounds_a_transfer_still_on_the_link() -> None:
+    clock = LinkClock(base_rtt_s=0.1)
+    clock.transfer(0.0, 2.0)  # the link was busy until 2.0
+    assert clock.elapsed(1.0, 1.5) == 0.0  # still queued behind it
+    assert clock.elapsed(1.0, 5.0) == pytest.approx(2.9)  # on the link since 2.0, less the RTT

@@ -13,6 +13,11 @@ test runs beside it: `step_samples` transfers in a row, each more than `step_fac
 the estimate in the same direction and within `step_factor` of each other, are a step, and the
 window restarts from them. Noise inside the band, or outliers that disagree with each other,
 never trigger it; a step is followed after two transfers instead of four.
+
+A step down can leave no transfer to finish for a long time (at cat1 a 150 KB frame takes 9 s,
+and the frames behind it wait). So the edge also reports the transfer on the link once it has
+taken several times what the estimate predicts: its bytes over the time so far bound the rate
+from above (the true rate is lower still), which is enough for the change test.
 """
 
 from __future__ import annotations
@@ -85,6 +90,10 @@ class LinkClock:
 
     base_rtt_s: float = 0.0
     _free_at: float = field(default=0.0)
+
+    def elapsed(self, sent_at: float, now: float) -> float:
+        """Seconds a transfer sent at `sent_at`, not yet arrived, has had the link so far."""
+        return max(now - max(sent_at, self._free_at) - self.base_rtt_s, 0.0)
 
     def transfer(self, sent_at: float, arrived_at: float) -> float:
         """Seconds the link spent on a transfer sent at `sent_at` that arrived at `arrived_at`."""

@@ -72,6 +72,7 @@ __all__ = ["EdgeAgent", "add_arguments", "main"]
 log = logging.getLogger("edge_agent")
 PROBE_BYTES = 64 * 1024
 PROBE_TIMEOUT_S = 30.0
+STALL_FACTOR = 3.0  # beyond the planner's change test (2.5x), so one such sample counts
 
 
 @dataclass
@@ -531,12 +532,28 @@ class EdgeAgent(Service):
         window = [t for t in self.captured if now - t <= 2.0]
         fps = len(window) / min(2.0, max(now - self.started, 1e-3))
         samples, self.samples = self.samples, []
+        stalled = self._stalled(now)
+        if stalled is not None:
+            samples.append(stalled)
         msg = Telemetry(
             "edge", self.cut.plan.plan_id if self.cut else -1, fps, self.frames.qsize(),
             len(self.in_flight), _median(self.edge_times), _median(self.cloud_times),
             _median(self.rtts), tuple((int(b), float(s)) for b, s in samples[-64:]))
         with contextlib.suppress(zmq.ZMQError):
             await self.telemetry.send(msg, nowait=True)
+
+    def _stalled(self, now: float) -> tuple[int, float] | None:
+        """The transfer on the link now, as a sample, once it has taken STALL_FACTOR times what
+        the planner's estimate predicts (less the cloud's usual time): a step down of the link
+        is then seen before any frame gets through it (probe.py says why that is sound)."""
+        on_link = [job for job in self.in_flight.values() if job.sent]
+        if not self.planner_bw or not on_link:
+            return None
+        head = min(on_link, key=lambda job: job.handed_at)
+        elapsed = self.link_clock.elapsed(head.handed_at, now) - _median(self.cloud_times)
+        if head.nbytes < PROBE_BYTES or elapsed * self.planner_bw / 8 < STALL_FACTOR * head.nbytes:
+            return None
+        return head.nbytes, elapsed
 
     async def _probe(self) -> None:
         """Active probes when the link is idle: a tiny one for the base RTT, then a sized one."""
