@@ -44,6 +44,7 @@ PROMETHEUS_IMAGE = "dads-prometheus:local"
 MODEL = "googlenet"
 PORTS = {"DADS_FRONTEND_PORT": 15555, "DADS_PLAN_PORT": 15557, "DADS_TELEMETRY_PORT": 15558,
          "PROMETHEUS_PORT": 19090, "EDGE_METRICS_PORT": 19104}
+WHEELHOUSE_PORT = 38765
 CLOUD, EDGE = "dadscloud", "dadsedge"  # the two machines: two compose projects
 PROFILE = {CLOUD: "cloud", EDGE: "edge"}
 T0 = time.monotonic()
@@ -172,9 +173,7 @@ def wheelhouse(cache: Path) -> Path:
 def served(directory: Path) -> Iterator[str]:
     """The wheelhouse over HTTP on the docker bridge's address (reachable from builds only)."""
     gateway = sh("ip", "-4", "-o", "addr", "show", "docker0", quiet=True).split()[3].split("/")[0]
-    with socket.socket() as probe:
-        probe.bind((gateway, 0))
-        port = probe.getsockname()[1]
+    port = WHEELHOUSE_PORT  # fixed: a build argument that changes would rebuild every layer
     proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", gateway,
                              "--directory", str(directory)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -289,6 +288,7 @@ def run(cache: Path) -> dict:
             host_ip = sh("hostname", "-I", quiet=True).split()[0]
             cfg = {**env, **{k: str(v) for k, v in PORTS.items()}, "KEYS_DIR": str(keys),
                    "DADS_MODEL": MODEL, "PROMETHEUS_IMAGE": PROMETHEUS_IMAGE,
+                   "DADS_THREADS": "1",  # 2 cores, 3 workers and an edge: no oversubscription
                    "EDGE_HOST": host_ip}
             cfg.pop("CLOUD_HOST", None)  # the edge finds the cloud by the default (this host)
 
@@ -304,7 +304,10 @@ def run(cache: Path) -> dict:
             override = work / "edge.yml"
             override.write_text(json.dumps({"services": {"edge_agent": {
                 "command": ["edge-agent", "--fps", "2", "--output", "/out/results.jsonl",
-                            "--want-output", "--deadline", "60"],
+                            "--want-output", "--deadline", "120",
+                            # a worker that starts takes the CPU for a while: frames wait, and
+                            # are not dropped as a live camera's would be
+                            "--queue", "512"],
                 "volumes": [f"{out}:/out"]}}}))
             compose(EDGE, cfg, "up", "-d", "edge_agent", files=(override,))
             path = out / "results.jsonl"

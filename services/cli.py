@@ -19,7 +19,8 @@ DEFAULT_CLOUD_SPEEDUP = 10.0
 
 EPILOG = """\
 examples:
-  dads demo                                     profile + plan the default model here
+  dads up --story                               the whole system here, adapting (make demo)
+  dads explore                                  profile + plan the default model here (offline)
   dads profile resnet18 --plot plots/           profile on this machine, save figures
   dads split-check googlenet --cuts 20          verify the split on 20 random cuts
   dads costgraph resnet18 --edge E.json --cloud C.json --out costs.json
@@ -293,7 +294,7 @@ def cmd_bwmap(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_explore(args: argparse.Namespace) -> int:
     """Profile the default model here, then plan it for each DADS uplink (runtime: `dads up`)."""
     from common.planning import partition
     from common.planning.units import PRESETS, format_bandwidth
@@ -465,14 +466,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE", help="plot latency vs bandwidth to FILE (.png)")
     p.set_defaults(func=cmd_bwmap)
 
-    p = sub.add_parser("demo", help="profile and plan the default model on this machine",
+    p = sub.add_parser("explore", help="profile and plan the default model on this machine "
+                       "(offline; the running system is `dads up`)",
                        description="Profile a model here (cached), then plan it for each DADS "
                        "uplink and map its optimal cut over bandwidth.")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
     p.add_argument("--cloud-speedup", type=float, default=DEFAULT_CLOUD_SPEEDUP, metavar="F",
                    help=f"cloud modelled F times faster (default {DEFAULT_CLOUD_SPEEDUP:g})")
-    p.add_argument("--out", default="out/demo", metavar="DIR", help="figures (default out/demo)")
-    p.set_defaults(func=cmd_demo)
+    p.add_argument("--out", default="out/explore", metavar="DIR",
+                   help="figures (default out/explore)")
+    p.set_defaults(func=cmd_explore)
 
     for name, (module, text) in SERVICES.items():
         if name != command:  # listed in --help; its options (and torch) load only when chosen
