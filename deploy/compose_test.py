@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -140,15 +141,21 @@ def base_image(env: dict[str, str], cache: Path) -> None:
 
 
 def _mirror() -> str:
-    """This host's Debian mirror (the one apt uses), for debootstrap."""
-    for path in [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]:
-        if not path.is_file():
-            continue
-        for line in path.read_text().splitlines():
-            words = line.split()
-            if words and words[0] == "URIs:" and "security" not in words[1]:
-                return words[1]
-            if words[:1] == ["deb"] and "debian" in line and "security" not in line:
+    """This host's Debian mirror (the one apt uses for bookworm), for debootstrap."""
+    files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for path in files:
+        if not path.is_file() or path.suffix not in (".list", ".sources"):
+            continue  # e.g. *.disabled
+        text = path.read_text()
+        for stanza in text.split("\n\n"):  # deb822 (.sources)
+            fields = dict(line.split(":", 1) for line in stanza.splitlines()
+                          if ":" in line and not line.startswith("#"))
+            uris, suites = fields.get("URIs", "").split(), fields.get("Suites", "").split()
+            if uris and "bookworm" in suites:
+                return uris[0]
+        for line in text.splitlines():  # one-line style (.list), options [..] left out
+            words = re.sub(r"\[[^]]*\]", "", line).split()
+            if words[:1] == ["deb"] and len(words) > 2 and words[2] == "bookworm":
                 return words[1]
     return "http://deb.debian.org/debian"
 
