@@ -139,7 +139,9 @@ def test_a_worker_that_joins_mid_stream_holds_frames_until_it_has_their_plan(
         assert not retried, f"frames sent again: {retried}\n{system.log('edge-join')[-2000:]}"
     finally:
         if "worker-2" in system.procs:
-            system.procs.pop("worker-2").terminate()
+            joined = system.procs.pop("worker-2")
+            joined.terminate()
+            joined.wait(20)
         system.control(algorithm="auto")
 
 
