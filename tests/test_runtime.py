@@ -43,6 +43,25 @@ def test_every_frame_gets_the_exact_result(system: System, reference) -> None:
     assert all(line["plan_id"] >= 1 for line in lines)
 
 
+def test_a_video_file_streams_through_exactly(system: System, tmp_path) -> None:
+    """A video (encoded here) as the source: every frame answered, equal to the whole model run
+    on the same decoded frame."""
+    from services.edge_agent.sources import open_source
+    from tests.test_sources import encode_video
+
+    video = encode_video(tmp_path / "clip.mp4")
+    lines = system.stream("edge-video", frames=8, fps=4, extra=["--source", str(video)])
+    model, shape = load_served(MODEL).eval(), input_shape_for(MODEL)
+    frames = list(open_source(str(video), shape))
+    assert sorted(line["frame_id"] for line in lines) == list(range(8))
+    with torch.no_grad():
+        for line in lines:
+            assert not line["dropped"], line
+            ref = model(frames[line["frame_id"]])
+            out = torch.tensor(line["output"]).reshape(ref.shape)
+            assert relative_error(out, ref) <= 1e-5, line["frame_id"]
+
+
 def test_plan_change_mid_stream(system: System, reference) -> None:
     system.control(10e9)
     # a queue deep enough for the whole stream: once the slow emulated edge computes everything

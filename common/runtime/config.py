@@ -31,7 +31,8 @@ ENV: dict[str, tuple[str, str]] = {
     "DADS_UPLINK": ("", "edge: emulate an uplink of this rate in the sender (e.g. 4g, 5mbit; "
                     "or a schedule: wifi,3g@15)"),
     "DADS_SOURCE": ("synthetic", "edge: frames from 'synthetic', an image folder, a video file, "
-                    "or camera:N"),
+                    "a stream URL (rtsp://, http://, ...: the newest frame, reconnected when it "
+                    "breaks), or camera:N"),
     "DADS_FPS": ("10", "edge: frames per second read from the source (0: as fast as possible; "
                  "or a schedule: 2,15@40)"),
     "DADS_INITIAL_BANDWIDTH": ("4g", "planner: bandwidth assumed before any measurement"),

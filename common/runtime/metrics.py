@@ -58,6 +58,9 @@ class EdgeMetrics:
                                   registry=reg)
         self.frames_in = Counter("dads_frames_in_total", "Frames read from the source", registry=reg)
         self.frames_out = Counter("dads_frames_out_total", "Frames with a result", registry=reg)
+        self.frames_stale = Counter("dads_frames_stale_total",
+                                    "Frames of a live stream skipped: a newer one came before "
+                                    "the pipeline took them", registry=reg)
         self.frames_dropped = Counter("dads_frames_dropped_total",
                                       "Frames given up (deadline passed or refused)", registry=reg)
         self.frames_retried = Counter("dads_frames_retried_total", "Requests sent again",

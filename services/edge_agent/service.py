@@ -133,6 +133,7 @@ class EdgeAgent(Service):
         self.idle = asyncio.Event()
         self.idle.set()
         self.source_failed = False
+        self.stale_seen = 0
         self.epoch = 0  # the newest planner epoch seen: a new planner gets our profile at once
 
     # -- setup --
@@ -151,7 +152,7 @@ class EdgeAgent(Service):
         a = self.args
         log.info("loading %s", a.model)
         self.graph = await self.compute(self._load)
-        self.source_frames = await self.compute(_open_source, a.source, self.shape)  # bad: fail now
+        self.source_frames, self.source = await self.compute(_open_source, a.source, self.shape)
         local = Plan("local", self.graph.fingerprint, tuple(sorted(self.graph.nodes)), (),
                      Prediction(0.0, 0.0, 0.0, 0.0, 0.0), 0.0)  # until the planner speaks
         self.local_cut = await self.compute(self._build_cut, local)
@@ -206,6 +207,8 @@ class EdgeAgent(Service):
         return rc
 
     async def close(self) -> None:
+        if hasattr(getattr(self, "source", None), "close"):
+            self.source.close()  # a live stream's reader thread
         await super().close()
         if self.results:
             self.results.close()
@@ -247,6 +250,10 @@ class EdgeAgent(Service):
             frame = await asyncio.to_thread(next, frames, None)
             if frame is None:
                 break
+            stale = getattr(self.source, "stale", 0)  # a live stream's skipped frames
+            if stale > self.stale_seen:
+                self.metrics.frames_stale.inc(stale - self.stale_seen)
+                self.stale_seen = stale
             now = time.monotonic()
             fps = self.fps.at(now - self.stream_t0)
             interval = 1.0 / fps if fps > 0 else 0.0
@@ -593,13 +600,14 @@ class EdgeAgent(Service):
               f"plans used: {sorted(self.plans_used)}", file=self.out, flush=True)
 
 
-def _open_source(spec: str, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
-    """Open the source and read its first frame, so that a bad one is a start-up error."""
-    frames = open_source(spec, shape)
-    first = next(frames, None)
+def _open_source(spec: str, shape: tuple[int, ...]) -> tuple[Iterator[torch.Tensor], Any]:
+    """Open the source and read its first frame, so that a bad one is a start-up error;
+    (its frames, the source itself: a live stream counts the frames it skipped)."""
+    source = open_source(spec, shape)
+    first = next(source, None)
     if first is None:
         raise DadsError(f"frame source {spec!r} gave no frames")
-    return itertools.chain([first], frames)
+    return itertools.chain([first], source), source
 
 
 def _rate(text: str) -> float:
@@ -643,7 +651,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", default=config.endpoint("DADS_BROKER_HOST", "DADS_FRONTEND_PORT"),
                    help="broker frontend (env DADS_BROKER_HOST, DADS_FRONTEND_PORT)")
     p.add_argument("--source", default=config.env("DADS_SOURCE"),
-                   help="synthetic, an image folder, a video file or camera:N (env DADS_SOURCE)")
+                   help="synthetic, an image folder, a video file, a stream URL (rtsp://, "
+                   "http://, ...) or camera:N (env DADS_SOURCE)")
     p.add_argument("--fps", default=config.env("DADS_FPS") or "10", metavar="FPS",
                    help="source frame rate; 0 = as fast as the pipeline takes; or a schedule, "
                    "e.g. 2,15@40 (15 fps from the 40th second) (env DADS_FPS, default 10)")

@@ -1,12 +1,15 @@
 """Frame sources: each yields uint8 frames shaped like the model's input (1, 3, H, W).
 
 synthetic (deterministic, the default: frame i can be regenerated anywhere), a folder of images,
-a video file (PyAV), or a camera (OpenCV). Decoders are optional packages: a missing one is a
-clear error that says what to install.
+a video file or a network stream (rtsp, http, ...: PyAV, a dependency), or a camera (OpenCV, an
+optional package: its absence is a clear error that says what to install).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +19,12 @@ import torch.nn.functional as F
 from common.errors import DadsError
 from common.model.models import synthetic_frame
 
-__all__ = ["open_source", "IMAGE_SUFFIXES"]
+__all__ = ["open_source", "LiveStream", "IMAGE_SUFFIXES", "STREAM_SCHEMES"]
+
+log = logging.getLogger("edge_agent")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "srt://", "udp://")
 
 
 def _fit(frame_hwc: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -40,14 +46,82 @@ def _images(folder: Path, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
             yield _fit(hwc.reshape(img.height, img.width, 3), shape)
 
 
-def _video(path: Path, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
+def _video(path: str, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
+    """A video file, every frame to its end (PyAV: FFmpeg's demuxers and decoders)."""
+    import av
+
     try:
-        import av
-    except ImportError:
-        raise DadsError("reading video files needs PyAV: pip install av") from None
-    with av.open(str(path)) as container:
+        container = av.open(path)
+    except av.error.FFmpegError as exc:
+        raise DadsError(f"video {path!r} cannot be opened: {exc}") from None
+    with container:
         for frame in container.decode(video=0):
             yield _fit(torch.from_numpy(frame.to_ndarray(format="rgb24")), shape)
+
+
+class LiveStream:
+    """A network stream (rtsp, http, rtmp, ...) as a live camera: the newest frame, always.
+
+    A reader thread decodes as fast as the stream sends; asking for a frame takes the newest
+    one, and every frame decoded meanwhile is stale: skipped and counted (`stale`), so a stream
+    faster than the pipeline adds no latency. A stream that breaks or ends is reopened with
+    backoff (0.5 s doubling to 10 s, `reconnects`); one that gives no frame in `first_frame_s`
+    after the start is a start-up error.
+    """
+
+    def __init__(self, url: str, shape: tuple[int, ...], first_frame_s: float = 30.0) -> None:
+        self.url, self.shape, self.first_frame_s = url, shape, first_frame_s
+        self.stale = self.reconnects = self.frames = 0
+        self.last_error = ""
+        self._latest: torch.Tensor | None = None
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="live-stream", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        import av
+
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                with av.open(self.url, timeout=10.0) as container:
+                    for frame in container.decode(video=0):
+                        tensor = _fit(torch.from_numpy(frame.to_ndarray(format="rgb24")), self.shape)
+                        delay = 0.5
+                        with self._cond:
+                            self.stale += self._latest is not None
+                            self.frames += 1
+                            self._latest = tensor
+                            self._cond.notify_all()
+                        if self._stop.is_set():
+                            return
+            except (av.error.FFmpegError, OSError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            if self._stop.wait(delay):
+                return
+            self.reconnects += 1
+            log.warning("stream %s %s; reconnecting (%d)", self.url,
+                        f"broke ({self.last_error})" if self.last_error else "ended",
+                        self.reconnects)
+            delay = min(delay * 2, 10.0)
+
+    def __iter__(self) -> LiveStream:
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        started = time.monotonic()
+        with self._cond:
+            while self._latest is None:
+                if self.frames == 0 and time.monotonic() - started > self.first_frame_s:
+                    raise DadsError(f"stream {self.url}: no frame in {self.first_frame_s:.0f} s"
+                                    + (f" ({self.last_error})" if self.last_error else ""))
+                self._cond.wait(0.5)
+            frame, self._latest = self._latest, None
+        return frame
+
+    def close(self) -> None:
+        self._stop.set()
 
 
 def _camera(index: int, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
@@ -76,14 +150,17 @@ def _synthetic(shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
 
 
 def open_source(spec: str, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
-    """'synthetic', a folder of images, a video file, or 'camera:N'."""
+    """'synthetic', a folder of images, a video file, a stream URL, or 'camera:N'."""
     if spec == "synthetic":
         return _synthetic(shape)
     if spec.startswith("camera:"):
         return _camera(int(spec.split(":", 1)[1] or 0), shape)
+    if spec.startswith(STREAM_SCHEMES):
+        return LiveStream(spec, shape)
     path = Path(spec)
     if path.is_dir():
         return _images(path, shape)
     if path.is_file():
-        return _video(path, shape)
-    raise DadsError(f"frame source {spec!r}: not 'synthetic', 'camera:N', a folder or a video file")
+        return _video(str(path), shape)
+    raise DadsError(f"frame source {spec!r}: not 'synthetic', 'camera:N', a folder, a video file "
+                    f"or a stream URL ({', '.join(STREAM_SCHEMES)})")
