@@ -499,7 +499,6 @@ class EdgeAgent(Service):
     # -- planner side --
     async def _on_plan(self, env: Envelope) -> None:
         msg: PlanMsg = env.msg  # type: ignore[assignment]
-        self.planner_bw = msg.bandwidth_bps
         try:
             plan = Plan.from_json(msg.plan)
         except (KeyError, TypeError, ValueError):
@@ -512,7 +511,10 @@ class EdgeAgent(Service):
             await self._send_profile()
         if plan.fingerprint != self.graph.fingerprint:
             return
-        if not supersedes(plan.key, self.cut.plan.key if self.cut else None):
+        current = self.cut.plan.key if self.cut else None
+        if current is None or plan.key >= current:  # not an older plan republished
+            self.planner_bw = msg.bandwidth_bps  # the planner's estimate now
+        if not supersedes(plan.key, current):
             return
         try:
             cut = await self.compute(self._build_cut, plan)
