@@ -382,16 +382,17 @@ class EdgeAgent(Service):
     def _on_result(self, env: Envelope) -> None:
         msg: Result = env.msg  # type: ignore[assignment]
         now = time.monotonic()
-        job = self.in_flight.pop(msg.request_id, None)
+        job = self.in_flight.get(msg.request_id)
         if job is None:
             self.metrics.errors.labels("late").inc()
             return
+        # decoded before the frame leaves in_flight: if this raises (a bad output from a
+        # peer), the frame stays in flight and its deadline reports it; never lost
+        output = from_frames(msg.outputs, env.frames)[0] if msg.outputs else None
+        del self.in_flight[msg.request_id]
         self._transfer_sample(job.nbytes, job.handed_at, now, msg.cloud_s + msg.queue_s)
         self.cloud_times.append(msg.cloud_s)
         self.rtts.append(now - job.handed_at)
-        output = None
-        if msg.outputs:
-            output = from_frames(msg.outputs, env.frames)[0]
         self._finish(job, output, worker=msg.worker, cloud_s=msg.cloud_s,
                      classes=(msg.top_classes, msg.top_scores))
         self.window.release()
