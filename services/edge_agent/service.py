@@ -134,6 +134,8 @@ class EdgeAgent(Service):
         self.idle.set()
         self.source_failed = False
         self.stale_seen = 0
+        self.last_telemetry = 0.0
+        self.stall_reported: tuple[int, float] = (-1, 0.0)  # (request id, seconds) last reported
         self.epoch = 0  # the newest planner epoch seen: a new planner gets our profile at once
 
     # -- setup --
@@ -175,6 +177,7 @@ class EdgeAgent(Service):
             "broker-link": self._watch_broker(),
             "deadlines": self.every(0.05, self._sweep_deadlines),
             "telemetry": self.every(1.0, self._send_telemetry),
+            "link-watch": self.every(0.1, self._watch_link),
             "profile": self.every(5.0, self._send_profile),
             "probe": self.every(1.0, self._probe),
         }
@@ -542,9 +545,7 @@ class EdgeAgent(Service):
         window = [t for t in self.captured if now - t <= 2.0]
         fps = len(window) / min(2.0, max(now - self.started, 1e-3))
         samples, self.samples = self.samples, []
-        stalled = self._stalled(now)
-        if stalled is not None:
-            samples.append(stalled)
+        self.last_telemetry = now
         msg = Telemetry(
             "edge", self.cut.plan.plan_id if self.cut else -1, fps, self.frames.qsize(),
             len(self.in_flight), _median(self.edge_times), _median(self.cloud_times),
@@ -552,18 +553,41 @@ class EdgeAgent(Service):
         with contextlib.suppress(zmq.ZMQError):
             await self.telemetry.send(msg, nowait=True)
 
-    def _stalled(self, now: float) -> tuple[int, float] | None:
-        """The transfer on the link now, as a sample, once it has taken STALL_FACTOR times what
-        the planner's estimate predicts (less the cloud's usual time): a step down of the link
-        is then seen before any frame gets through it (probe.py says why that is sound)."""
-        on_link = [job for job in self.in_flight.values() if job.sent]
+    async def _watch_link(self) -> None:
+        """News about the link goes to the planner at once, not at the next 1 s telemetry: a
+        transfer stuck on the link (as a rate bound, again each time its time has grown 1.5x),
+        or a finished transfer whose rate is STALL_FACTOR away from the planner's estimate.
+        At most five messages a second."""
+        now = time.monotonic()
+        urgent = False
+        stalled = self._stalled(now)
+        if stalled is not None:
+            rid, nbytes, elapsed = stalled
+            last_rid, last_elapsed = self.stall_reported
+            if rid != last_rid or elapsed >= 1.5 * last_elapsed:
+                self.samples.append((nbytes, elapsed))
+                self.stall_reported = (rid, elapsed)
+                urgent = True
+        if self.planner_bw:
+            expected = self.planner_bw / 8
+            urgent |= any(not expected / STALL_FACTOR <= n / sec <= expected * STALL_FACTOR
+                          for n, sec in self.samples if n >= PROBE_BYTES)
+        if urgent and now - self.last_telemetry >= 0.2:
+            await self._send_telemetry()
+
+    def _stalled(self, now: float) -> tuple[int, int, float] | None:
+        """The transfer on the link now (request id, bytes, seconds so far), once it has taken
+        STALL_FACTOR times what the planner's estimate predicts (less the cloud's usual time):
+        a step down of the link is then seen before any frame gets through it (probe.py says
+        why that is sound)."""
+        on_link = [(rid, job) for rid, job in self.in_flight.items() if job.sent]
         if not self.planner_bw or not on_link:
             return None
-        head = min(on_link, key=lambda job: job.handed_at)
+        rid, head = min(on_link, key=lambda item: item[1].handed_at)
         elapsed = self.link_clock.elapsed(head.handed_at, now) - _median(self.cloud_times)
         if head.nbytes < PROBE_BYTES or elapsed * self.planner_bw / 8 < STALL_FACTOR * head.nbytes:
             return None
-        return head.nbytes, elapsed
+        return rid, head.nbytes, elapsed
 
     async def _probe(self) -> None:
         """Active probes when the link is idle: a tiny one for the base RTT, then a sized one."""
