@@ -577,14 +577,17 @@ class EdgeAgent(Service):
 
     def _stalled(self, now: float) -> tuple[int, int, float] | None:
         """The transfer on the link now (request id, bytes, seconds so far), once it has taken
-        STALL_FACTOR times what the planner's estimate predicts (less the cloud's usual time):
+        STALL_FACTOR times what the planner's estimate predicts (less the cloud's time):
         a step down of the link is then seen before any frame gets through it (probe.py says
         why that is sound)."""
         on_link = [(rid, job) for rid, job in self.in_flight.items() if job.sent]
-        if not self.planner_bw or not on_link:
-            return None
+        if not self.planner_bw or not on_link or not self.cloud_times:
+            return None  # before a first result, the cloud's share of a round trip is unknown
         rid, head = min(on_link, key=lambda item: item[1].handed_at)
-        elapsed = self.link_clock.elapsed(head.handed_at, now) - _median(self.cloud_times)
+        # time in flight is link time plus the cloud's: take the cloud at its slowest of late
+        # (and as the plan predicts it), so a slow worker is not mistaken for a slow link
+        remote = max(max(self.cloud_times), head.cut.plan.predicted.cloud_s)
+        elapsed = self.link_clock.elapsed(head.handed_at, now) - remote
         if head.nbytes < PROBE_BYTES or elapsed * self.planner_bw / 8 < STALL_FACTOR * head.nbytes:
             return None
         return rid, head.nbytes, elapsed
