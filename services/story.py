@@ -17,12 +17,13 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from math import nan
 from pathlib import Path
 from typing import Any
 
 from common.planning.units import format_bandwidth, parse_bandwidth
 from services.edge_agent.results import read_results
-from services.edge_agent.state import Schedule
+from services.edge_agent.state import Schedule, percentile
 
 __all__ = ["UPLINK", "FPS", "SECONDS", "PlannerRecorder", "Story"]
 
@@ -71,12 +72,11 @@ class PlannerRecorder:
 
 
 def _gauges(text: str) -> dict[str, float]:
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#") and "{" not in line:
-            name, _, value = line.partition(" ")
-            out[name] = float(value)
-    return out
+    """The unlabelled samples of a /metrics page, by name (prometheus_client's own parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {sample.name: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if not sample.labels}
 
 
 @dataclass
@@ -122,12 +122,12 @@ class Story:
         for a, b in self.phases():
             mine = [ln for ln in self.lines if a <= _captured(ln, self.t0) < b]
             ok = [ln for ln in mine if not ln["dropped"] and "latency_s" in ln]
-            lat = sorted(ln["latency_s"] * 1e3 for ln in ok)
+            lat = [ln["latency_s"] * 1e3 for ln in ok]
             plans = sorted({f"{ln['plan_id']} {ln['algorithm']}" for ln in ok})
             rows.append(f"  {a:4.0f}-{b:3.0f} s  {format_bandwidth(self.uplink.at(a)):>13}  "
                         f"{self.fps.at(a):4.0f} fps  {len(ok):4d} answered "
                         f"{sum(ln['dropped'] for ln in mine):3d} dropped  "
-                        f"p50 {_pct(lat, 50):7.1f} ms  p95 {_pct(lat, 95):7.1f} ms  "
+                        f"p50 {percentile(lat, 50, nan):7.1f} ms  p95 {percentile(lat, 95, nan):7.1f} ms  "
                         f"plans {', '.join(plans) or '-'}")
         steps = [f"  {at:4.0f} s → {rate:>13}: estimate there after {_s(seen)}, "
                  f"new plan after {_s(moved)}" for at, rate, seen, moved in self.reaction_s()]
@@ -186,9 +186,3 @@ def _s(seconds: float | None) -> str:
 def _captured(line: dict[str, Any], t0: float) -> float:
     """Seconds into the story a frame was captured (a dropped one: when it was given up)."""
     return line["done_at"] - line.get("latency_s", 0.0) - t0
-
-
-def _pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]

@@ -51,3 +51,11 @@ def test_schedule_refuses_what_it_cannot_follow(text: str) -> None:
 
     with pytest.raises(DadsError, match="schedule"):
         Schedule.parse(text, float)
+
+
+def test_percentile_is_the_nearest_rank() -> None:
+    from services.edge_agent.state import percentile
+
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile([5.0, 1.0], 100) == 5.0 and percentile([5.0, 1.0], 0) == 1.0
+    assert percentile([], 95) == 0.0 and percentile([], 95, empty=-1.0) == -1.0

@@ -65,7 +65,7 @@ from common.runtime.wire import (
     clip,
 )
 from services.edge_agent.sources import open_source
-from services.edge_agent.state import Schedule, expired, retry_delay
+from services.edge_agent.state import Schedule, expired, percentile, retry_delay
 
 __all__ = ["EdgeAgent", "add_arguments", "main"]
 
@@ -610,7 +610,7 @@ class EdgeAgent(Service):
         now = time.monotonic()
         recent = [lat for t, lat in self.recent if now - t <= 5.0]
         fps = sum(1 for t, _ in self.recent if now - t <= 2.0) / 2.0
-        p50, p95 = _pct(recent, 50), _pct(recent, 95)
+        p50, p95 = percentile(recent, 50), percentile(recent, 95)
         cut = self.cut or self.local_cut
         bw = format_bandwidth(self.planner_bw) if self.planner_bw else "?"
         print(f"[{now - self.started:5.0f}s] {fps:5.1f} fps | p50 {p50 * 1e3:6.1f} ms  "
@@ -625,8 +625,8 @@ class EdgeAgent(Service):
         lat = list(self.latencies)
         print(f"summary: {c['in']} frames in, {c['out']} results ({c['local']} computed here), "
               f"{c['dropped']} dropped, {c['retried']} retries in {took:.1f} s "
-              f"({c['out'] / max(took, 1e-9):.2f} fps); latency p50 {_pct(lat, 50) * 1e3:.1f} ms, "
-              f"p95 {_pct(lat, 95) * 1e3:.1f} ms, p99 {_pct(lat, 99) * 1e3:.1f} ms; "
+              f"({c['out'] / max(took, 1e-9):.2f} fps); latency p50 {percentile(lat, 50) * 1e3:.1f} ms, "
+              f"p95 {percentile(lat, 95) * 1e3:.1f} ms, p99 {percentile(lat, 99) * 1e3:.1f} ms; "
               f"plans used: {sorted(self.plans_used)}", file=self.out, flush=True)
 
 
@@ -665,13 +665,6 @@ def _with_attempt(req: Request, attempt: int) -> Request:
 
 def _median(values: deque[float]) -> float:
     return statistics.median(values) if values else 0.0
-
-
-def _pct(values: list[float], p: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

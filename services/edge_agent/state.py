@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from common.errors import DadsError
 
-__all__ = ["RETRY_BACKOFF_S", "MAX_ATTEMPTS", "retry_delay", "expired", "Schedule"]
+__all__ = ["RETRY_BACKOFF_S", "MAX_ATTEMPTS", "retry_delay", "expired", "Schedule", "percentile"]
 
 RETRY_BACKOFF_S = 0.05
 MAX_ATTEMPTS = 5
@@ -72,3 +72,11 @@ class Schedule:
     @property
     def changes(self) -> tuple[float, ...]:
         return tuple(start for start, _ in self.steps[1:])
+
+
+def percentile(values: Iterable[float], p: float, empty: float = 0.0) -> float:
+    """The p-th percentile (nearest rank) of `values`; `empty` when there are none."""
+    ordered = sorted(values)
+    if not ordered:
+        return empty
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
