@@ -53,16 +53,16 @@ def free_base(count: int = 4) -> int:
     """A base port with `count` free ports after it."""
     for _ in range(200):
         base = random.randint(20000, 45000)
+        socks: list[socket.socket] = []
         try:
-            socks = []
             for p in range(base, base + count):
                 s = socket.socket()
+                socks.append(s)  # before bind: a socket whose bind fails is closed too
                 s.bind(("127.0.0.1", p))
-                socks.append(s)
         except OSError:
             continue
         finally:
-            for s in locals().get("socks", []):
+            for s in socks:
                 s.close()
         return base
     raise RuntimeError("no free ports")
