@@ -38,6 +38,7 @@ from bench.common import figure, markdown_table, parser, write_report
 SIZES = [1 << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20]
 RTT_SIZES = [1 << 10, 16 << 10, 64 << 10, 150_000]  # the request sizes of the reference
 FINGERPRINT = "bench-transport"
+MANY = 64  # requests in flight for the small-message rate (the broker's per-message cost)
 GB = 1e9
 
 
@@ -85,6 +86,48 @@ def _worker(backend: str, name: str, keys_dir: str) -> None:
         return 0
 
     raise SystemExit(run_service(run))
+
+
+def _minimal_broker(frontend: str, backend: str) -> None:
+    """The floor a broker can reach here: a plain poll loop that forwards frames by their kind
+    byte alone (no header decode, no validation, no deadlines, no metrics, no CURVE).
+
+    Measured in the same run as the real broker, with the same edge and worker, so that what
+    the real broker adds is a ratio on one machine on one day, not a number against a memory.
+    """
+    from collections import deque
+
+    import zmq
+
+    from common.runtime.wire import Kind
+
+    ctx = zmq.Context()
+    front, back = ctx.socket(zmq.ROUTER), ctx.socket(zmq.ROUTER)
+    front.bind(frontend)
+    back.bind(backend)
+    poller = zmq.Poller()
+    poller.register(front, zmq.POLLIN)
+    poller.register(back, zmq.POLLIN)
+    idle: deque[bytes] = deque()
+    queue: deque[list[Any]] = deque()
+    owner: dict[bytes, bytes] = {}
+    replies = {int(Kind.RESULT), int(Kind.ERROR)}
+    while True:
+        ready = dict(poller.poll())
+        if back in ready:
+            worker, kind, *rest = back.recv_multipart(copy=False)
+            k = kind.bytes[0]
+            if k in replies:
+                front.send_multipart([owner.pop(worker.bytes), kind, *rest], copy=False)
+            if k in replies or k == int(Kind.READY):
+                idle.append(worker.bytes)
+        if front in ready:
+            queue.append(front.recv_multipart(copy=False))
+        while queue and idle:
+            edge, *parts = queue.popleft()
+            w = idle.popleft()
+            owner[w] = edge.bytes
+            back.send_multipart([w, *parts], copy=False)
 
 
 def _pickle_server(port: Any) -> None:
@@ -201,19 +244,30 @@ def _p99(values: list[float]) -> float:
     return sorted(values)[int(0.99 * (len(values) - 1))]
 
 
-def run(quick: bool, window: int, curve: bool, rtt_rows: list[dict[str, Any]]
-        ) -> list[dict[str, float]]:
+BROKERS = ("plaintext", "CURVE", "minimal")  # the real broker twice, then the floor
+
+
+def run(quick: bool, window: int, broker: str, rtt_rows: list[dict[str, Any]]
+        ) -> list[dict[str, Any]]:
+    """Throughput and round trips through one broker: "plaintext" or "CURVE" (the real one, a
+    service process), or "minimal" (`_minimal_broker`, plaintext)."""
     from services.up import Ports, free_base, security_env, start_service, stop_system
 
+    curve = broker == "CURVE"
     ports = Ports(free_base(4), free_base(2))
     log_dir = Path(tempfile.mkdtemp(prefix="dads-transport-"))
     env = security_env(log_dir, insecure=not curve)
     keys_dir = env["DADS_KEYS"]
-    procs = {"broker": start_service("broker", ["--frontend", ports.frontend, "--backend", ports.backend,
-                                           "--planner", "", "--metrics-port",
-                                           str(ports.metrics_base)], log_dir / "broker.log",
-                                     env=env)}
     spawn = mp.get_context("spawn")
+    procs, floor = {}, None
+    if broker == "minimal":
+        floor = spawn.Process(target=_minimal_broker, args=(ports.frontend, ports.backend),
+                              daemon=True)
+        floor.start()
+    else:
+        procs["broker"] = start_service(
+            "broker", ["--frontend", ports.frontend, "--backend", ports.backend, "--planner", "",
+                       "--metrics-port", str(ports.metrics_base)], log_dir / "broker.log", env=env)
     worker = spawn.Process(target=_worker, args=(ports.backend, "bench-worker", keys_dir),
                            daemon=True)
     worker.start()
@@ -227,19 +281,27 @@ def run(quick: bool, window: int, curve: bool, rtt_rows: list[dict[str, Any]]
             _, rtts = uvloop.run(_measure(ports.frontend, size, max(20, count // 4), 1, keys_dir))
             rows.append({"size": size, "count": count, "gbps": size * count / took / GB,
                          "msgs": count / took, "rtt_med": statistics.median(rtts),
-                         "rtt_p99": _p99(rtts), "curve": curve})
+                         "rtt_p99": _p99(rtts), "broker": broker})
             r = rows[-1]
-            print(f"{'curve' if curve else 'plain'} {size:>9} B x {count}: {r['gbps']:.2f} GB/s, "
+            print(f"{broker:>9} {size:>9} B x {count}: {r['gbps']:.2f} GB/s, "
                   f"{r['msgs']:.0f} msg/s, round trip {r['rtt_med'] * 1e6:.0f} us",
                   file=sys.stderr)
+        count = 2000 if quick else 10000
+        took, _ = uvloop.run(_measure(ports.frontend, 1 << 10, count, MANY, keys_dir))
+        rows.append({"size": 1 << 10, "count": count, "gbps": (1 << 10) * count / took / GB,
+                     "msgs": count / took, "rtt_med": float("nan"), "rtt_p99": float("nan"),
+                     "broker": broker, "window": MANY})
         for size in RTT_SIZES:
             _, rtts = uvloop.run(_measure(ports.frontend, size, 200 if quick else 1000, 1,
                                           keys_dir))
-            rtt_rows.append({"size": size, "transport": "CURVE" if curve else "plaintext",
+            rtt_rows.append({"size": size, "transport": broker,
                              "rtt_med": statistics.median(rtts), "rtt_p99": _p99(rtts)})
     finally:
         worker.terminate()
         worker.join(5)
+        if floor is not None:
+            floor.terminate()
+            floor.join(5)
         stop_system(procs)
     return rows
 
@@ -250,21 +312,28 @@ def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
 
 
-def plot(rows: list[dict[str, float]], path: Path) -> None:
+STYLES = {"plaintext": "o-", "CURVE": "s-", "minimal": "^:"}
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
     with figure(path, 1, 2, figsize=(10, 3.6), dpi=120) as (_, (a, b)):
-        for curve, style in ((False, "o-"), (True, "s-")):
-            mine = [r for r in rows if r["curve"] == curve]
-            sizes, name = [r["size"] for r in mine], "CURVE" if curve else "plaintext"
-            a.plot(sizes, [r["gbps"] for r in mine], style, label=name)
-            b.plot(sizes, [r["rtt_med"] * 1e3 for r in mine], style, label=f"{name} median")
-            b.plot(sizes, [r["rtt_p99"] * 1e3 for r in mine], "x--", label=f"{name} p99")
+        for broker in BROKERS:
+            mine = [r for r in rows if r["broker"] == broker and "window" not in r]
+            sizes, name = [r["size"] for r in mine], _label(broker)
+            a.plot(sizes, [r["gbps"] for r in mine], STYLES[broker], label=name)
+            b.plot(sizes, [r["rtt_med"] * 1e3 for r in mine], STYLES[broker], label=f"{name} median")
         a.axhline(1.0, color="grey", ls="--", lw=1, label="target 1 GB/s")
         a.set(xscale="log", xlabel="payload per request (bytes)", ylabel="GB/s",
               title="edge → broker → worker throughput")
-        a.legend()
+        a.legend(fontsize=8)
         b.set(xscale="log", yscale="log", xlabel="payload per request (bytes)", ylabel="ms",
               title="round trip, one request at a time")
-        b.legend()
+        b.legend(fontsize=8)
+
+
+def _label(broker: str) -> str:
+    return {"plaintext": "dads, plaintext", "CURVE": "dads, CURVE",
+            "minimal": "minimal broker (floor)"}.get(broker, broker)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,8 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=8, help="requests in flight for throughput (8)")
     args = ap.parse_args(argv)
     rtt_rows: list[dict[str, Any]] = []
-    rows = (run(args.quick, args.window, False, rtt_rows)
-            + run(args.quick, args.window, True, rtt_rows))
+    rows = [r for broker in BROKERS for r in run(args.quick, args.window, broker, rtt_rows)]
     for size in RTT_SIZES:
         rtts = pickle_rtts(size, 200 if args.quick else 1000)
         rtt_rows.append({"size": size, "transport": "reference: pickle over TCP, one hop",
@@ -283,37 +351,50 @@ def main(argv: list[str] | None = None) -> int:
     png.parent.mkdir(parents=True, exist_ok=True)
     plot(rows, png)
     table = markdown_table(
-        ["sockets", "payload", "requests", "throughput GB/s", "requests/s",
+        ["broker", "payload", "in flight", "requests", "throughput GB/s", "requests/s",
          "round trip median (ms)", "round trip p99 (ms)"],
-        [["CURVE" if r["curve"] else "plaintext", _size(int(r["size"])), int(r["count"]),
-          f"{r['gbps']:.2f}", f"{r['msgs']:.0f}", f"{r['rtt_med'] * 1e3:.3f}",
-          f"{r['rtt_p99'] * 1e3:.3f}"] for r in rows])
+        [[_label(r["broker"]), _size(int(r["size"])), r.get("window", args.window),
+          int(r["count"]), f"{r['gbps']:.2f}", f"{r['msgs']:.0f}",
+          "" if "window" in r else f"{r['rtt_med'] * 1e3:.3f}",
+          "" if "window" in r else f"{r['rtt_p99'] * 1e3:.3f}"] for r in rows])
 
     kinds = list(dict.fromkeys(r["transport"] for r in rtt_rows))
     rtt_table = markdown_table(
-        ["payload", *kinds],
+        ["payload", *map(_label, kinds)],
         [[_size(size), *(next(f"{r['rtt_med'] * 1e3:.3f} ({r['rtt_p99'] * 1e3:.3f})"
                               for r in rtt_rows if r["size"] == size and r["transport"] == k)
                          for k in kinds)] for size in RTT_SIZES])
 
-    def at(size: int, curve: bool) -> dict[str, float]:
-        return next(r for r in rows if r["size"] == size and r["curve"] == curve)
+    def at(size: int, broker: str, many: bool = False) -> dict[str, Any]:
+        return next(r for r in rows if r["size"] == size and r["broker"] == broker
+                    and ("window" in r) == many)
 
-    four, small = at(4 << 20, True), at(1 << 10, True)
+    def rtt(broker: str) -> float:
+        return next(r["rtt_med"] for r in rtt_rows if r["size"] == 1 << 10
+                    and r["transport"] == broker)
+
+    four, floor = at(4 << 20, "CURVE"), rtt("minimal")
     cost = "; ".join(
-        f"{_size(size)}: {at(size, True)['gbps']:.2f} vs {at(size, False)['gbps']:.2f} GB/s"
+        f"{_size(size)}: {at(size, 'CURVE')['gbps']:.2f} vs {at(size, 'plaintext')['gbps']:.2f} GB/s"
         for size in (4 << 20, 16 << 20))
+    rate = {b: at(1 << 10, b, many=True)["msgs"] for b in BROKERS}
     text = (f"## Transport: edge → broker → worker on loopback\n\n"
-            f"The real broker between two processes speaking the wire contract (no model runs). "
-            f"Throughput with {args.window} requests in flight; round trip with one. With CURVE "
-            f"(the default): 4 MiB activations **{four['gbps']:.2f} GB/s** (target ≥ 1 GB/s); "
-            f"per-message overhead (1 KiB round trip, two hops each way): "
-            f"**{small['rtt_med'] * 1e6:.0f} µs** median "
-            f"(plaintext {at(1 << 10, False)['rtt_med'] * 1e6:.0f} µs). CURVE against plaintext, "
-            f"measured in the same run: {cost}.\n\n{table}\n\n![transport]({png.name})\n\n"
+            f"The real broker between two processes speaking the wire contract (no model runs), "
+            f"and in the same run the floor: a minimal broker (a poll loop forwarding frames by "
+            f"their kind byte; no validation, no metrics, no CURVE) between the same edge and "
+            f"worker. Throughput with {args.window} requests in flight (and 1 KiB requests with "
+            f"{MANY}); round trip with one.\n\n"
+            f"- 1 KiB round trip, median: dads CURVE **{rtt('CURVE') * 1e3:.3f} ms**, plaintext "
+            f"{rtt('plaintext') * 1e3:.3f} ms, minimal broker {floor * 1e3:.3f} ms "
+            f"(dads/minimal: {rtt('CURVE') / floor:.2f}x with CURVE, "
+            f"{rtt('plaintext') / floor:.2f}x plaintext).\n"
+            f"- 1 KiB requests per second, {MANY} in flight: dads CURVE **{rate['CURVE']:.0f}**, "
+            f"plaintext {rate['plaintext']:.0f}, minimal broker {rate['minimal']:.0f}.\n"
+            f"- 4 MiB activations with CURVE (the default): **{four['gbps']:.2f} GB/s**; "
+            f"CURVE against plaintext: {cost}.\n\n{table}\n\n![transport]({png.name})\n\n"
             f"### Round trip against a reference\n\n"
             f"One request at a time, median (p99) in ms. dads: edge → broker → worker and back "
-            f"(two hops each way, asyncio, validated headers). The reference: a peer "
+            f"(two hops each way, validated headers). The reference: a peer "
             f"implementation's blocking pickle over one TCP connection straight to the server "
             f"(one hop, no broker, no authentication), in the same run.\n\n{rtt_table}\n")
     write_report(text, args.out)

@@ -37,7 +37,7 @@ from zmq.utils.monitor import recv_monitor_message
 from common.errors import DadsError
 
 __all__ = ["ROLES", "DOMAINS", "KeysError", "Keys", "init_keys", "add_key", "Guard",
-           "watch_handshakes", "watch_all_handshakes", "HANDSHAKE_FAILURES", "role_allowed", "from_options",
+           "handshake_monitor", "watch_handshakes", "watch_all_handshakes", "HANDSHAKE_FAILURES", "role_allowed", "from_options",
            "client_socket"]
 
 log = logging.getLogger("security")
@@ -154,24 +154,30 @@ class Guard:
         self.auth.stop()
 
 
-async def watch_handshakes(sock: zmq.asyncio.Socket, on_failure: Callable[[], None]) -> None:
+def handshake_monitor(sock: zmq.asyncio.Socket) -> zmq.asyncio.Socket:
+    """The monitor of a server socket's handshake failures, made when the socket is opened:
+    before any other thread may drive the socket (zmq sockets are not thread-safe)."""
+    return sock.get_monitor_socket(HANDSHAKE_FAILURES)
+
+
+async def watch_handshakes(sock: zmq.asyncio.Socket, monitor: zmq.asyncio.Socket,
+                           on_failure: Callable[[], None]) -> None:
     """Count refused handshakes (no key, a wrong key, a role not admitted) on a server socket."""
-    monitor = sock.get_monitor_socket(HANDSHAKE_FAILURES)
     try:
         while True:
             event = await recv_monitor_message(monitor)
             if event["event"] & HANDSHAKE_FAILURES:
                 on_failure()
     finally:
-        sock.disable_monitor()
         monitor.close(linger=0)
 
 
-def watch_all_handshakes(sockets: Iterable[tuple[str, zmq.asyncio.Socket]],
+def watch_all_handshakes(monitors: Iterable[tuple[str, zmq.asyncio.Socket, zmq.asyncio.Socket]],
                           count: Callable[[str], None]) -> list[asyncio.Task[None]]:
-    """One watcher task per server socket, named by its domain; `count(domain)` per refusal."""
-    return [asyncio.create_task(watch_handshakes(sock, functools.partial(count, domain)),
-                                name=f"auth-{domain}") for domain, sock in sockets]
+    """One watcher task per (domain, socket, monitor), named by its domain; `count(domain)` per
+    refusal."""
+    return [asyncio.create_task(watch_handshakes(sock, monitor, functools.partial(count, domain)),
+                                name=f"auth-{domain}") for domain, sock, monitor in monitors]
 
 
 def role_allowed(keys: Keys | None, user: str, roles: Iterable[str]) -> bool:

@@ -22,7 +22,13 @@ import zmq.asyncio
 
 from common.errors import DadsError
 from common.runtime.metrics import serve
-from common.runtime.security import Guard, Keys, role_allowed, watch_all_handshakes
+from common.runtime.security import (
+    Guard,
+    Keys,
+    handshake_monitor,
+    role_allowed,
+    watch_all_handshakes,
+)
 from common.runtime.transport import Channel, Envelope, context
 from common.runtime.wire import WireError, clip
 
@@ -168,7 +174,8 @@ class Service:
         self.stop = asyncio.Event()
         self.channels: list[Channel] = []
         self.guard: Guard | None = None
-        self._served: list[tuple[str, zmq.asyncio.Socket]] = []  # bound CURVE sockets by domain
+        # bound CURVE sockets: (domain, socket, its handshake monitor)
+        self._served: list[tuple[str, zmq.asyncio.Socket, zmq.asyncio.Socket]] = []
 
     # -- the skeleton --
     async def run(self, stop: asyncio.Event) -> int:
@@ -221,7 +228,7 @@ class Service:
                           identity=identity)
         self.channels.append(ch)
         if bind and self.keys is not None and domain is not None:
-            self._served.append((domain, ch.sock))
+            self._served.append((domain, ch.sock, handshake_monitor(ch.sock)))
         return ch
 
     def forget(self, ch: Channel) -> None:
@@ -236,41 +243,62 @@ class Service:
     async def receive(self, ch: Channel, handlers: Mapping[type, Handler], *,
                       senders: Mapping[type, tuple[str, ...]] | None = None,
                       other: Handler | None = None,
-                      refused: Callable[[WireError], Awaitable[None]] | None = None) -> None:
-        """A receive loop: each valid message goes to the handler of its type.
+                      refused: Callable[[WireError], Awaitable[None] | None] | None = None
+                      ) -> None:
+        """A receive loop: each message to `deliver`, an async handler's work awaited in turn."""
+        while True:
+            pending = self.deliver(ch, await ch.recv_parts(), handlers, senders=senders,
+                                   other=other, refused=refused)
+            if pending is not None:
+                await pending
+
+    def deliver(self, ch: Channel, parts: list[Any], handlers: Mapping[type, Handler], *,
+                senders: Mapping[type, tuple[str, ...]] | None = None,
+                other: Handler | None = None,
+                refused: Callable[[WireError], Awaitable[None] | None] | None = None
+                ) -> Awaitable[None] | None:
+        """One received message to the handler of its type; returns an async handler's work.
 
         A message that does not decode is counted (and given to `refused`, which may answer it);
         one of a type without a handler goes to `other`, else it is counted as unexpected;
         with `senders`, a message whose sender's role may not send its type is refused and
         counted. A handler that raises (content a peer made up) is counted and logged in one
-        bounded line: nothing a peer sends ends the loop.
+        bounded line: nothing a peer sends ends the loop. Synchronous so that a plain poll
+        loop (the broker's) delivers through the same checks as the asyncio services.
         """
-        while True:
-            try:
-                env = await ch.recv()
-            except WireError as exc:
-                self.metrics.errors.labels(exc.code).inc()
-                if refused is not None:
-                    await refused(exc)
-                else:
-                    self.log.warning("refused a message: %s", exc)
-                continue
-            kind = type(env.msg)
-            if senders is not None and not self._admitted(env, senders.get(kind, ())):
-                continue
-            handler = handlers.get(kind, other)
-            if handler is None:
-                self.metrics.errors.labels("unexpected").inc()
-                continue
-            try:
-                result = handler(env)
-                if result is not None:
-                    await result
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.metrics.errors.labels("bad_input").inc()
-                self.log.warning("ignored %s: %s: %s", kind.__name__, type(exc).__name__, clip(exc))
+        try:
+            env = ch.parse(parts)
+        except WireError as exc:
+            self.metrics.errors.labels(exc.code).inc()
+            if refused is not None:
+                return refused(exc)
+            self.log.warning("refused a message: %s", exc)
+            return None
+        kind = type(env.msg)
+        if senders is not None and not self._admitted(env, senders.get(kind, ())):
+            return None
+        handler = handlers.get(kind, other)
+        if handler is None:
+            self.metrics.errors.labels("unexpected").inc()
+            return None
+        try:
+            result = handler(env)
+        except Exception as exc:
+            self._bad_input(kind, exc)
+            return None
+        return None if result is None else self._guarded(kind, result)
+
+    async def _guarded(self, kind: type, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._bad_input(kind, exc)
+
+    def _bad_input(self, kind: type, exc: Exception) -> None:
+        self.metrics.errors.labels("bad_input").inc()
+        self.log.warning("ignored %s: %s: %s", kind.__name__, type(exc).__name__, clip(exc))
 
     def _admitted(self, env: Envelope, roles: tuple[str, ...]) -> bool:
         if role_allowed(self.keys, env.user, roles):

@@ -32,7 +32,7 @@ import zmq.asyncio
 from common.runtime.security import DOMAINS, Keys
 from common.runtime.wire import LIMITS, Limits, Message, WireError, decode, encode
 
-__all__ = ["Envelope", "Channel", "context", "HWM"]
+__all__ = ["Envelope", "Channel", "Blocking", "context", "HWM"]
 
 HWM = 1000
 ZMTP_TIMEOUT_MS = 120_000  # > the longest one message may take on the slowest uplink (see above)
@@ -138,12 +138,18 @@ class Channel:
 
     async def recv(self) -> Envelope:
         """The next valid message; a WireError carries `.peer` so a router can still answer."""
+        return self.parse(await self.recv_parts())
+
+    async def recv_parts(self) -> list[Any]:
+        """The next message's frames as received (zmq.Frame), not yet decoded."""
         while True:
             try:
-                parts = await self.sock.recv_multipart(copy=False)
-                break
+                return await self.sock.recv_multipart(copy=False)
             except zmq.Again:  # a spurious wake-up (seen on a CURVE socket as a peer
                 await asyncio.sleep(0)  # reconnected): nothing to read yet, wait again
+
+    def parse(self, parts: list[Any]) -> Envelope:
+        """Decode and validate one received message (raises WireError, with `.peer`)."""
         peer = None
         if self.routed:
             peer, parts = parts[0].bytes, parts[1:]
@@ -156,5 +162,62 @@ class Channel:
         user = parts[0].get("User-Id") if self.identified else ""
         return Envelope(peer, msg, frames, parts, user)
 
+    def blocking(self) -> Blocking:
+        """This channel's socket for a plain poll loop in one thread (the broker's hot path)."""
+        return Blocking(self)
+
     def close(self) -> None:
         self.sock.close(linger=0)
+
+
+class Blocking:
+    """A channel's socket driven without asyncio: non-blocking sends and batched receives.
+
+    Why: the asyncio socket wraps every send and receive in futures and loop callbacks, which
+    cost more than the ZeroMQ call itself; a forwarding loop that only polls, reads what is
+    there and writes it on is several times cheaper per message (bench.transport measures it).
+    The sockets stay the channel's (options, CURVE, monitors, closing): this is a second,
+    synchronous handle on the same socket (`zmq.Socket.shadow`), to be used from one thread
+    while the asyncio handle rests. Sends never wait: a peer whose queue is full (HWM) or that
+    is gone raises zmq.ZMQError, and the caller decides (a request is retried elsewhere, a
+    result to a vanished edge is dropped and counted).
+    """
+
+    def __init__(self, ch: Channel) -> None:
+        self.ch = ch
+        self.sock = zmq.Socket.shadow(ch.sock.underlying)
+
+    def send(self, msg: Message, frames: Sequence[Any] = (), to: bytes | None = None) -> None:
+        self.send_raw(encode(msg, frames), to=to)
+
+    def send_raw(self, parts: list[Any], to: bytes | None = None) -> None:
+        if self.ch.routed:
+            if to is None:
+                raise ValueError("a ROUTER channel needs a peer to send to")
+            parts = [to, *parts]
+        sock, last = self.sock, len(parts) - 1
+        for i, part in enumerate(parts):
+            sock.send(part, _MORE_NOW if i < last else _NOW, copy=False)
+
+    def drain(self, most: int) -> list[list[Any]]:
+        """Up to `most` messages that have arrived (frames as received), without waiting.
+
+        Asks the socket whether more is there (ZMQ_EVENTS) rather than reading until zmq.Again
+        is raised (an exception per batch); frame by frame, with plain int flags: pyzmq's
+        multipart helpers build flag enums per frame, 3x the cost of the calls (measured:
+        16.5 -> 5.7 µs to send and receive a 4-frame request)."""
+        batch = []
+        sock = self.sock
+        while len(batch) < most and sock.get(_EVENTS) & _POLLIN:
+            frame = sock.recv(_NOW, copy=False)
+            parts = [frame]
+            while frame.more:  # a message arrives whole: the rest is there
+                frame = sock.recv(_NOW, copy=False)
+                parts.append(frame)
+            batch.append(parts)
+        return batch
+
+
+# zmq's flags as plain ints for the poll loop's per-frame calls (see `Blocking.drain`)
+_NOW, _MORE_NOW = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE)
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)

@@ -1,15 +1,27 @@
-"""The broker's async shell over `BrokerState`: sockets, heartbeats, metrics.
+"""The broker's shell over `BrokerState`: sockets, heartbeats, metrics — as one poll loop.
 
 frontend ROUTER (bind) <- edge agents (DEALER); backend ROUTER (bind) <- workers (DEALER).
 Requests pass through without their tensors being copied or decoded; only headers are checked.
+
+Why a poll loop in a thread and not asyncio receive loops like the other services: the broker
+does nothing but move messages, and every message pays the asyncio socket's futures and loop
+callbacks on the way in and on the way out, several times the cost of the ZeroMQ calls and of
+the header checks together (bench.transport: a minimal broker of each kind in the same run). So
+the sockets are opened, guarded (CURVE, ZAP, handshake monitors) and closed by the `Service`
+skeleton as everywhere, and driven by one thread that polls both, reads what has arrived in
+batches and writes it on without waiting (`Channel.blocking`). Messages still go through
+`Service.deliver`: the same checks and counting as every other receive loop. The loop's own
+heartbeat tick sets `dads_event_loop_beat_timestamp_seconds`, so the healthcheck proves the
+forwarding thread alive, not only the asyncio loop beside it.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import asyncio
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -19,13 +31,14 @@ import zmq
 from common.runtime import config
 from common.runtime.metrics import BrokerMetrics
 from common.runtime.security import Keys, from_options
-from common.runtime.service import Service, run_service, setup_logging
-from common.runtime.transport import Channel, Envelope
+from common.runtime.service import Service, run_service, setup_logging, supervise
+from common.runtime.transport import Blocking, Envelope
 from common.runtime.wire import (
     BrokerStats,
     ErrorCode,
     ErrorReply,
     Heartbeat,
+    Message,
     Probe,
     ProbeAck,
     Ready,
@@ -41,6 +54,9 @@ __all__ = ["Broker", "add_arguments", "main"]
 
 log = logging.getLogger("broker")
 
+BATCH = 64  # messages read from one socket before the other gets its turn
+POLL_MS = 100  # the longest the loop sleeps: how soon it sees `stop`
+
 
 class Broker(Service):
     name = "broker"
@@ -54,48 +70,80 @@ class Broker(Service):
         self.heartbeat_s = heartbeat_s
         self.state = BrokerState(liveness_s=liveness_s, max_queue=max_queue,
                                  dispatch_timeout_s=dispatch_timeout_s)
+        requests = self.metrics.requests  # children looked up once, off the per-message path
+        self._received, self._dispatched, self._answered, self._requeued = (
+            requests.labels(e) for e in ("received", "dispatched", "answered", "requeued"))
+        self._undeliverable = self.metrics.errors.labels("undeliverable")
 
     async def start(self) -> None:
-        self.front = self.open(zmq.ROUTER, self.frontend, bind=True, domain="edge")
-        self.back = self.open(zmq.ROUTER, self.backend, bind=True, domain="worker")
-        self.stats = self.open(zmq.PUSH, self.planner, bind=False, server="planner") \
+        front = self.open(zmq.ROUTER, self.frontend, bind=True, domain="edge")
+        back = self.open(zmq.ROUTER, self.backend, bind=True, domain="worker")
+        stats = self.open(zmq.PUSH, self.planner, bind=False, server="planner") \
             if self.planner else None
-        log.info("frontend %s, backend %s", self.front.endpoint, self.back.endpoint)
+        log.info("frontend %s, backend %s", front.endpoint, back.endpoint)
+        self.front, self.back = front.blocking(), back.blocking()
+        self.stats = stats.blocking() if stats is not None else None
 
     def tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
-        return {
-            "frontend": self.receive(self.front, {Request: self._on_request, Probe: self._on_probe,
-                                                  Heartbeat: _ignore},
-                                     other=self._on_unexpected, refused=self._refused),
-            "backend": self.receive(self.back, {Ready: self._on_ready, Result: self._on_reply,
-                                                ErrorReply: self._on_reply,
-                                                Heartbeat: self._on_heartbeat},
-                                    refused=self._refused_worker),
-            "tick": self.every(self.heartbeat_s, self._tick),
-        }
+        return {"forward": self._forward()}
+
+    async def supervise(self, tasks: list[asyncio.Task[Any]]) -> int:
+        return await supervise(self.stop, tasks, self.log)  # the poll loop beats, not asyncio
+
+    async def _forward(self) -> None:
+        """The poll loop in its own thread; cancelled, it is told to stop and waited for."""
+        halt = threading.Event()
+        done = asyncio.get_running_loop().run_in_executor(None, self._poll, halt)
+        try:
+            await asyncio.shield(done)
+        finally:
+            halt.set()
+            await asyncio.wait({done})
+
+    def _poll(self, halt: threading.Event) -> None:
+        front = {Request: self._on_request, Probe: self._on_probe, Heartbeat: _ignore}
+        back = {Ready: self._on_ready, Result: self._on_reply, ErrorReply: self._on_reply,
+                Heartbeat: self._on_heartbeat}
+        poller = zmq.Poller()
+        poller.register(self.front.sock, zmq.POLLIN)
+        poller.register(self.back.sock, zmq.POLLIN)
+        next_tick = time.monotonic()
+        while not halt.is_set():
+            now = time.monotonic()
+            if now >= next_tick:
+                self._tick(now)
+                next_tick = now + self.heartbeat_s
+            ready = dict(poller.poll(int(min(POLL_MS, max(0.0, next_tick - now) * 1e3))))
+            if self.back.sock in ready:  # answers first: they free workers for the requests
+                for parts in self.back.drain(BATCH):
+                    self.deliver(self.back.ch, parts, back, refused=self._refused_worker)
+            if self.front.sock in ready:
+                for parts in self.front.drain(BATCH):
+                    self.deliver(self.front.ch, parts, front, other=self._on_unexpected,
+                                 refused=self._refused)
 
     # -- from edges --
-    async def _on_request(self, env: Envelope) -> None:
+    def _on_request(self, env: Envelope) -> None:
         msg: Request = env.msg  # type: ignore[assignment]
-        self.metrics.requests.labels("received").inc()
-        await self._act(self.state.on_request(env.peer, msg.request_id, msg.deadline_s, env.raw,
-                                              time.monotonic()))
+        self._received.inc()
+        self._act(self.state.on_request(env.peer, msg.request_id, msg.deadline_s, env.raw,
+                                         time.monotonic()))
 
-    async def _on_probe(self, env: Envelope) -> None:
+    def _on_probe(self, env: Envelope) -> None:
         msg: Probe = env.msg  # type: ignore[assignment]
-        await self._send(self.front, ProbeAck(msg.probe_id, msg.nbytes), env.peer)
+        self._send(self.front, ProbeAck(msg.probe_id, msg.nbytes), env.peer)
 
-    async def _on_unexpected(self, env: Envelope) -> None:
+    def _on_unexpected(self, env: Envelope) -> None:
         self.metrics.errors.labels("unexpected").inc()
-        await self._send(self.front, ErrorReply(-1, ErrorCode.MALFORMED,
-                         f"the broker's frontend takes no {type(env.msg).__name__}"), env.peer)
+        self._send(self.front, ErrorReply(-1, ErrorCode.MALFORMED,
+                   f"the broker's frontend takes no {type(env.msg).__name__}"), env.peer)
 
-    async def _refused(self, exc: WireError) -> None:
+    def _refused(self, exc: WireError) -> None:
         log.warning("refused a message: %s", exc)
-        await self._send(self.front, ErrorReply(-1, exc.code, str(exc)), getattr(exc, "peer", None))
+        self._send(self.front, ErrorReply(-1, exc.code, str(exc)), getattr(exc, "peer", None))
 
     # -- from workers --
-    async def _refused_worker(self, exc: WireError) -> None:
+    def _refused_worker(self, exc: WireError) -> None:
         log.warning("bad message from a worker: %s", exc)
 
     def _seen(self, env: Envelope) -> tuple[bytes, bool, float]:
@@ -103,20 +151,20 @@ class Broker(Service):
         assert env.peer is not None
         return env.peer, self.state.on_seen(env.peer, now), now
 
-    async def _on_ready(self, env: Envelope) -> None:
+    def _on_ready(self, env: Envelope) -> None:
         msg: Ready = env.msg  # type: ignore[assignment]
         worker, _, now = self._seen(env)
         log.info("worker %s ready (%s, %s)", clip(msg.worker, 64), clip(msg.device, 32),
                  clip(msg.fingerprint, 12))
-        await self._act(self.state.on_ready(worker, now))
+        self._act(self.state.on_ready(worker, now))
 
-    async def _on_heartbeat(self, env: Envelope) -> None:
+    def _on_heartbeat(self, env: Envelope) -> None:
         worker, known, now = self._seen(env)
         if not known:  # a heartbeat from a worker we had declared dead: take it back
             log.info("worker %r is back", worker)
-            await self._act(self.state.on_ready(worker, now))
+            self._act(self.state.on_ready(worker, now))
 
-    async def _on_reply(self, env: Envelope) -> None:
+    def _on_reply(self, env: Envelope) -> None:
         msg: Result | ErrorReply = env.msg  # type: ignore[assignment]
         worker, _, now = self._seen(env)
         if isinstance(msg, ErrorReply):
@@ -128,54 +176,61 @@ class Broker(Service):
                 if isinstance(msg, Result):  # stamp the time it waited here
                     waited = dataclasses.replace(msg, queue_s=p.dispatched_at - p.received_at)
                     parts = encode(waited, env.frames)
-                self.metrics.requests.labels("answered").inc()
-                with contextlib.suppress(zmq.ZMQError):  # the edge may be gone
-                    await self.front.send_raw(parts, to=action.edge)
+                try:
+                    self.front.send_raw(parts, to=action.edge)
+                    self._answered.inc()
+                except zmq.ZMQError:  # the edge is gone (or not reading): its retry will ask again
+                    self._undeliverable.inc()
             else:
-                await self._act([action])
+                self._act([action])
 
-    async def _tick(self) -> None:
-        now = time.monotonic()
+    def _tick(self, now: float) -> None:
+        self.metrics.loop_beat.set_to_current_time()
         for worker in list(self.state.workers):
-            with contextlib.suppress(zmq.ZMQError):
-                await self.back.send(Heartbeat("broker", time.time()), to=worker, nowait=True)
+            try:
+                self.back.send(Heartbeat("broker", time.time()), to=worker)
+            except zmq.ZMQError:
+                pass  # gone: its liveness runs out below
         before = set(self.state.workers)
-        await self._act(self.state.on_tick(now))
+        self._act(self.state.on_tick(now))
         for gone in before - set(self.state.workers):
             log.warning("worker %r stopped heartbeating: removed, its request re-queued", gone)
         self.metrics.workers_ready.set(self.state.ready)
         self.metrics.queue_depth.labels("broker").set(len(self.state.queue))
         self.metrics.queue_depth.labels("in_flight").set(self.state.in_flight)
         if self.stats is not None:
-            with contextlib.suppress(zmq.ZMQError):
-                await self.stats.send(BrokerStats(self.state.ready, len(self.state.queue),
-                                                  self.state.in_flight), nowait=True)
+            self._send(self.stats, BrokerStats(self.state.ready, len(self.state.queue),
+                                               self.state.in_flight), None)
 
     # -- actions --
-    async def _act(self, actions: list[Action]) -> None:
+    def _act(self, actions: list[Action]) -> None:
         for a in actions:
             if isinstance(a, Dispatch):
                 try:
-                    await self.back.send_raw(a.pending.raw, to=a.worker)
+                    self.back.send_raw(a.pending.raw, to=a.worker)
                 except zmq.ZMQError:  # vanished between heartbeats: treat as dead now
                     w = self.state.workers.get(a.worker)
                     if w is not None:
                         w.last_seen = float("-inf")
                     continue
-                self.metrics.requests.labels("dispatched").inc()
+                self._dispatched.inc()
                 if a.pending.attempts:
-                    self.metrics.requests.labels("requeued").inc()
+                    self._requeued.inc()
                 self.metrics.queue_wait.observe(a.pending.dispatched_at - a.pending.received_at)
             elif isinstance(a, Answer):
                 self.metrics.errors.labels(a.code).inc()
-                await self._send(self.front, ErrorReply(a.request_id, a.code, a.message, a.retry),
-                                 a.edge)
+                self._send(self.front, ErrorReply(a.request_id, a.code, a.message, a.retry),
+                           a.edge)
 
-    async def _send(self, ch: Channel, msg: ErrorReply | ProbeAck, peer: bytes | None) -> None:
-        if peer is None:
+    def _send(self, ch: Blocking, msg: Message, peer: bytes | None) -> None:
+        """A message of the broker's own; one that cannot go now is dropped (it is advisory, or
+        the peer is gone), never waited for."""
+        if ch.ch.routed and peer is None:
             return
-        with contextlib.suppress(zmq.ZMQError):
-            await ch.send(msg, to=peer)
+        try:
+            ch.send(msg, to=peer)
+        except zmq.ZMQError:
+            self._undeliverable.inc()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
