@@ -76,7 +76,8 @@ class Live:
     """Services of one model; `edge()` runs an edge agent, `pin()` steers the planner."""
 
     def __init__(self, model: str, log_dir: Path, edge_slowdown: float, workers: int = 1,
-                 use_testbed: bool | None = None, cloud_device: str = "cpu") -> None:
+                 use_testbed: bool | None = None, cloud_device: str = "cpu",
+                 planner_args: list[str] | None = None) -> None:
         self.model, self.log_dir, self.slowdown = model, log_dir, edge_slowdown
         self.env = {  # every service's; the edge overrides the device with --device cpu
             "DADS_CACHE": os.environ.get("DADS_CACHE", str(Path.home() / ".cache" / "dads")),
@@ -89,6 +90,7 @@ class Live:
         self.bed: testbed.Testbed | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.edges = 0
+        self.planner_args = ["--tick", "0.2"] if planner_args is None else planner_args
 
     @property
     def link(self) -> str:
@@ -99,7 +101,7 @@ class Live:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.env.update(security_env(self.log_dir))  # CURVE, as deployed: throwaway keys
         operator = Keys.load(self.env["DADS_KEYS"], "operator")
-        planner = ["--tick", "0.2"]
+        planner = self.planner_args
         try:
             if self.use_testbed:
                 self.bed = testbed.Testbed(self.log_dir, manage=True)
@@ -181,7 +183,8 @@ class Live:
 
     # -- the edge --
     @contextlib.contextmanager
-    def edge(self, load_args: list[str]) -> Iterator[EdgeRun]:
+    def edge(self, load_args: list[str], uplink: str | None = None) -> Iterator[EdgeRun]:
+        """An edge agent; `uplink` (a rate or schedule) is emulated where there is no test bed."""
         self.edges += 1
         name = f"edge-{self.edges}"
         out = self.log_dir / f"{name}.jsonl"
@@ -193,7 +196,7 @@ class Live:
             p = self.ports
             args += ["--plans", p.plans, "--telemetry", p.telemetry, "--broker", p.frontend,
                      "--metrics-port", str(p.metrics_base + 15),
-                     "--uplink", str(self.uplink_bps)]
+                     "--uplink", uplink or str(self.uplink_bps)]
             proc = start_service("edge_agent", args, self.log_dir / f"{name}.log", env=self.env)
             self.procs[name] = proc
         run = EdgeRun(proc, out, self.log_dir / f"{name}.log")

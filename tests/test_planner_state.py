@@ -51,6 +51,39 @@ def test_estimator_follows_a_step_within_two_transfers(before: float, after: flo
     assert est.steps == 1
 
 
+def test_a_stalled_transfer_bounds_the_estimate_until_transfers_catch_up() -> None:
+    """wifi -> 3g: the planner plans for at most the stuck transfer's rate at once, follows the
+    bound down as it tightens, and lets go when finished transfers have stepped the window."""
+    est = BandwidthEstimator(hold_s=3.0)
+    for _ in range(7):
+        est.add(2_000_000, 0.1)  # 20 MB/s
+    assert est.estimate(0.0) == pytest.approx(2e7) and not est.bounded(0.0)
+    est.bound(150_000, 0.2, now=10.0)  # a 150 kB frame on the link for 0.2 s: <= 750 kB/s
+    assert est.estimate(10.0) == pytest.approx(7.5e5) and est.bounded(10.0)
+    est.bound(150_000, 0.5, now=10.3)  # tighter as it lasts
+    assert est.estimate(10.3) == pytest.approx(3e5)
+    assert not est.add(150_000, 1.1)  # it arrives: one slow transfer is no step yet, but the
+    assert est.estimate(10.5) == pytest.approx(1.36e5, rel=0.01)  # bound takes its rate
+    est.bound(150_000, 0.2, now=10.7)  # the next frame, stuck behind: looser, says nothing new
+    assert est.estimate(10.7) == pytest.approx(1.36e5, rel=0.01)
+    assert est.add(150_000, 1.0)  # the second: a step; the window now knows the link
+    assert not est.bounded(10.8) and est.estimate(10.8) == pytest.approx(1.43e5, rel=0.05)
+
+
+def test_a_bound_lets_go_when_the_link_was_never_that_slow_or_no_report_renews_it() -> None:
+    est = BandwidthEstimator(hold_s=3.0)
+    for _ in range(7):
+        est.add(1_000_000, 1.0)
+    est.bound(100_000, 1.0, now=0.0)  # a transfer held up by something else than the link
+    assert est.estimate(2.9) == pytest.approx(1e5)
+    assert est.estimate(3.1) == pytest.approx(1e6)  # not renewed: dropped
+    est.bound(100_000, 1.0, now=5.0)
+    est.add(1_000_000, 1.0)  # a finished transfer at the old rate: the bound was wrong
+    assert est.estimate(5.1) == pytest.approx(1e6) and not est.bounded(5.1)
+    est.bound(1000, 1.0, now=6.0)  # too small to say anything about bandwidth
+    assert not est.bounded(6.0)
+
+
 def test_link_clock_is_fifo() -> None:
     clock = LinkClock()
     assert clock.transfer(0.0, 1.0) == 1.0

@@ -17,7 +17,13 @@ never trigger it; a step is followed after two transfers instead of four.
 A step down can leave no transfer to finish for a long time (at cat1 a 150 KB frame takes 9 s,
 and the frames behind it wait). So the edge also reports the transfer on the link once it has
 taken several times what the estimate predicts: its bytes over the time so far bound the rate
-from above (the true rate is lower still), which is enough for the change test.
+from above (the true rate is lower still). A bound is not a sample: it is not the link's rate,
+and it tightens while the transfer lasts. So it is held beside the window (`bound`), and the
+estimate is the lower of the two: the planner can plan for the slower link a fraction of a
+second after a step down, long before any transfer through it has finished, and follows the
+bound down as it tightens. It lets go when the window has caught up (a step), when a finished
+transfer shows the link faster than the bound (the stall was something else), or when no
+report has renewed it for `hold_s`.
 """
 
 from __future__ import annotations
@@ -38,7 +44,9 @@ class BandwidthEstimator:
     rates: deque[float] = field(default_factory=deque)
     samples: int = 0
     steps: int = 0  # steps detected so far (the planner exports it)
+    hold_s: float = 3.0  # a bound no report has renewed for this long is dropped
     _pending: list[float] = field(default_factory=list)
+    _bound: tuple[float, float] | None = None  # (bytes/s, renewed at)
 
     def add(self, nbytes: float, seconds: float) -> bool:
         """Take one transfer; True when it completed a step (the window restarted)."""
@@ -55,7 +63,35 @@ class BandwidthEstimator:
             self.rates.append(rate)
         while len(self.rates) > self.window:
             self.rates.popleft()
+        if self._bound is not None:
+            if stepped or rate > self.step_factor * self._bound[0]:
+                self._bound = None  # the window has caught up, or the link was never that slow
+            elif rate < self._bound[0]:  # a finished transfer measures what the bound guessed
+                self._bound = (rate, self._bound[1])
         return stepped
+
+    def bound(self, nbytes: float, seconds: float, now: float) -> None:
+        """A transfer of `nbytes` still on the link after `seconds`: the link is at most that
+        fast now. A live bound only tightens (the same transfer, later; the next one stuck
+        behind it starts looser and says nothing new) and is renewed by each report; finished
+        transfers, not stalled ones, say when the link is faster again."""
+        if nbytes >= self.min_bytes and seconds > 0:
+            rate = nbytes / seconds
+            if self._bound is not None and now - self._bound[1] <= self.hold_s:
+                rate = min(rate, self._bound[0])
+            self._bound = (rate, now)
+
+    def estimate(self, now: float) -> float | None:
+        """Bytes/s to plan with at `now`: the window's median, or a live bound below it."""
+        rate = self.bytes_per_second
+        if self._bound is None or now - self._bound[1] > self.hold_s:
+            return rate
+        return self._bound[0] if rate is None else min(rate, self._bound[0])
+
+    def bounded(self, now: float) -> bool:
+        """Whether a bound, not the window, sets the estimate at `now`."""
+        rate = self.estimate(now)
+        return rate is not None and rate != self.bytes_per_second
 
     def _change_test(self, rate: float) -> bool:
         current, f = self.bytes_per_second, self.step_factor
@@ -72,6 +108,7 @@ class BandwidthEstimator:
     def reset(self) -> None:
         self.rates.clear()
         self._pending = []
+        self._bound = None
         self.samples = 0
 
     @property

@@ -108,6 +108,9 @@ class PlannerMetrics:
         self.bandwidth_steps = Counter("dads_bandwidth_steps_total",
                                        "Steps of the uplink rate detected by the change test",
                                        registry=reg)
+        self.bandwidth_bounded = Gauge("dads_bandwidth_bounded",
+                                       "1 while a transfer stuck on the uplink bounds the "
+                                       "estimate (a step down not yet measured)", registry=reg)
         self.plan = _plan_info(reg)
         self.plan_id = Gauge("dads_plan_id", "Id of the plan in force", registry=reg)
         self.plan_changes = Counter("dads_plan_changes_total", "Plans published with a new id",

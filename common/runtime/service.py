@@ -85,9 +85,12 @@ class Compute:
 
 
 async def periodic(interval_s: float, fn: Callable[[], Awaitable[None]], stop: asyncio.Event,
-                   log: logging.Logger) -> None:
-    """Call `fn` every `interval_s` until `stop`; an exception is logged, never fatal."""
+                   log: logging.Logger, wake: asyncio.Event | None = None) -> None:
+    """Call `fn` every `interval_s` until `stop`, and at once whenever `wake` is set (news
+    that should not wait for the next period); an exception is logged, never fatal."""
     while not stop.is_set():
+        if wake is not None:
+            wake.clear()  # what set it is seen by this call
         try:
             await fn()
         except asyncio.CancelledError:
@@ -95,7 +98,10 @@ async def periodic(interval_s: float, fn: Callable[[], Awaitable[None]], stop: a
         except Exception:
             log.exception("periodic task failed; continuing")
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
+            if wake is None:
+                await asyncio.wait_for(stop.wait(), interval_s)
+            else:  # stopping cancels this task
+                await asyncio.wait_for(wake.wait(), interval_s)
 
 
 async def supervise(stop: asyncio.Event, tasks: Iterable[asyncio.Task[Any]],
@@ -237,8 +243,9 @@ class Service:
         if ch in self.channels:
             self.channels.remove(ch)
 
-    def every(self, interval_s: float, fn: Callable[[], Awaitable[None]]) -> Coroutine[Any, Any, None]:
-        return periodic(interval_s, fn, self.stop, self.log)
+    def every(self, interval_s: float, fn: Callable[[], Awaitable[None]],
+              wake: asyncio.Event | None = None) -> Coroutine[Any, Any, None]:
+        return periodic(interval_s, fn, self.stop, self.log, wake)
 
     async def receive(self, ch: Channel, handlers: Mapping[type, Handler], *,
                       senders: Mapping[type, tuple[str, ...]] | None = None,

@@ -229,7 +229,7 @@ class CloudProfile:
 
 @dataclass(frozen=True)
 class Telemetry:
-    """Edge → planner, once a second."""
+    """Edge → planner, once a second, and at once when a transfer stalls or surprises."""
 
     sender: str
     plan_id: int
@@ -240,6 +240,10 @@ class Telemetry:
     cloud_s: float
     rtt_s: float
     samples: tuple[tuple[int, float], ...] = ()  # (bytes, seconds) transfers seen
+    # the transfer on the link now, if it has taken several times what the planner's bandwidth
+    # predicts: its bytes and its seconds so far bound the link's rate from above (0: none)
+    stalled_bytes: int = 0
+    stalled_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,8 @@ __all__ = ["EdgeAgent", "add_arguments", "main"]
 log = logging.getLogger("edge_agent")
 PROBE_BYTES = 64 * 1024
 PROBE_TIMEOUT_S = 30.0
-STALL_FACTOR = 3.0  # beyond the planner's change test (2.5x), so one such sample counts
+STALL_FACTOR = 3.0  # a transfer this many times slower than the planner's bandwidth predicts
+RESTALL = 1.25  # a stalled transfer is reported again once its bound has tightened this much
 
 
 @dataclass
@@ -136,6 +137,7 @@ class EdgeAgent(Service):
         self.stale_seen = 0
         self.last_telemetry = 0.0
         self.stall_reported: tuple[int, float] = (-1, 0.0)  # (request id, seconds) last reported
+        self.stalled_rid = -1  # the transfer reported stuck: reported until it is off the link
         self.epoch = 0  # the newest planner epoch seen: a new planner gets our profile at once
 
     # -- setup --
@@ -546,26 +548,27 @@ class EdgeAgent(Service):
         fps = len(window) / min(2.0, max(now - self.started, 1e-3))
         samples, self.samples = self.samples, []
         self.last_telemetry = now
+        _, stalled_bytes, stalled_s = self._stalled(now) or (-1, 0, 0.0)
         msg = Telemetry(
             "edge", self.cut.plan.plan_id if self.cut else -1, fps, self.frames.qsize(),
             len(self.in_flight), _median(self.edge_times), _median(self.cloud_times),
-            _median(self.rtts), tuple((int(b), float(s)) for b, s in samples[-64:]))
+            _median(self.rtts), tuple((int(b), float(s)) for b, s in samples[-64:]),
+            stalled_bytes, stalled_s)
         with contextlib.suppress(zmq.ZMQError):
             await self.telemetry.send(msg, nowait=True)
 
     async def _watch_link(self) -> None:
         """News about the link goes to the planner at once, not at the next 1 s telemetry: a
-        transfer stuck on the link (as a rate bound, again each time its time has grown 1.5x),
-        or a finished transfer whose rate is STALL_FACTOR away from the planner's estimate.
-        At most five messages a second."""
+        transfer stuck on the link (its rate bound, again each time the bound has tightened
+        RESTALL times), or a finished transfer whose rate is STALL_FACTOR away from the
+        planner's estimate. At most five messages a second."""
         now = time.monotonic()
         urgent = False
         stalled = self._stalled(now)
         if stalled is not None:
-            rid, nbytes, elapsed = stalled
+            rid, _, elapsed = stalled
             last_rid, last_elapsed = self.stall_reported
-            if rid != last_rid or elapsed >= 1.5 * last_elapsed:
-                self.samples.append((nbytes, elapsed))
+            if rid != last_rid or elapsed >= RESTALL * last_elapsed:
                 self.stall_reported = (rid, elapsed)
                 urgent = True
         if self.planner_bw:
@@ -577,10 +580,12 @@ class EdgeAgent(Service):
 
     def _stalled(self, now: float) -> tuple[int, int, float] | None:
         """The transfer on the link now (request id, bytes, seconds so far), once it has taken
-        STALL_FACTOR times what the planner's estimate predicts (less the cloud's time):
-        a step down of the link is then seen before any frame gets through it (probe.py says
-        why that is sound)."""
-        on_link = [(rid, job) for rid, job in self.in_flight.items() if job.sent]
+        STALL_FACTOR times what the planner's estimate predicts (less the cloud's time), and
+        from then on until it is off the link (the planner plans with its bound, and the bound
+        must not vanish because the plan's bandwidth came down to meet it): a step down of
+        the link is seen before any frame gets through it (probe.py says why that is sound)."""
+        # handed to the link (an emulated uplink holds it before the socket sees it)
+        on_link = [(rid, job) for rid, job in self.in_flight.items() if job.handed_at]
         if not self.planner_bw or not on_link or not self.cloud_times:
             return None  # before a first result, the cloud's share of a round trip is unknown
         rid, head = min(on_link, key=lambda item: item[1].handed_at)
@@ -588,8 +593,12 @@ class EdgeAgent(Service):
         # (and as the plan predicts it), so a slow worker is not mistaken for a slow link
         remote = max(max(self.cloud_times), head.cut.plan.predicted.cloud_s)
         elapsed = self.link_clock.elapsed(head.handed_at, now) - remote
-        if head.nbytes < PROBE_BYTES or elapsed * self.planner_bw / 8 < STALL_FACTOR * head.nbytes:
+        if head.nbytes < PROBE_BYTES or elapsed <= 0:
             return None
+        if rid != self.stalled_rid:
+            if elapsed * self.planner_bw / 8 < STALL_FACTOR * head.nbytes:
+                return None
+            self.stalled_rid = rid
         return rid, head.nbytes, elapsed
 
     async def _probe(self) -> None:

@@ -96,6 +96,8 @@ class Planner(Service):
         self._graph: tuple[nx.DiGraph, CutSolver] | None = None
         self._solving: asyncio.Future[Any] | None = None
         self.controls = 0  # operator controls taken so far
+        self.replan = asyncio.Event()  # news that should not wait for the next tick
+        self.planned_bps = 0.0  # the bandwidth the last tick planned with
 
     async def start(self) -> None:
         self.pub = self.open(zmq.PUB, self.args.plans, bind=True, domain="planner-out")
@@ -105,7 +107,7 @@ class Planner(Service):
     def tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
         take = {kind: self._take for kind in SENDERS}
         return {"inbox": self.receive(self.pull, take, senders=SENDERS),
-                "tick": self.every(self.args.tick, self._tick),
+                "tick": self.every(self.args.tick, self._tick, wake=self.replan),
                 "republish": self.every(1.0, self._republish)}
 
     # -- inputs --
@@ -140,11 +142,7 @@ class Planner(Service):
             self._prune_clouds(now)
         elif isinstance(msg, Telemetry):
             self.telemetry = msg
-            for nbytes, seconds in msg.samples:
-                if self.estimator.add(nbytes, seconds):
-                    self.metrics.bandwidth_steps.inc()
-                    log.info("bandwidth step: the uplink now measures %s",
-                             format_bandwidth(self.estimator.bps or 0.0))
+            self._link_news(msg, now)
             self._calibrate(msg)
         elif isinstance(msg, BrokerStats):
             self.workers_ready = msg.workers_ready
@@ -177,6 +175,27 @@ class Planner(Service):
             log.info("operator: %s", f"cut pinned ({len(self.pin_cut)} nodes on the edge)"
                      if self.pin_cut else "cut unpinned")
 
+    def _link_news(self, t: Telemetry, now: float) -> None:
+        """Transfers into the estimator; a stalled transfer's bound beside it. A step, or an
+        estimate 1.5x away from the one the plan in force was made with, re-plans at once."""
+        was_bounded = self.estimator.bounded(now)
+        for nbytes, seconds in t.samples:
+            if self.estimator.add(nbytes, seconds):
+                self.metrics.bandwidth_steps.inc()
+                log.info("bandwidth step: the uplink now measures %s",
+                         format_bandwidth(self.estimator.bps or 0.0))
+        if t.stalled_bytes > 0 and t.stalled_s > 0:
+            self.estimator.bound(t.stalled_bytes, t.stalled_s, now)
+        bounded = self.estimator.bounded(now)
+        if bounded and not was_bounded:
+            log.info("a transfer of %d B has been on the uplink for %.2f s: planning for at "
+                     "most %s until transfers show the link's rate", t.stalled_bytes,
+                     t.stalled_s, format_bandwidth(self._bandwidth(now)))
+        self.metrics.bandwidth_bounded.set(1 if bounded else 0)
+        bw = self._bandwidth(now)
+        if self.planned_bps and not self.planned_bps / 1.5 <= bw <= self.planned_bps * 1.5:
+            self.replan.set()
+
     def _calibrate(self, t: Telemetry) -> None:
         if self.plan is None or t.plan_id != self.plan.plan_id:
             return
@@ -190,10 +209,11 @@ class Planner(Service):
             self.metrics.calibration.labels(stage).set(self.calibration.ratio[stage])
 
     # -- deciding --
-    def _bandwidth(self) -> float:
+    def _bandwidth(self, now: float) -> float:
         if self.force_bps:
             return self.force_bps
-        return self.estimator.bps or self.initial_bps
+        rate = self.estimator.estimate(now)
+        return rate * 8.0 if rate else self.initial_bps
 
     def _cost_graph(self) -> tuple[nx.DiGraph, CutSolver] | None:
         if self.edge is None:
@@ -216,7 +236,7 @@ class Planner(Service):
         if built is None:
             return
         g, solver = built
-        bw = self._bandwidth()
+        bw = self.planned_bps = self._bandwidth(time.monotonic())
         fps = self.telemetry.arrival_fps if self.telemetry else 0.0
         queue = self.telemetry.queue_depth if self.telemetry else 0
         k = max(1, self.workers_ready if self.workers_ready is not None else len(self.clouds))
