@@ -17,6 +17,7 @@ edge's probes.
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import threading
@@ -76,11 +77,11 @@ class PlanListener:
                                            msg.bandwidth_bps))
 
     def first_new(self, after: float, until: float) -> Published | None:
-        """The first plan published in (after, until] that was not in force at `after`."""
-        before = [p.plan.plan_id for p in self.seen if p.at <= after]
-        current = before[-1] if before else None
-        return next((p for p in self.seen if after < p.at <= until
-                     and p.plan.plan_id != current and p.plan.plan_id > (current or 0)), None)
+        """The first plan published in (after, until] newer than every plan before `after`
+        (the planner republishes its last few plans: the newest id is the one in force)."""
+        newest = max((p.plan.plan_id for p in self.seen if p.at <= after), default=0)
+        return next((p for p in self.seen if after < p.at <= until and p.plan.plan_id > newest),
+                    None)
 
 
 def schedule(steps: list[str]) -> list[tuple[float, str]]:
@@ -137,6 +138,11 @@ def run(model: str, slowdown: float, fps: float, steps: list[str], log_dir: Path
                 if under:
                     row["first_frame_s"] = min(ln["done_at"] for ln in under) - wall
             rows.append(row)
+        raw = {"steps": [[at, rate, wall] for (at, rate), wall in zip(plan[1:], stepped_at,
+                                                                      strict=True)],
+               "published": [[p.at, p.plan.plan_id, p.bandwidth_bps, p.plan.transfer_bytes]
+                             for p in plans.seen]}
+        (log_dir / "replan.json").write_text(json.dumps(raw))
     return rows, link
 
 

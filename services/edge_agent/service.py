@@ -127,7 +127,8 @@ class EdgeAgent(Service):
         self.counts = {"in": 0, "out": 0, "dropped": 0, "retried": 0, "local": 0}
         self.plans_used: set[int] = set()
         self.planner_bw = 0.0
-        self.last_handed = 0.0
+        self.last_handed = 0.0  # a frame last handed to the link
+        self.last_probe = 0.0
         self.probe_sent: dict[int, float] = {}
         self.results = open(args.output, "w", buffering=1) if args.output else None  # noqa: SIM115
         self.open_frames = 0  # captured, not yet finished (closed loop waits for 0)
@@ -181,7 +182,7 @@ class EdgeAgent(Service):
             "telemetry": self.every(1.0, self._send_telemetry),
             "link-watch": self.every(0.1, self._watch_link),
             "profile": self.every(5.0, self._send_profile),
-            "probe": self.every(1.0, self._probe),
+            "probe": self.every(0.25, self._probe),
         }
         if self.args.live:
             tasks["live"] = self.every(1.0, self._live)
@@ -602,16 +603,22 @@ class EdgeAgent(Service):
         return rid, head.nbytes, elapsed
 
     async def _probe(self) -> None:
-        """Active probes when the link is idle: a tiny one for the base RTT, then a sized one."""
-        if time.monotonic() - self.last_handed < 2.0 or self.in_flight:
-            return
+        """Active probes when no frame uses the link (a plan that keeps everything here): a
+        tiny one for the base RTT, then a sized one; one pair at a time, at most one a second.
+        They are what sees a step up of the link while nothing else crosses it (two agreeing
+        probes make a step), so they run as often as that allows without queueing on a slow
+        link (a pair waits until the last one is answered: at cat1 a probe takes 4 s)."""
         now = time.monotonic()
+        if now - self.last_handed < 2.0 or self.in_flight:
+            return
         for probe_id, sent_at in list(self.probe_sent.items()):
             if now - sent_at > PROBE_TIMEOUT_S:  # never answered (a lost broker): forget it
                 del self.probe_sent[probe_id]
+        if self.probe_sent or now - self.last_probe < 1.0:
+            return
         for size in (0, PROBE_BYTES):
             probe_id = len(self.probe_sent) + int(time.monotonic() * 1e3)
-            self.probe_sent[probe_id] = self.last_handed = time.monotonic()
+            self.probe_sent[probe_id] = self.last_probe = time.monotonic()
             await self.link.put((probe_id, size))
 
     # -- reporting --
