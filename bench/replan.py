@@ -103,7 +103,7 @@ def first_capture(out: Path, proc: Any, timeout: float = 600.0) -> float:
 
 
 def run(model: str, slowdown: float, fps: float, steps: list[str], log_dir: Path
-        ) -> tuple[list[dict[str, Any]], str]:
+        ) -> tuple[list[dict[str, Any]], str, dict[str, Any]]:
     plan = schedule(steps)
     end = plan[-1][0] + PHASE_S
     with Live(model, log_dir, slowdown, workers=2, planner_args=[]) as live:
@@ -142,8 +142,7 @@ def run(model: str, slowdown: float, fps: float, steps: list[str], log_dir: Path
                                                                       strict=True)],
                "published": [[p.at, p.plan.plan_id, p.bandwidth_bps, p.plan.transfer_bytes]
                              for p in plans.seen]}
-        (log_dir / "replan.json").write_text(json.dumps(raw))
-    return rows, link
+    return rows, link, raw
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cycles = 1 if args.quick else args.repeats
     steps = ["wifi"] + ["3g", "wifi"] * cycles
-    rows, link = run(args.model, args.edge_slowdown, args.fps, steps, Path(args.log_dir))
+    rows, link, raw = run(args.model, args.edge_slowdown, args.fps, steps, Path(args.log_dir))
+    raw_path = Path(args.out).with_suffix(".json")
+    raw_path.parent.mkdir(parents=True, exist_ok=True)
+    raw_path.write_text(json.dumps({"rows": rows, "link": link, **raw}))
 
     def s(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"

@@ -25,6 +25,7 @@ PARTS: list[tuple[str, list[str]]] = [
     ("quality", []),
     ("transport", []),
     ("scaling", []),
+    ("replan", []),
     ("soak", []),
     ("planner_speed", ["--exact"]),
     ("foundations", []),

@@ -9,9 +9,12 @@ and answers a small Result without running a model, so what is timed is the tran
 two ZeroMQ hops each way, header encode/decode and validation, the broker's dispatch.
 
 Two numbers per payload size: throughput with a window of requests in flight (the target is
-1 GB/s for 4 MB activations) and the round trip of one request at a time (the per-message cost).
-Both are measured twice in one run, over plaintext sockets and with CURVE (every socket
-authenticated and encrypted, the default), so the report gives CURVE's cost side by side.
+1 GB/s for 4 MB activations) and the round trip of one request at a time (the per-message cost);
+and the rate of 1 KiB requests with 64 in flight. All are measured three times in one run: the
+real broker with CURVE (every socket authenticated and encrypted, the default), the real broker
+over plaintext sockets, and a minimal broker (the floor: a poll loop that forwards frames by
+their kind byte, nothing checked) between the same edge and worker. So CURVE's cost and what
+the broker adds to the floor are ratios measured side by side, on one machine on one day.
 
 The reference, measured in the same run: a peer implementation's transport, blocking
 pickle-over-TCP straight from the edge to the cloud server (one hop, no broker, no
