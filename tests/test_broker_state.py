@@ -53,7 +53,7 @@ def test_bounded_queue_and_deadlines() -> None:
     assert isinstance(full[0], Answer) and full[0].retry and full[0].code == "overloaded"
     late = s.on_tick(2.0)
     assert [(a.request_id, a.code) for a in late if isinstance(a, Answer)] == [(1, "deadline")]
-    assert len(s.queue) == 1
+    assert s.waiting == 1
 
 
 def test_reregistering_worker_gives_back_its_request() -> None:
@@ -73,7 +73,7 @@ def test_a_hung_worker_loses_its_request_and_gets_no_more() -> None:
         s.on_seen(b"w1", float(t))
         assert s.on_tick(float(t)) == []  # slow is not hung: within the timeout nothing moves
     s.on_seen(b"w1", 11.0)
-    assert s.on_tick(11.0) == [] and s.in_flight == 0 and len(s.queue) == 1  # taken back
+    assert s.on_tick(11.0) == [] and s.in_flight == 0 and s.waiting == 1  # taken back
     assert dispatched(s.on_ready(b"w2", 11.5)) == [(b"w2", 1)]  # re-queued: to the next worker
     assert s.on_request(b"e", 2, 60.0, ["r2"], 12.0) == []  # w1 owes an answer: gets nothing
     assert dispatched(s.on_reply(b"w1", 1, 13.0)) == [(b"w1", 2)]  # its late answer: not forwarded
@@ -88,3 +88,40 @@ def test_a_slow_worker_within_the_timeout_answers() -> None:
         s.on_seen(b"w1", float(t))
         assert s.on_tick(float(t)) == []
     assert isinstance(s.on_reply(b"w1", 1, 20.0)[0], Forward)
+
+
+def test_edges_are_served_in_turn_and_a_flood_gives_way() -> None:
+    s = BrokerState(max_queue=6)
+    for i in range(5):
+        s.on_request(b"flood", i, 60.0, [], 0.0)  # a backlog before anyone else asks
+    s.on_request(b"calm", 100, 60.0, [], 0.1)
+    assert s.waiting == 6
+    full = s.on_request(b"calm", 101, 60.0, [], 0.2)  # full: the longest queue gives way
+    assert [(a.edge, a.request_id, a.retry) for a in full if isinstance(a, Answer)] == \
+        [(b"flood", 4, True)]
+    refused = s.on_request(b"flood", 5, 60.0, [], 0.3)  # the flood cannot push anyone out
+    assert [(a.edge, a.code) for a in refused] == [(b"flood", "overloaded")]
+    order = []
+    s.on_ready(b"w", 1.0)
+    for t in range(6):
+        busy = s.workers[b"w"].busy
+        assert busy is not None
+        order.append((busy.edge, busy.request_id))
+        s.on_reply(b"w", busy.request_id, 1.0 + t)
+    # round robin: the calm edge waits for one flood request per turn, not for all of them
+    assert order == [(b"flood", 0), (b"calm", 100), (b"flood", 1), (b"calm", 101),
+                     (b"flood", 2), (b"flood", 3)]
+    assert s.waiting == 0 and not s.queues and not s.turn
+
+
+def test_a_requeued_request_goes_first() -> None:
+    s = BrokerState(liveness_s=1.0)
+    s.on_ready(b"w1", 0.0)
+    s.on_request(b"a", 1, 60.0, [], 0.0)  # dispatched to w1
+    s.on_request(b"b", 2, 60.0, [], 0.0)
+    s.on_request(b"a", 3, 60.0, [], 0.0)
+    s.on_ready(b"w2", 0.5)  # takes b's request (a's turn has passed)
+    s.on_seen(b"w2", 1.5)
+    actions = s.on_tick(2.0)  # w1 died: a's request 1 goes back, first
+    s.on_ready(b"w3", 2.0)
+    assert dispatched(actions) == [] and s.workers[b"w3"].busy.request_id == 1

@@ -196,10 +196,10 @@ class Broker(Service):
         for gone in before - set(self.state.workers):
             log.warning("worker %r stopped heartbeating: removed, its request re-queued", gone)
         self.metrics.workers_ready.set(self.state.ready)
-        self.metrics.queue_depth.labels("broker").set(len(self.state.queue))
+        self.metrics.queue_depth.labels("broker").set(self.state.waiting)
         self.metrics.queue_depth.labels("in_flight").set(self.state.in_flight)
         if self.stats is not None:
-            self._send(self.stats, BrokerStats(self.state.ready, len(self.state.queue),
+            self._send(self.stats, BrokerStats(self.state.ready, self.state.waiting,
                                                self.state.in_flight), None)
 
     # -- actions --

@@ -6,7 +6,12 @@ clock: tests drive it with synthetic events and times.
 - Workers announce themselves (Ready) and then heartbeat; a worker silent for `liveness_s` is
   dead: its in-flight request goes back to the front of the queue (retried up to `max_attempts`
   times, then answered with an error), so no frame is lost silently.
-- Requests wait in a bounded FIFO; each goes to the idle worker that has waited longest.
+- Requests wait in one FIFO per edge, served round robin: each idle worker (the one that has
+  waited longest) takes the head of the next edge's queue, so an edge that floods the broker
+  delays the others by at most one request per turn, not by its whole backlog. The total is
+  bounded; when it is full, the edge with the longest queue gives way (its newest request is
+  answered "overloaded, retry"), unless the newcomer's edge is that long already (then the
+  newcomer is refused): a flood takes what is left, never what the others need.
 - A request still queued past its deadline is answered with an error instead of being run late.
 - A dispatched request has a deadline too (`dispatch_timeout_s`): a worker that keeps
   heartbeating but never answers (hung compute, a wedged device) loses the request, which is
@@ -78,12 +83,17 @@ class BrokerState:
     dispatch_timeout_s: float = 60.0
     workers: OrderedDict[bytes, _Worker] = field(default_factory=OrderedDict)
     idle: deque[bytes] = field(default_factory=deque)
-    queue: deque[Pending] = field(default_factory=deque)
+    queues: dict[bytes, deque[Pending]] = field(default_factory=dict)  # per edge, non-empty
+    turn: deque[bytes] = field(default_factory=deque)  # edges with requests waiting, in turn
 
     # -- queries --
     @property
     def ready(self) -> int:
         return len(self.workers)
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(q) for q in self.queues.values())
 
     @property
     def in_flight(self) -> int:
@@ -112,11 +122,21 @@ class BrokerState:
 
     def on_request(self, edge: bytes, request_id: int, deadline_s: float, raw: list[Any],
                    now: float) -> list[Action]:
-        if len(self.queue) >= self.max_queue:
-            return [Answer(edge, request_id, ErrorCode.OVERLOADED,
-                           f"broker queue full ({self.max_queue} waiting)", retry=True)]
-        self.queue.append(Pending(edge, request_id, raw, now, now + deadline_s))
-        return self._dispatch(now)
+        actions: list[Action] = []
+        if self.waiting >= self.max_queue:
+            longest = max(self.queues, key=lambda e: len(self.queues[e]))
+            if len(self.queues[longest]) <= len(self.queues.get(edge, ())):
+                return [Answer(edge, request_id, ErrorCode.OVERLOADED,
+                               f"broker queue full ({self.max_queue} waiting, this edge's the "
+                               f"longest)", retry=True)]
+            gone = self.queues[longest].pop()  # the flood's newest gives way
+            if not self.queues[longest]:
+                self._forget(longest)
+            actions.append(Answer(gone.edge, gone.request_id, ErrorCode.OVERLOADED,
+                                  f"broker queue full ({self.max_queue} waiting): made room for "
+                                  f"another edge", retry=True))
+        self._queue(edge).append(Pending(edge, request_id, raw, now, now + deadline_s))
+        return actions + self._dispatch(now)
 
     def on_reply(self, worker: bytes, request_id: int, now: float) -> list[Action]:
         """A worker answered (result or error): forward it, and give the worker more work."""
@@ -142,14 +162,18 @@ class BrokerState:
                     and now - w.busy.dispatched_at > self.dispatch_timeout_s:
                 w.abandoned = True  # alive but not answering: the request goes elsewhere
                 actions += self._requeue(w.busy, now)
-        kept: deque[Pending] = deque()
-        for p in self.queue:
-            if now > p.deadline:
-                actions.append(Answer(p.edge, p.request_id, ErrorCode.DEADLINE,
-                                      "deadline passed while waiting for a worker"))
+        for edge, queue in list(self.queues.items()):
+            kept: deque[Pending] = deque()
+            for p in queue:
+                if now > p.deadline:
+                    actions.append(Answer(p.edge, p.request_id, ErrorCode.DEADLINE,
+                                          "deadline passed while waiting for a worker"))
+                else:
+                    kept.append(p)
+            if kept:
+                self.queues[edge] = kept
             else:
-                kept.append(p)
-        self.queue = kept
+                self._forget(edge)
         return actions + self._dispatch(now)
 
     # -- internals --
@@ -158,14 +182,33 @@ class BrokerState:
         if pending.attempts >= self.max_attempts:
             return [Answer(pending.edge, pending.request_id, ErrorCode.WORKER_LOST,
                            f"worker lost {pending.attempts} times; giving up")]
-        self.queue.appendleft(pending)
+        self._queue(pending.edge).appendleft(pending)  # first of its edge, its edge first
+        self.turn.remove(pending.edge)
+        self.turn.appendleft(pending.edge)
         return []
+
+    def _queue(self, edge: bytes) -> deque[Pending]:
+        queue = self.queues.get(edge)
+        if queue is None:
+            queue = self.queues[edge] = deque()
+            self.turn.append(edge)
+        return queue
+
+    def _forget(self, edge: bytes) -> None:
+        del self.queues[edge]
+        self.turn.remove(edge)
 
     def _dispatch(self, now: float) -> list[Action]:
         actions: list[Action] = []
-        while self.queue and self.idle:
+        while self.turn and self.idle:
+            edge = self.turn.popleft()
+            queue = self.queues[edge]
+            pending = queue.popleft()
+            if queue:
+                self.turn.append(edge)  # its next request waits for the others' turns
+            else:
+                del self.queues[edge]
             worker = self.idle.popleft()
-            pending = self.queue.popleft()
             self.workers[worker].busy = pending
             pending.dispatched_at = now
             actions.append(Dispatch(worker, pending))
