@@ -70,7 +70,9 @@ from services.edge_agent.state import Schedule, expired, percentile, retry_delay
 __all__ = ["EdgeAgent", "add_arguments", "main"]
 
 log = logging.getLogger("edge_agent")
-PROBE_BYTES = 64 * 1024
+PROBE_BYTES = 64 * 1024  # a probe's size at most; also the least a transfer must be to stall
+PROBE_MIN_BYTES = 8 * 1024  # a probe's size at least (smaller says more of latency than rate)
+PROBE_S = 0.25  # a probe's size: what the link takes this long to carry at the plan's bandwidth
 PROBE_TIMEOUT_S = 30.0
 STALL_FACTOR = 3.0  # a transfer this many times slower than the planner's bandwidth predicts
 RESTALL = 1.25  # a stalled transfer is reported again once its bound has tightened this much
@@ -575,7 +577,7 @@ class EdgeAgent(Service):
         if self.planner_bw:
             expected = self.planner_bw / 8
             urgent |= any(not expected / STALL_FACTOR <= n / sec <= expected * STALL_FACTOR
-                          for n, sec in self.samples if n >= PROBE_BYTES)
+                          for n, sec in self.samples if n >= PROBE_MIN_BYTES)
         if urgent and now - self.last_telemetry >= 0.2:
             await self._send_telemetry()
 
@@ -604,10 +606,11 @@ class EdgeAgent(Service):
 
     async def _probe(self) -> None:
         """Active probes when no frame uses the link (a plan that keeps everything here): a
-        tiny one for the base RTT, then a sized one; one pair at a time, at most one a second.
+        tiny one for the base RTT, then one sized to the link (PROBE_S at the plan's
+        bandwidth, 8-64 kB); one pair at a time, at most one a second.
         They are what sees a step up of the link while nothing else crosses it (two agreeing
         probes make a step), so they run as often as that allows without queueing on a slow
-        link (a pair waits until the last one is answered: at cat1 a probe takes 4 s)."""
+        link (a pair waits until the last one is answered: a slow link is not queued up)."""
         now = time.monotonic()
         if now - self.last_handed < 2.0 or self.in_flight:
             return
@@ -616,7 +619,11 @@ class EdgeAgent(Service):
                 del self.probe_sent[probe_id]
         if self.probe_sent or now - self.last_probe < 1.0:
             return
-        for size in (0, PROBE_BYTES):
+        # sized to the link: at cat1 a 64 kB probe takes 4 s, and would hold the link that long
+        # after it got faster (the emulated uplink serialises at the rate of the moment it sends)
+        sized = PROBE_BYTES if not self.planner_bw else int(min(PROBE_BYTES, max(
+            PROBE_MIN_BYTES, self.planner_bw / 8 * PROBE_S)))
+        for size in (0, sized):
             probe_id = len(self.probe_sent) + int(time.monotonic() * 1e3)
             self.probe_sent[probe_id] = self.last_probe = time.monotonic()
             await self.link.put((probe_id, size))
