@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from common.planning.partition import Plan
 from common.planning.units import format_bandwidth, parse_bandwidth
 from common.runtime.wire import PlanMsg, WireError, decode
 from services.edge_agent.results import read_results
+from services.story import Recorder
 
 WARM_S = 25.0  # profiles, a first plan, the workers' parts built
 PHASE_S = 12.0
@@ -46,35 +46,23 @@ class Published:
     bandwidth_bps: float
 
 
-class PlanListener:
+class PlanListener(Recorder):
     """Every plan the planner publishes (republishes included), with the time it arrived."""
 
     def __init__(self, sub: zmq.Socket) -> None:
+        super().__init__("plans")
         self.sub = sub
         self.seen: list[Published] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="plans", daemon=True)
 
-    def __enter__(self) -> PlanListener:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self.sub.poll(100):
-                continue
-            parts = self.sub.recv_multipart()
-            try:
-                msg, _ = decode(parts)
-            except WireError:
-                continue
-            if isinstance(msg, PlanMsg):
-                self.seen.append(Published(time.time(), Plan.from_json(msg.plan),
-                                           msg.bandwidth_bps))
+    def step(self) -> None:
+        if not self.sub.poll(100):
+            return
+        try:
+            msg, _ = decode(self.sub.recv_multipart())
+        except WireError:
+            return
+        if isinstance(msg, PlanMsg):
+            self.seen.append(Published(time.time(), Plan.from_json(msg.plan), msg.bandwidth_bps))
 
     def first_new(self, after: float, until: float) -> Published | None:
         """The first plan published in (after, until] newer than every plan before `after`

@@ -19,13 +19,13 @@ import urllib.request
 from dataclasses import dataclass
 from math import nan
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from common.planning.units import format_bandwidth, parse_bandwidth
 from services.edge_agent.results import read_results
 from services.edge_agent.state import Schedule, percentile
 
-__all__ = ["UPLINK", "FPS", "SECONDS", "PlannerRecorder", "Story"]
+__all__ = ["UPLINK", "FPS", "SECONDS", "Recorder", "PlannerRecorder", "Story"]
 
 UPLINK = "wifi,3g@12,cat1@24,wifi@36"
 FPS = "2,20@42"
@@ -40,35 +40,51 @@ class Sample:
     plan_id: int
 
 
-class PlannerRecorder:
-    """The planner's estimate, regime and plan id, read from its /metrics every `period_s`."""
+class Recorder:
+    """A thread that records while a `with` block runs: `step()` (override) waits for one
+    observation, at most about `stopping` allows, and records it."""
 
-    def __init__(self, port: int, period_s: float = 0.25) -> None:
-        self.url = f"http://127.0.0.1:{port}/metrics"
-        self.period_s = period_s
-        self.samples: list[Sample] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="planner-recorder", daemon=True)
+    def __init__(self, name: str) -> None:
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def __enter__(self) -> PlannerRecorder:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
+        self.stopping.set()
         self._thread.join(5)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.period_s):
-            try:
-                with urllib.request.urlopen(self.url, timeout=2) as r:  # noqa: S310 - loopback
-                    values = _gauges(r.read().decode())
-            except OSError:
-                continue  # not up yet, or gone
-            if "dads_plan_id" in values:
-                self.samples.append(Sample(
-                    time.time(), values.get("dads_bandwidth_estimate_bytes_per_second", 0) * 8,
-                    values.get("dads_regime_heavy", 0) > 0, int(values["dads_plan_id"])))
+        while not self.stopping.is_set():
+            self.step()
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+
+class PlannerRecorder(Recorder):
+    """The planner's estimate, regime and plan id, read from its /metrics every `period_s`."""
+
+    def __init__(self, port: int, period_s: float = 0.25) -> None:
+        super().__init__("planner-recorder")
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.period_s = period_s
+        self.samples: list[Sample] = []
+
+    def step(self) -> None:
+        if self.stopping.wait(self.period_s):
+            return
+        try:
+            with urllib.request.urlopen(self.url, timeout=2) as r:  # noqa: S310 - loopback
+                values = _gauges(r.read().decode())
+        except OSError:
+            return  # not up yet, or gone
+        if "dads_plan_id" in values:
+            self.samples.append(Sample(
+                time.time(), values.get("dads_bandwidth_estimate_bytes_per_second", 0) * 8,
+                values.get("dads_regime_heavy", 0) > 0, int(values["dads_plan_id"])))
 
 
 def _gauges(text: str) -> dict[str, float]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -187,10 +188,8 @@ class Broker(Service):
     def _tick(self, now: float) -> None:
         self.metrics.loop_beat.set_to_current_time()
         for worker in list(self.state.workers):
-            try:
+            with contextlib.suppress(zmq.ZMQError):  # gone: its liveness runs out below
                 self.back.send(Heartbeat("broker", time.time()), to=worker)
-            except zmq.ZMQError:
-                pass  # gone: its liveness runs out below
         before = set(self.state.workers)
         self._act(self.state.on_tick(now))
         for gone in before - set(self.state.workers):
