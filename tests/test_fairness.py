@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import zmq
 
-from common.runtime.security import Keys, client_socket
+from common.runtime.security import Keys, add_key, client_socket
 from common.runtime.wire import ErrorReply, Heartbeat, Ready, Request, Result, decode, encode
 from services.up import Ports, free_base, security_env, start_service, stop_system, wait_log
+from tests.system import metric
 
 SERVICE_S = 0.03
 MAX_QUEUE = 32
@@ -58,12 +60,14 @@ def request(i: int) -> list:
 def broker(tmp_path: Path):  # noqa: ANN201
     ports = Ports(free_base(4), free_base(2))
     env = security_env(tmp_path)
+    add_key(env["DADS_KEYS"], "edge", "calm")  # a second camera, with a key of its own
     proc = start_service("broker", ["--frontend", ports.frontend, "--backend", ports.backend,
                                     "--planner", "", "--metrics-port", str(ports.metrics_base),
                                     "--max-queue", str(MAX_QUEUE)],
                          tmp_path / "broker.log", env=env)
     wait_log(tmp_path / "broker.log", "frontend", proc, 60.0)
     yield ports, Path(env["DADS_KEYS"])
+    # (the test reads the broker's /metrics before this stops it)
     stop_system({"broker": proc})
 
 
@@ -71,9 +75,10 @@ def test_a_flooding_edge_does_not_starve_another(broker) -> None:
     ports, keys_dir = broker
     worker = Worker(ports.backend, Keys.load(keys_dir, "worker"))
     worker.start()
-    ctx, edge = zmq.Context.instance(), Keys.load(keys_dir, "edge")
-    flood = client_socket(ctx, zmq.DEALER, ports.frontend, edge, "broker")
-    calm = client_socket(ctx, zmq.DEALER, ports.frontend, edge, "broker")
+    ctx = zmq.Context.instance()
+    flood = client_socket(ctx, zmq.DEALER, ports.frontend, Keys.load(keys_dir, "edge"), "broker")
+    calm = client_socket(ctx, zmq.DEALER, ports.frontend,
+                         Keys.load(keys_dir, "edge", "edge-calm"), "broker")
     try:
         time.sleep(0.5)  # both connected, the worker registered
         for i in range(FLOOD):  # far more than the broker holds, all at once
@@ -108,3 +113,15 @@ def test_a_flooding_edge_does_not_starve_another(broker) -> None:
     at = [worker.served.index(i) for i in range(1000, 1000 + CALM)]
     waits = [at[0] - before] + [b - a - 1 for a, b in zip(at, at[1:], strict=False)]
     assert max(waits) <= 3, (waits, worker.served)
+    # per edge, by the name of its key (a bounded label): what each asked and got
+    text = scrape(ports.metrics_base)
+    assert metric(text, "dads_edge_requests_total", edge="edge-calm", event="received") == CALM
+    assert metric(text, "dads_edge_requests_total", edge="edge-calm", event="answered") == CALM
+    assert metric(text, "dads_edge_requests_total", edge="edge", event="received") == FLOOD
+    assert metric(text, "dads_edge_requests_total", edge="edge", event="answered") == len(answered)
+    assert metric(text, "dads_edge_requests_total", edge="edge", event="overloaded") == len(refused)
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        return r.read().decode()

@@ -82,6 +82,11 @@ class BrokerMetrics:
                                 ["event"], registry=reg)  # received, dispatched, answered, requeued
         self.queue_wait = Histogram("dads_queue_wait_seconds", "Time a request waited for a worker",
                                     buckets=LATENCY_BUCKETS, registry=reg)
+        self.edge_requests = Counter(
+            "dads_edge_requests_total",
+            "Requests per edge by event: received, answered, or the error code they were "
+            "answered with (edge: the name of its key, e.g. edge-cam1; 'insecure' without keys)",
+            ["edge", "event"], registry=reg)
         self.errors = _errors(reg)
         self.loop_beat = _loop_beat(reg)
         self.auth_failures = _auth_failures(reg)

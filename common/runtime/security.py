@@ -25,7 +25,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
@@ -94,6 +94,7 @@ class Keys:
     secret: bytes
     servers: dict[str, bytes]  # "broker", "planner" -> public key (z85)
     clients: dict[bytes, str]  # public key (z85) -> role
+    names: dict[bytes, str] = field(default_factory=dict)  # public key -> "ROLE[-NAME]"
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], role: str, name: str = "") -> Keys:
@@ -118,11 +119,13 @@ class Keys:
             if f.is_file():
                 servers[server] = zmq.auth.load_certificate(str(f))[0]
         clients: dict[bytes, str] = {}
+        names: dict[bytes, str] = {}
         for f in sorted(d.glob("*.key")):
             owner = f.stem.split("-", 1)[0]
             if owner in ROLES:
-                clients[zmq.auth.load_certificate(str(f))[0]] = owner
-        return cls(d, role, public, secret, servers, clients)
+                key = zmq.auth.load_certificate(str(f))[0]
+                clients[key], names[key] = owner, f.stem
+        return cls(d, role, public, secret, servers, clients, names)
 
     def server_key(self, server: str) -> bytes:
         key = self.servers.get(server)
@@ -134,6 +137,11 @@ class Keys:
     def role_of(self, user_id: str) -> str | None:
         """The role of an authenticated peer (its User-Id is its public key, z85)."""
         return self.clients.get(user_id.encode())
+
+    def name_of(self, user_id: str) -> str | None:
+        """The key name of an authenticated peer ("edge", "edge-cam1"): a bounded label, since
+        only keys in the directory are admitted."""
+        return self.names.get(user_id.encode())
 
 
 class Guard:

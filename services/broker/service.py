@@ -75,6 +75,7 @@ class Broker(Service):
         self._received, self._dispatched, self._answered, self._requeued = (
             requests.labels(e) for e in ("received", "dispatched", "answered", "requeued"))
         self._undeliverable = self.metrics.errors.labels("undeliverable")
+        self._per_edge: dict[tuple[str, str], Any] = {}  # (edge, event) -> counter child
 
     async def start(self) -> None:
         front = self.open(zmq.ROUTER, self.frontend, bind=True, domain="edge")
@@ -126,9 +127,24 @@ class Broker(Service):
     # -- from edges --
     def _on_request(self, env: Envelope) -> None:
         msg: Request = env.msg  # type: ignore[assignment]
+        edge = self._edge_name(env)
         self._received.inc()
+        self._count(edge, "received")
         self._act(self.state.on_request(env.peer, msg.request_id, msg.deadline_s, env.raw,
-                                         time.monotonic()))
+                                         time.monotonic(), tag=edge))
+
+    def _edge_name(self, env: Envelope) -> str:
+        """The edge as a metric label: its key's name (bounded: only keys in the directory are
+        admitted), never anything the peer chose."""
+        if self.keys is None:
+            return "insecure"
+        return self.keys.name_of(env.user) or "unknown"
+
+    def _count(self, edge: str, event: str) -> None:
+        child = self._per_edge.get((edge, event))
+        if child is None:
+            child = self._per_edge[(edge, event)] = self.metrics.edge_requests.labels(edge, event)
+        child.inc()
 
     def _on_probe(self, env: Envelope) -> None:
         msg: Probe = env.msg  # type: ignore[assignment]
@@ -180,6 +196,7 @@ class Broker(Service):
                 try:
                     self.front.send_raw(parts, to=action.edge)
                     self._answered.inc()
+                    self._count(p.tag, "answered")
                 except zmq.ZMQError:  # the edge is gone (or not reading): its retry will ask again
                     self._undeliverable.inc()
             else:
@@ -218,6 +235,7 @@ class Broker(Service):
                 self.metrics.queue_wait.observe(a.pending.dispatched_at - a.pending.received_at)
             elif isinstance(a, Answer):
                 self.metrics.errors.labels(a.code).inc()
+                self._count(a.tag, a.code)
                 self._send(self.front, ErrorReply(a.request_id, a.code, a.message, a.retry),
                            a.edge)
 

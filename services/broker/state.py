@@ -38,6 +38,7 @@ class Pending:
     deadline: float
     attempts: int = 0
     dispatched_at: float = 0.0
+    tag: str = ""  # who asked, in words the metrics may use (the edge's key name)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Answer:
     code: str
     message: str
     retry: bool = False
+    tag: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,21 +123,21 @@ class BrokerState:
         return True
 
     def on_request(self, edge: bytes, request_id: int, deadline_s: float, raw: list[Any],
-                   now: float) -> list[Action]:
+                   now: float, tag: str = "") -> list[Action]:
         actions: list[Action] = []
         if self.waiting >= self.max_queue:
             longest = max(self.queues, key=lambda e: len(self.queues[e]))
             if len(self.queues[longest]) <= len(self.queues.get(edge, ())):
                 return [Answer(edge, request_id, ErrorCode.OVERLOADED,
                                f"broker queue full ({self.max_queue} waiting, this edge's the "
-                               f"longest)", retry=True)]
+                               f"longest)", retry=True, tag=tag)]
             gone = self.queues[longest].pop()  # the flood's newest gives way
             if not self.queues[longest]:
                 self._forget(longest)
             actions.append(Answer(gone.edge, gone.request_id, ErrorCode.OVERLOADED,
                                   f"broker queue full ({self.max_queue} waiting): made room for "
-                                  f"another edge", retry=True))
-        self._queue(edge).append(Pending(edge, request_id, raw, now, now + deadline_s))
+                                  f"another edge", retry=True, tag=gone.tag))
+        self._queue(edge).append(Pending(edge, request_id, raw, now, now + deadline_s, tag=tag))
         return actions + self._dispatch(now)
 
     def on_reply(self, worker: bytes, request_id: int, now: float) -> list[Action]:
@@ -167,7 +169,8 @@ class BrokerState:
             for p in queue:
                 if now > p.deadline:
                     actions.append(Answer(p.edge, p.request_id, ErrorCode.DEADLINE,
-                                          "deadline passed while waiting for a worker"))
+                                          "deadline passed while waiting for a worker",
+                                          tag=p.tag))
                 else:
                     kept.append(p)
             if kept:
@@ -181,7 +184,7 @@ class BrokerState:
         pending.attempts += 1
         if pending.attempts >= self.max_attempts:
             return [Answer(pending.edge, pending.request_id, ErrorCode.WORKER_LOST,
-                           f"worker lost {pending.attempts} times; giving up")]
+                           f"worker lost {pending.attempts} times; giving up", tag=pending.tag)]
         self._queue(pending.edge).appendleft(pending)  # first of its edge, its edge first
         self.turn.remove(pending.edge)
         self.turn.appendleft(pending.edge)
