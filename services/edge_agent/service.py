@@ -571,14 +571,14 @@ class EdgeAgent(Service):
         if stalled is not None:
             rid, _, elapsed = stalled
             last_rid, last_elapsed = self.stall_reported
-            if rid != last_rid or elapsed >= RESTALL * last_elapsed:
-                self.stall_reported = (rid, elapsed)
-                urgent = True
+            urgent = rid != last_rid or elapsed >= RESTALL * last_elapsed
         if self.planner_bw:
             expected = self.planner_bw / 8
             urgent |= any(not expected / STALL_FACTOR <= n / sec <= expected * STALL_FACTOR
                           for n, sec in self.samples if n >= PROBE_MIN_BYTES)
         if urgent and now - self.last_telemetry >= 0.2:
+            if stalled is not None:  # reported: the next report waits for a tighter bound
+                self.stall_reported = (stalled[0], stalled[2])
             await self._send_telemetry()
 
     def _stalled(self, now: float) -> tuple[int, int, float] | None:
