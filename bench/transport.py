@@ -243,6 +243,18 @@ async def _measure(frontend: str, size: int, count: int, window: int, keys_dir: 
     return took, rtts
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system, every thread) a process has used so far; nan off Linux."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _p99(values: list[float]) -> float:
     return sorted(values)[int(0.99 * (len(values) - 1))]
 
@@ -290,10 +302,13 @@ def run(quick: bool, window: int, broker: str, rtt_rows: list[dict[str, Any]]
                   f"{r['msgs']:.0f} msg/s, round trip {r['rtt_med'] * 1e6:.0f} us",
                   file=sys.stderr)
         count = 2000 if quick else 10000
+        pid = floor.pid if floor is not None else procs["broker"].pid
+        cpu0 = _cpu_seconds(pid)
         took, _ = uvloop.run(_measure(ports.frontend, 1 << 10, count, MANY, keys_dir))
+        cpu = (_cpu_seconds(pid) - cpu0) / count  # the broker's CPU (all threads) per request
         rows.append({"size": 1 << 10, "count": count, "gbps": (1 << 10) * count / took / GB,
                      "msgs": count / took, "rtt_med": float("nan"), "rtt_p99": float("nan"),
-                     "broker": broker, "window": MANY})
+                     "broker": broker, "window": MANY, "cpu_s": cpu})
         for size in RTT_SIZES:
             _, rtts = uvloop.run(_measure(ports.frontend, size, 200 if quick else 1000, 1,
                                           keys_dir))
@@ -381,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{_size(size)}: {at(size, 'CURVE')['gbps']:.2f} vs {at(size, 'plaintext')['gbps']:.2f} GB/s"
         for size in (4 << 20, 16 << 20))
     rate = {b: at(1 << 10, b, many=True)["msgs"] for b in BROKERS}
+    cpu = {b: at(1 << 10, b, many=True)["cpu_s"] for b in BROKERS}
     text = (f"## Transport: edge → broker → worker on loopback\n\n"
             f"The real broker between two processes speaking the wire contract (no model runs), "
             f"and in the same run the floor: a minimal broker (a poll loop forwarding frames by "
@@ -392,7 +408,13 @@ def main(argv: list[str] | None = None) -> int:
             f"(dads/minimal: {rtt('CURVE') / floor:.2f}x with CURVE, "
             f"{rtt('plaintext') / floor:.2f}x plaintext).\n"
             f"- 1 KiB requests per second, {MANY} in flight: dads CURVE **{rate['CURVE']:.0f}**, "
-            f"plaintext {rate['plaintext']:.0f}, minimal broker {rate['minimal']:.0f}.\n"
+            f"plaintext {rate['plaintext']:.0f}, minimal broker {rate['minimal']:.0f} (this "
+            f"one edge and one worker are the limit here, not the broker). The broker's own "
+            f"capacity, from its CPU time per request in that run (every thread, ZeroMQ's I/O "
+            f"thread included): dads CURVE **{cpu['CURVE'] * 1e6:.0f} µs** "
+            f"(≈ {1 / cpu['CURVE']:.0f} requests/s per core), plaintext "
+            f"{cpu['plaintext'] * 1e6:.0f} µs (≈ {1 / cpu['plaintext']:.0f}/s), minimal broker "
+            f"{cpu['minimal'] * 1e6:.0f} µs (≈ {1 / cpu['minimal']:.0f}/s).\n"
             f"- 4 MiB activations with CURVE (the default): **{four['gbps']:.2f} GB/s**; "
             f"CURVE against plaintext: {cost}.\n\n{table}\n\n![transport]({png.name})\n\n"
             f"### Round trip against a reference\n\n"
