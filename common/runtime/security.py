@@ -168,9 +168,9 @@ def handshake_monitor(sock: zmq.asyncio.Socket) -> zmq.asyncio.Socket:
     return sock.get_monitor_socket(HANDSHAKE_FAILURES)
 
 
-async def watch_handshakes(sock: zmq.asyncio.Socket, monitor: zmq.asyncio.Socket,
-                           on_failure: Callable[[], None]) -> None:
-    """Count refused handshakes (no key, a wrong key, a role not admitted) on a server socket."""
+async def watch_handshakes(monitor: zmq.asyncio.Socket, on_failure: Callable[[], None]) -> None:
+    """Count refused handshakes (no key, a wrong key, a role not admitted) on a server socket,
+    from its monitor (`handshake_monitor`)."""
     try:
         while True:
             event = await recv_monitor_message(monitor)
@@ -180,12 +180,12 @@ async def watch_handshakes(sock: zmq.asyncio.Socket, monitor: zmq.asyncio.Socket
         monitor.close(linger=0)
 
 
-def watch_all_handshakes(monitors: Iterable[tuple[str, zmq.asyncio.Socket, zmq.asyncio.Socket]],
+def watch_all_handshakes(monitors: Iterable[tuple[str, zmq.asyncio.Socket]],
                           count: Callable[[str], None]) -> list[asyncio.Task[None]]:
-    """One watcher task per (domain, socket, monitor), named by its domain; `count(domain)` per
-    refusal."""
-    return [asyncio.create_task(watch_handshakes(sock, monitor, functools.partial(count, domain)),
-                                name=f"auth-{domain}") for domain, sock, monitor in monitors]
+    """One watcher task per (domain, monitor) of a server socket, named by its domain;
+    `count(domain)` per refusal."""
+    return [asyncio.create_task(watch_handshakes(monitor, functools.partial(count, domain)),
+                                name=f"auth-{domain}") for domain, monitor in monitors]
 
 
 def role_allowed(keys: Keys | None, user: str, roles: Iterable[str]) -> bool:

@@ -180,8 +180,8 @@ class Service:
         self.stop = asyncio.Event()
         self.channels: list[Channel] = []
         self.guard: Guard | None = None
-        # bound CURVE sockets: (domain, socket, its handshake monitor)
-        self._served: list[tuple[str, zmq.asyncio.Socket, zmq.asyncio.Socket]] = []
+        # bound CURVE sockets: (domain, the socket's handshake monitor)
+        self._served: list[tuple[str, zmq.asyncio.Socket]] = []
 
     # -- the skeleton --
     async def run(self, stop: asyncio.Event) -> int:
@@ -234,7 +234,7 @@ class Service:
                           identity=identity)
         self.channels.append(ch)
         if bind and self.keys is not None and domain is not None:
-            self._served.append((domain, ch.sock, handshake_monitor(ch.sock)))
+            self._served.append((domain, handshake_monitor(ch.sock)))
         return ch
 
     def forget(self, ch: Channel) -> None:
