@@ -1,7 +1,7 @@
 """Many edges, one broker: an edge that floods it cannot starve the others.
 
 The real broker (a process, CURVE), two edges and a worker speaking the wire contract over real
-sockets: the worker is this test's own (it answers after a fixed 30 ms of "compute", so the
+sockets: the worker is this test's own (it answers after a fixed 50 ms of "compute", so the
 pool is the bottleneck and the order it serves requests in is what is checked).
 """
 
@@ -20,7 +20,7 @@ from common.runtime.wire import ErrorReply, Heartbeat, Ready, Request, Result, d
 from services.up import Ports, free_base, security_env, start_service, stop_system, wait_log
 from tests.system import metric
 
-SERVICE_S = 0.03
+SERVICE_S = 0.05  # long beside the calm edge's own turnaround, so its scheduling hardly shows
 MAX_QUEUE = 32
 FLOOD, CALM = 150, 10
 
@@ -112,7 +112,7 @@ def test_a_flooding_edge_does_not_starve_another(broker) -> None:
     # request behind the MAX_QUEUE requests waiting)
     at = [worker.served.index(i) for i in range(1000, 1000 + CALM)]
     waits = [at[0] - before] + [b - a - 1 for a, b in zip(at, at[1:], strict=False)]
-    assert max(waits) <= 3, (waits, worker.served)
+    assert max(waits) <= 4, (waits, worker.served)  # first come, first served: 27
     # per edge, by the name of its key (a bounded label): what each asked and got
     text = scrape(ports.metrics_base)
     assert metric(text, "dads_edge_requests_total", edge="edge-calm", event="received") == CALM
