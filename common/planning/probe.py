@@ -76,22 +76,24 @@ class BandwidthEstimator:
         behind it starts looser and says nothing new) and is renewed by each report; finished
         transfers, not stalled ones, say when the link is faster again."""
         if nbytes >= self.min_bytes and seconds > 0:
-            rate = nbytes / seconds
-            if self._bound is not None and now - self._bound[1] <= self.hold_s:
-                rate = min(rate, self._bound[0])
-            self._bound = (rate, now)
+            rate, live = nbytes / seconds, self._live_bound(now)
+            self._bound = (rate if live is None else min(rate, live), now)
 
     def estimate(self, now: float) -> float | None:
         """Bytes/s to plan with at `now`: the window's median, or a live bound below it."""
-        rate = self.bytes_per_second
-        if self._bound is None or now - self._bound[1] > self.hold_s:
-            return rate
-        return self._bound[0] if rate is None else min(rate, self._bound[0])
+        rate, live = self.bytes_per_second, self._live_bound(now)
+        return rate if live is None else live if rate is None else min(rate, live)
 
     def bounded(self, now: float) -> bool:
         """Whether a bound, not the window, sets the estimate at `now`."""
-        rate = self.estimate(now)
-        return rate is not None and rate != self.bytes_per_second
+        rate, live = self.bytes_per_second, self._live_bound(now)
+        return live is not None and (rate is None or live < rate)
+
+    def _live_bound(self, now: float) -> float | None:
+        """The bound's rate, unless no report has renewed it for `hold_s`."""
+        if self._bound is None or now - self._bound[1] > self.hold_s:
+            return None
+        return self._bound[0]
 
     def _change_test(self, rate: float) -> bool:
         current, f = self.bytes_per_second, self.step_factor

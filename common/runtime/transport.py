@@ -129,12 +129,16 @@ class Channel:
         await self.send_raw(parts, to=to, nowait=nowait)
 
     async def send_raw(self, parts: list[Any], to: bytes | None = None, nowait: bool = False) -> None:
-        if self.routed:
-            if to is None:
-                raise ValueError("a ROUTER channel needs a peer to send to")
-            parts = [to, *parts]
         flags = zmq.NOBLOCK if nowait else 0
-        await self.sock.send_multipart(parts, flags=flags, copy=False)
+        await self.sock.send_multipart(self.addressed(parts, to), flags=flags, copy=False)
+
+    def addressed(self, parts: list[Any], to: bytes | None) -> list[Any]:
+        """A message's frames as the socket sends them: a router's start with the peer's id."""
+        if not self.routed:
+            return parts
+        if to is None:
+            raise ValueError("a ROUTER channel needs a peer to send to")
+        return [to, *parts]
 
     async def recv(self) -> Envelope:
         """The next valid message; a WireError carries `.peer` so a router can still answer."""
@@ -191,10 +195,7 @@ class Blocking:
         self.send_raw(encode(msg, frames), to=to)
 
     def send_raw(self, parts: list[Any], to: bytes | None = None) -> None:
-        if self.ch.routed:
-            if to is None:
-                raise ValueError("a ROUTER channel needs a peer to send to")
-            parts = [to, *parts]
+        parts = self.ch.addressed(parts, to)
         sock, last = self.sock, len(parts) - 1
         for i, part in enumerate(parts):
             sock.send(part, _MORE_NOW if i < last else _NOW, copy=False)

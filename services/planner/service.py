@@ -186,13 +186,12 @@ class Planner(Service):
                          format_bandwidth(self.estimator.bps or 0.0))
         if t.stalled_bytes > 0 and t.stalled_s > 0:
             self.estimator.bound(t.stalled_bytes, t.stalled_s, now)
-        bounded = self.estimator.bounded(now)
+        bounded, bw = self.estimator.bounded(now), self._bandwidth(now)
         if bounded and not was_bounded:
             log.info("a transfer of %d B has been on the uplink for %.2f s: planning for at "
                      "most %s until transfers show the link's rate", t.stalled_bytes,
-                     t.stalled_s, format_bandwidth(self._bandwidth(now)))
+                     t.stalled_s, format_bandwidth(bw))
         self.metrics.bandwidth_bounded.set(1 if bounded else 0)
-        bw = self._bandwidth(now)
         if self.planned_bps and not self.planned_bps / 1.5 <= bw <= self.planned_bps * 1.5:
             self.replan.set()
 
