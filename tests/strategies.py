@@ -27,3 +27,23 @@ def cost_graphs(draw: st.DrawFn, min_nodes: int = 2, max_nodes: int = 14) -> nx.
 
 
 bandwidths = st.floats(1e4, 1e10).map(float)
+
+
+CODEC_OPTIONS = (("zstd", False), ("int8", True), ("png", False))
+
+
+@st.composite
+def codec_graphs(draw: st.DrawFn, min_nodes: int = 2, max_nodes: int = 9) -> nx.DiGraph:
+    """Cost graphs whose nodes list codecs: each may shrink its tensor at a price in time."""
+    g = draw(cost_graphs(min_nodes, max_nodes))
+    time = st.floats(0.0, 0.01, allow_nan=False, allow_infinity=False)
+    for _, attrs in g.nodes(data=True):
+        entries = []
+        for name, lossy in CODEC_OPTIONS:
+            if draw(st.booleans()):
+                ratio = draw(st.floats(0.05, 1.2))
+                entries.append({"name": name, "bytes": int(attrs["output_bytes"] * ratio),
+                                "encode_s": draw(time), "decode_s": draw(time), "lossy": lossy})
+        if entries:
+            attrs["codecs"] = entries
+    return g

@@ -1,6 +1,7 @@
 """The dependency rule of the code's layers, checked on the source (AST), so a stray import fails here.
 
 planning: no torch, zmq, asyncio or prometheus, and no other layer of common;
+codec: numpy-level encodings under both model and runtime, so neither of them nor torch;
 model: no zmq/asyncio and not the runtime layer; runtime: not the model layer;
 services: never each other (the four services share only common/ and the CLI/launcher modules).
 """
@@ -19,6 +20,8 @@ SERVICES = ("broker", "cloud_worker", "edge_agent", "planner")
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "common/planning": ("torch", "torchvision", "zmq", "asyncio", "uvloop", "prometheus_client",
                         "common.model", "common.runtime", "services"),
+    "common/codec": ("torch", "torchvision", "zmq", "asyncio", "uvloop", "prometheus_client",
+                     "common.model", "common.runtime", "common.planning", "services"),
     "common/model": ("zmq", "asyncio", "uvloop", "prometheus_client", "common.runtime", "services"),
     "common/runtime": ("common.model", "services"),
     "common": ("services",),

@@ -6,6 +6,10 @@ lines, concave and piecewise linear in x. It is found with few min-cut solves by
 parametric search (Eisner & Severance): solve at both ends; where the two optimal lines cross,
 solve again; if nothing lies below the crossing it is a breakpoint, else recurse on both sides
 of the new line. Each segment costs about two solves.
+
+With codecs a line is a cut with a codec for each crossing tensor: A adds their encode and
+decode times, D counts their encoded bytes; the min-cut solver picks both at each x, so the
+same search finds the envelope over cuts and codecs.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import networkx as nx
 
 from common.planning import dag
+from common.planning.costgraph import encodings
 from common.planning.mincut import CutSolver
 
 __all__ = ["Segment", "BandwidthMap", "bandwidth_map"]
@@ -32,8 +37,9 @@ class Segment:
     max_bps: float
     edge_nodes: frozenset[str]
     transfer: tuple[str, ...]
-    compute_s: float  # edge + cloud time of this cut
+    compute_s: float  # edge + cloud time of this cut (codec times included)
     transfer_bytes: int
+    codecs: tuple[tuple[str, str], ...] = ()  # (crossing node, codec), when codecs are planned
 
     def latency_s(self, bandwidth_bps: float) -> float:
         return self.compute_s + self.transfer_bytes * 8.0 / bandwidth_bps
@@ -63,7 +69,7 @@ class BandwidthMap:
             "segments": [
                 {"min_bps": s.min_bps, "max_bps": s.max_bps, "edge_nodes": sorted(s.edge_nodes),
                  "transfer": list(s.transfer), "compute_s": s.compute_s,
-                 "transfer_bytes": s.transfer_bytes}
+                 "transfer_bytes": s.transfer_bytes, "codecs": dict(s.codecs)}
                 for s in self.segments
             ],
         }
@@ -74,6 +80,7 @@ class _Line:
     edge: frozenset[str]
     a: float  # compute seconds
     d: float  # bytes sent
+    codecs: tuple[tuple[str, str], ...] = ()
 
     def at(self, x: float) -> float:
         return self.a + self.d * x
@@ -95,8 +102,15 @@ def bandwidth_map(
         edge = solver.solve(1.0, x, 1.0)
         a = sum(nodes[v]["edge_time_s"] for v in edge)
         a += sum(d["cloud_time_s"] for v, d in nodes(data=True) if v not in edge)
-        sent = sum(nodes[v]["output_bytes"] for v in dag.transfer(g, edge))
-        return _Line(edge, a, float(sent))
+        crossing = dag.transfer(g, edge)
+        if not solver.has_codecs:
+            return _Line(edge, a, float(sum(nodes[v]["output_bytes"] for v in crossing)))
+        choice = solver.choice(1.0, x, 1.0)
+        chosen = [next(e for e in encodings(g, v, {choice[v]}) if e.name == choice[v])
+                  for v in crossing]
+        a += sum(e.encode_s + e.decode_s for e in chosen)
+        return _Line(edge, a, float(sum(e.bytes for e in chosen)),
+                     tuple((v, choice[v]) for v in crossing))
 
     def envelope(left: _Line, right: _Line) -> list[tuple[float, _Line]]:
         """Lines between `left` (small x) and `right`, each with the x where it starts."""
@@ -123,6 +137,7 @@ def bandwidth_map(
             transfer=tuple(dag.transfer(g, line.edge)),
             compute_s=line.a,
             transfer_bytes=int(line.d),
+            codecs=line.codecs,
         ))
     segments = [s for s in segments if s.min_bps < s.max_bps]
     return BandwidthMap(tuple(segments), solves)

@@ -1,8 +1,10 @@
 """The cost graph (DESIGN §3): the planner's input, a public and stable JSON format.
 
 networkx node-link JSON; graph attributes `model`, `fingerprint`, `inputs`; node attributes
-`edge_time_s`, `cloud_time_s`, `output_bytes`, `op` and optionally `exit`; edges are data
-dependencies. Plain data: no torch here, so planners and external tools can read it anywhere.
+`edge_time_s`, `cloud_time_s`, `output_bytes`, `op` and optionally `exit` and `codecs` (the
+encodings a node's output may cross in besides raw, each `{"name", "bytes", "encode_s",
+"decode_s", "lossy"}`); edges are data dependencies. Plain data: no torch here, so planners and
+external tools can read it anywhere.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +22,60 @@ import networkx as nx
 from common.errors import CostGraphError
 from common.planning.profile import Profile
 
-__all__ = ["NODE_FIELDS", "build", "validate", "to_json", "from_json", "load", "save",
-           "describe_mismatch"]
+__all__ = ["NODE_FIELDS", "RAW", "Encoding", "encodings", "codec_names", "allowed", "build",
+           "validate", "to_json", "from_json", "load", "save", "describe_mismatch"]
 
 NODE_FIELDS = ("edge_time_s", "cloud_time_s", "output_bytes")
+RAW = "raw"  # the encoding every tensor has: its bytes as they are (common.codec.codecs.RAW)
+CODEC_POLICIES = ("none", "lossless", "all")
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """One way a node's output may cross: what it costs on the link, the edge and the cloud."""
+
+    name: str
+    bytes: int
+    encode_s: float = 0.0  # on the edge
+    decode_s: float = 0.0  # on the cloud
+    lossy: bool = False
+
+    def seconds(self, seconds_per_byte: float, edge_weight: float = 1.0,
+                cloud_weight: float = 1.0) -> float:
+        return (edge_weight * self.encode_s + seconds_per_byte * self.bytes
+                + cloud_weight * self.decode_s)
+
+
+def encodings(g: nx.DiGraph, v: str, names: Collection[str] = ()) -> list[Encoding]:
+    """Raw first, then the node's listed codecs among `names` (the ones a policy allows)."""
+    attrs = g.nodes[v]
+    out = [Encoding(RAW, int(attrs["output_bytes"]))]
+    for c in attrs.get("codecs") or ():
+        if c["name"] in names:
+            out.append(Encoding(c["name"], int(c["bytes"]), float(c["encode_s"]),
+                                float(c["decode_s"]), bool(c["lossy"])))
+    return out
+
+
+def codec_names(g: nx.DiGraph, lossy: bool | None = None) -> frozenset[str]:
+    """Every codec some node lists (only the lossy, or only the lossless, ones if asked)."""
+    return frozenset(c["name"] for _, attrs in g.nodes(data=True) for c in attrs.get("codecs") or ()
+                     if lossy is None or bool(c["lossy"]) == lossy)
+
+
+def allowed(g: nx.DiGraph, policy: str | Collection[str]) -> frozenset[str]:
+    """The codecs a plan may use: `none` (raw only), `lossless` (results stay bit-exact),
+    `all`, or the names given (an operator's explicit choice, lossy ones included)."""
+    if isinstance(policy, str):
+        if policy == "none":
+            return frozenset()
+        if policy == "lossless":
+            return codec_names(g, lossy=False)
+        if policy == "all":
+            return codec_names(g)
+        raise CostGraphError(f"codec policy {policy!r}: one of {', '.join(CODEC_POLICIES)} "
+                             "or a list of codec names")
+    return frozenset(policy) - {RAW}
 
 
 def build(
@@ -32,8 +86,10 @@ def build(
 ) -> nx.DiGraph:
     """Combine a model DAG (`ModelGraph.dag`) with an edge and a cloud profile.
 
-    `input_bytes` is what crossing the raw input really costs (the encoded frame); by default an
-    input node costs its tensor's bytes.
+    `input_bytes` is what crossing the raw input really costs; by default an input node costs
+    its tensor's bytes. Codecs come from the edge profile (sizes and encode times, measured on
+    its real frames); decode times from the cloud profile, else the edge's scaled by how much
+    faster the cloud runs the model.
     """
     fp = dag.graph["fingerprint"]
     edge.check(fp)
@@ -54,6 +110,16 @@ def build(
             output_bytes=int(attrs["output_bytes"]),
         )
     g.add_edges_from(dag.edges)
+    ratio = cloud.total_s / edge.total_s if edge.total_s > 0 else 1.0
+    for v, table in edge.codecs.items():
+        if v in g:
+            theirs = cloud.codecs.get(v, {})
+            g.nodes[v]["codecs"] = [
+                {"name": name, "bytes": int(c["bytes"]), "encode_s": float(c["encode_s"]),
+                 "decode_s": float(theirs[name]["decode_s"] if name in theirs
+                                   else c["decode_s"] * ratio),
+                 "lossy": bool(c["lossy"])}
+                for name, c in sorted(table.items())]
     if input_bytes is not None:
         sizes = input_bytes if isinstance(input_bytes, dict) else dict.fromkeys(g.graph["inputs"], input_bytes)
         for v, b in sizes.items():
@@ -92,6 +158,27 @@ def validate(g: nx.DiGraph) -> None:
             if key not in attrs:
                 raise CostGraphError(f"node {v!r} lacks {key!r}")
             _number(v, key, attrs[key])
+        if attrs.get("codecs") is not None:
+            _check_codecs(v, attrs["codecs"])
+
+
+def _check_codecs(v: str, entries: Any) -> None:
+    if not isinstance(entries, list):
+        raise CostGraphError(f"node {v!r}: codecs must be a list of objects")
+    seen: set[str] = set()
+    for c in entries:
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+            raise CostGraphError(f"node {v!r}: a codec entry is an object with a string 'name'")
+        name = c["name"]
+        if name == RAW or name in seen:
+            raise CostGraphError(f"node {v!r}: codec {name!r} listed twice (raw is implicit)")
+        seen.add(name)
+        for key in ("bytes", "encode_s", "decode_s"):
+            if key not in c:
+                raise CostGraphError(f"node {v!r}: codec {name!r} lacks {key!r}")
+            _number(v, f"codec {name} {key}", c[key])
+        if not isinstance(c.get("lossy"), bool):
+            raise CostGraphError(f"node {v!r}: codec {name!r} needs 'lossy': true or false")
 
 
 def to_json(g: nx.DiGraph) -> dict[str, Any]:

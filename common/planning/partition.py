@@ -1,14 +1,18 @@
 """Planning: pure functions from a cost graph (DESIGN §3) to a Plan (DESIGN §4, §7).
 
 Each algorithm takes a networkx DiGraph in the cost-graph format and `bandwidth_bps` (bit/s; the
-formulas use bytes/s = bandwidth_bps / 8), and `workers` (k cloud workers) where it matters.
+formulas use bytes/s = bandwidth_bps / 8), `workers` (k cloud workers) where it matters, and
+`codecs`: the encodings a crossing tensor may use (`costgraph.allowed`: "lossless", the default,
+keeps results bit-exact; "none" is raw only; or the names an operator allows). Each crossing
+tensor pays encode (edge) + bytes / B (link) + decode (cloud) of the encoding the plan names.
 No torch, no I/O, no clock: the planner service stamps `plan_id` and `created_at`.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -17,7 +21,7 @@ import numpy as np
 
 from common.errors import CostGraphError
 from common.planning import dag
-from common.planning.costgraph import validate
+from common.planning.costgraph import RAW, Encoding, allowed, encodings, validate
 from common.planning.mincut import CutSolver
 
 __all__ = [
@@ -58,6 +62,7 @@ class Plan:
     plan_id: int = 0
     created_at: float = 0.0
     epoch: int = 0  # the issuing planner's run: ids restart with a planner, epochs do not
+    codecs: dict[str, str] = field(default_factory=dict)  # crossing node -> codec (none: raw)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def stamped(self, plan_id: int, created_at: float, epoch: int = 0) -> Plan:
@@ -72,8 +77,9 @@ class Plan:
         doc = asdict(self)
         doc["edge_nodes"] = list(self.edge_nodes)
         doc["transfer"] = list(self.transfer)
-        if not self.extra:
-            doc.pop("extra")
+        for key in ("extra", "codecs"):
+            if not doc[key]:
+                doc.pop(key)
         return doc
 
     @classmethod
@@ -82,6 +88,10 @@ class Plan:
         body["predicted"] = Prediction(**body["predicted"])
         body["edge_nodes"] = tuple(body["edge_nodes"])
         body["transfer"] = tuple(body["transfer"])
+        codecs = body.get("codecs", {})
+        if not (isinstance(codecs, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in codecs.items())):
+            raise ValueError("a plan's codecs map node ids to codec names")
         return cls(**body)
 
 
@@ -103,14 +113,31 @@ def _check_inputs(g: nx.DiGraph, bandwidth_bps: float, workers: int) -> None:
         raise CostGraphError(f"workers must be a whole number >= 1, got {workers!r}")
 
 
-def evaluate(g: nx.DiGraph, edge: Iterable[str], bandwidth_bps: float, workers: int = 1) -> Prediction:
-    """DESIGN §4 latency L(E) and pipelined throughput T(E) of one cut, with unscaled times."""
+def _encoding(g: nx.DiGraph, v: str, codec: str) -> Encoding:
+    if codec == RAW:
+        return Encoding(RAW, int(g.nodes[v]["output_bytes"]))
+    for e in encodings(g, v, (codec,)):
+        if e.name == codec:
+            return e
+    raise CostGraphError(f"node {v!r} has no codec {codec!r} in the cost graph")
+
+
+def _crossing(g: nx.DiGraph, edge: frozenset[str],
+              codecs: Mapping[str, str] | None) -> list[Encoding]:
+    return [_encoding(g, v, (codecs or {}).get(v, RAW)) for v in dag.transfer(g, edge)]
+
+
+def evaluate(g: nx.DiGraph, edge: Iterable[str], bandwidth_bps: float, workers: int = 1,
+             codecs: Mapping[str, str] | None = None) -> Prediction:
+    """DESIGN §4 latency L(E) and pipelined throughput T(E) of one cut, with unscaled times;
+    a crossing tensor's encode time counts on the edge, its decode time on the cloud."""
     edge = frozenset(edge)
     nodes = g.nodes
-    edge_s = sum(nodes[v]["edge_time_s"] for v in edge)
+    crossing = _crossing(g, edge, codecs)
+    edge_s = sum(nodes[v]["edge_time_s"] for v in edge) + sum(e.encode_s for e in crossing)
     cloud_s = sum(d["cloud_time_s"] for v, d in nodes(data=True) if v not in edge)
-    sent = sum(nodes[v]["output_bytes"] for v in dag.transfer(g, edge))
-    transfer_s = sent * 8.0 / bandwidth_bps
+    cloud_s += sum(e.decode_s for e in crossing)
+    transfer_s = sum(e.bytes for e in crossing) * 8.0 / bandwidth_bps
     worst = max(edge_s, transfer_s, cloud_s / workers)
     return Prediction(edge_s, transfer_s, cloud_s, edge_s + transfer_s + cloud_s,
                       1.0 / worst if worst > 0 else math.inf)
@@ -118,19 +145,22 @@ def evaluate(g: nx.DiGraph, edge: Iterable[str], bandwidth_bps: float, workers: 
 
 def make_plan(
     g: nx.DiGraph, edge: Iterable[str], bandwidth_bps: float, algorithm: str, workers: int = 1,
-    **extra: Any,
+    codecs: Mapping[str, str] | None = None, **extra: Any,
 ) -> Plan:
+    """A plan for this cut; `codecs` (node -> name) is kept for its crossing tensors only."""
     edge = dag.check_cut(g, edge)
     transfer = dag.transfer(g, edge)
+    chosen = {v: codecs.get(v, RAW) for v in transfer} if codecs else {}
     return Plan(
         algorithm=algorithm,
         fingerprint=str(g.graph.get("fingerprint", "")),
         edge_nodes=tuple(sorted(edge)),
         transfer=tuple(transfer),
-        predicted=evaluate(g, edge, bandwidth_bps, workers),
+        predicted=evaluate(g, edge, bandwidth_bps, workers, chosen),
         bandwidth_bps=float(bandwidth_bps),
         workers=workers,
-        transfer_bytes=int(sum(g.nodes[v]["output_bytes"] for v in transfer)),
+        transfer_bytes=int(sum(e.bytes for e in _crossing(g, edge, chosen))),
+        codecs=chosen,
         extra=extra,
     )
 
@@ -146,17 +176,40 @@ def _better(a: Prediction, b: Prediction | None, objective: str) -> bool:
 # --- DSL and DSH -----------------------------------------------------------------------------
 
 
-def dsl(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1, *,
+Codecs = str | Collection[str]
+
+
+def _solver(g: nx.DiGraph, codecs: Codecs, solver: CutSolver | None) -> CutSolver:
+    return solver or CutSolver(g, allowed(g, codecs))
+
+
+def _codec_plan(solver: CutSolver, a: float, spb: float, gw: float) -> dict[str, str] | None:
+    return solver.choice(a, spb, gw) if solver.has_codecs else None
+
+
+def dsl(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1, *, codecs: Codecs = "lossless",
         solver: CutSolver | None = None) -> Plan:
-    """DADS light load: the minimum e–c cut, i.e. the cut of least per-frame latency."""
+    """DADS light load: the cut, and the codec of every crossing tensor, of least latency.
+
+    Why choosing the codecs inside the cut stays exact: for a fixed cut E and codecs κ,
+    L(E, κ) = Σ_E e + Σ_{v crosses} (enc_κ(v) + bytes_κ(v)/B + dec_κ(v)) + Σ_C c, and the codec
+    of one crossing tensor appears in its own term only. So for every E,
+    min_κ L(E, κ) = Σ_E e + Σ_{v crosses} m(v) + Σ_C c  with  m(v) = min_k (enc_k + bytes_k/B
+    + dec_k), which is L(E) of DESIGN §4 with t(v) := m(v). The min cut with capacity m(v) on
+    v's transfer arc therefore minimises L over cuts and codecs together, and its codecs are the
+    arg-min of each m(v). (`tests/test_codec_planning.py` checks it against brute force over
+    cuts x codecs on random DAGs.)
+    """
     _check_inputs(g, bandwidth_bps, workers)
-    solver = solver or CutSolver(g)
-    edge = solver.solve(1.0, 8.0 / bandwidth_bps, 1.0)
-    return make_plan(g, edge, bandwidth_bps, "dsl", workers)
+    solver = _solver(g, codecs, solver)
+    spb = 8.0 / bandwidth_bps
+    edge = solver.solve(1.0, spb, 1.0)
+    return make_plan(g, edge, bandwidth_bps, "dsl", workers, _codec_plan(solver, 1.0, spb, 1.0))
 
 
-def dsh(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1, *, grid: int = 9,
-        span_log2: float = 8.0, max_rounds: int = 12, solver: CutSolver | None = None) -> Plan:
+def dsh(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1, *, codecs: Codecs = "lossless",
+        grid: int = 9, span_log2: float = 8.0, max_rounds: int = 12,
+        solver: CutSolver | None = None) -> Plan:
     """DADS heavy load: minimise the pipeline bottleneck max(T_e, T_t, T_c / k).
 
     The paper's Algorithm 2, with its printed defects avoided: a bounded log-spaced grid of
@@ -164,27 +217,34 @@ def dsh(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1, *, grid: int = 9,
     each round while the best improves; the best cut (not the last) is returned, every candidate
     judged with the unscaled times. The grid's centre α = γ = 1 is DSL on (e, t, c/k), whose
     bottleneck is at most 3 × optimal, so the result is a 3-approximation; plain DSL is a seed
-    too, so DSH never has a worse bottleneck than DSL.
+    too, so DSH never has a worse bottleneck than DSL. With codecs, each scaled solve also
+    picks each crossing tensor's codec under the same weights (encode × α, decode × γ/k).
     """
     _check_inputs(g, bandwidth_bps, workers)
     if grid < 1:
         raise ValueError("grid must be >= 1")
-    solver = solver or CutSolver(g)
+    solver = _solver(g, codecs, solver)
     spb = 8.0 / bandwidth_bps
-    seen: dict[frozenset[str], Prediction] = {}
+    Candidate = tuple[frozenset[str], tuple[tuple[str, str], ...]]
+    seen: dict[Candidate, Prediction] = {}
 
-    def score(edge: frozenset[str]) -> Prediction:
-        if edge not in seen:
-            seen[edge] = evaluate(g, edge, bandwidth_bps, workers)
-        return seen[edge]
+    def candidate(a: float, gw: float) -> Candidate:
+        edge = solver.solve(a, spb, gw)
+        chosen = _codec_plan(solver, a, spb, gw) or {}
+        return edge, tuple(sorted((v, chosen[v]) for v in dag.transfer(g, edge) if v in chosen))
+
+    def score(cand: Candidate) -> Prediction:
+        if cand not in seen:
+            seen[cand] = evaluate(g, cand[0], bandwidth_bps, workers, dict(cand[1]))
+        return seen[cand]
 
     # Seeds: DSL on (e, t, c/k), the 3-approximation, and plain DSL on (e, t, c), so that DSH
     # is never worse than the latency plan whatever k is.
-    best_edge = solver.solve(1.0, spb, 1.0 / workers)
-    best, centre, span, solves = score(best_edge), (0.0, 0.0), span_log2, 2
-    plain = solver.solve(1.0, spb, 1.0)
+    best_cand = candidate(1.0, 1.0 / workers)
+    best, centre, span, solves = score(best_cand), (0.0, 0.0), span_log2, 2
+    plain = candidate(1.0, 1.0)
     if _better(score(plain), best, "throughput"):
-        best, best_edge = score(plain), plain
+        best, best_cand = score(plain), plain
     offsets = np.linspace(-1.0, 1.0, grid) if grid > 1 else np.zeros(1)
     for _ in range(max_rounds):
         improved = False
@@ -192,39 +252,49 @@ def dsh(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1, *, grid: int = 9,
         for da in offsets:
             for dg in offsets:
                 la, lg = centre[0] + da * span, centre[1] + dg * span
-                edge = solver.solve(2.0**la, spb, 2.0**lg / workers)
+                cand = candidate(2.0**la, 2.0**lg / workers)
                 solves += 1
-                pred = score(edge)
+                pred = score(cand)
                 if _better(pred, best, "throughput"):
-                    best, best_edge, round_best, improved = pred, edge, (la, lg), True
+                    best, best_cand, round_best, improved = pred, cand, (la, lg), True
         if not improved:
             break
         centre, span = round_best, span / 2
-    return make_plan(g, best_edge, bandwidth_bps, "dsh", workers, solves=solves,
+    return make_plan(g, best_cand[0], bandwidth_bps, "dsh", workers,
+                     dict(best_cand[1]) if solver.has_codecs else None, solves=solves,
                      distinct_cuts=len(seen))
 
 
 def exact_throughput(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1, *,
-                     time_limit_s: float = 120.0) -> Plan:
-    """The throughput-optimal cut, by an integer program solved with HiGHS (via scipy).
+                     codecs: Codecs = "lossless", time_limit_s: float = 120.0) -> Plan:
+    """The throughput-optimal cut (and codecs), by an integer program solved with HiGHS (scipy).
 
-    x_v = 1 when v runs on the edge, y_v >= x_v - x_w when v's tensor crosses to consumer w;
-    minimise z subject to z >= Σ e x, z >= Σ t y, z >= Σ c (1 - x) / k, closure x_u >= x_w.
-    Ties on the bottleneck are then broken towards lower latency by a second, exact solve.
+    x_v = 1 when v runs on the edge; y_vk = 1 when v's tensor crosses in encoding k, with
+    Σ_k y_vk >= x_v - x_w for every consumer w; minimise z subject to
+    z >= Σ e x + Σ enc y,  z >= Σ bytes y / B,  z >= (Σ c (1 - x) + Σ dec y) / k,
+    closure x_u >= x_w. Raw only, y_v is one variable per node, as without codecs.
     """
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import coo_array
 
     _check_inputs(g, bandwidth_bps, workers)
+    names = allowed(g, codecs)
     nodes = list(g)
     n = len(nodes)
     index = {v: i for i, v in enumerate(nodes)}
+    options = [encodings(g, v, names) for v in nodes]
+    first = np.cumsum([0] + [len(o) for o in options])  # y_v's columns: n + first[i] ...
     e = np.array([g.nodes[v]["edge_time_s"] for v in nodes])
     c = np.array([g.nodes[v]["cloud_time_s"] for v in nodes]) / workers
-    t = np.array([g.nodes[v]["output_bytes"] for v in nodes]) * 8.0 / bandwidth_bps
-    scale = max(e.max(initial=0), c.max(initial=0), t.max(initial=0)) or 1.0
-    e, c, t = e / scale, c / scale, t / scale
-    z = 2 * n  # variables: x (n), y (n), z
+    flat = [opt for o in options for opt in o]
+    t = np.array([o.bytes for o in flat]) * 8.0 / bandwidth_bps
+    enc = np.array([o.encode_s for o in flat])
+    dec = np.array([o.decode_s for o in flat]) / workers
+    scale = max(e.max(initial=0), c.max(initial=0), t.max(initial=0), enc.max(initial=0),
+                dec.max(initial=0)) or 1.0
+    e, c, t, enc, dec = e / scale, c / scale, t / scale, enc / scale, dec / scale
+    m = len(flat)
+    z = n + m  # variables: x (n), y (m), z
     rows, cols, vals, ub = [], [], [], []
 
     def row(entries: list[tuple[int, float]], upper: float) -> None:
@@ -235,13 +305,17 @@ def exact_throughput(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1, *,
             vals.append(val)
         ub.append(upper)
 
+    def ys(i: int) -> range:
+        return range(n + first[i], n + first[i + 1])
+
     for u, w in g.edges:
         iu, iw = index[u], index[w]
         row([(iw, 1.0), (iu, -1.0)], 0.0)  # closure: x_w <= x_u
-        row([(iu, 1.0), (iw, -1.0), (n + iu, -1.0)], 0.0)  # y_u >= x_u - x_w
-    row([(i, e[i]) for i in range(n)] + [(z, -1.0)], 0.0)
-    row([(n + i, t[i]) for i in range(n)] + [(z, -1.0)], 0.0)
-    row([(i, -c[i]) for i in range(n)] + [(z, -1.0)], -float(c.sum()))
+        row([(iu, 1.0), (iw, -1.0)] + [(j, -1.0) for j in ys(iu)], 0.0)  # Σ y_u >= x_u - x_w
+    row([(i, e[i]) for i in range(n)] + [(n + j, enc[j]) for j in range(m)] + [(z, -1.0)], 0.0)
+    row([(n + j, t[j]) for j in range(m)] + [(z, -1.0)], 0.0)
+    row([(i, -c[i]) for i in range(n)] + [(n + j, dec[j]) for j in range(m)] + [(z, -1.0)],
+        -float(c.sum()))
     a = coo_array((vals, (rows, cols)), shape=(len(ub), z + 1)).tocsr()
     lower = np.zeros(z + 1)
     for v in g.graph["inputs"]:
@@ -250,33 +324,52 @@ def exact_throughput(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1, *,
     upper[z] = np.inf
     integrality = np.zeros(z + 1)
     integrality[:n] = 1
+    if m > n:  # a choice among encodings: y must be whole (a blend could beat every choice)
+        integrality[n:z] = 1
     cost = np.zeros(z + 1)
     cost[z] = 1.0
-    options = {"time_limit": time_limit_s, "mip_rel_gap": 1e-9}
+    options_ = {"time_limit": time_limit_s, "mip_rel_gap": 1e-9}
     res = milp(cost, constraints=LinearConstraint(a, -np.inf, np.array(ub)),
-               integrality=integrality, bounds=Bounds(lower, upper), options=options)
+               integrality=integrality, bounds=Bounds(lower, upper), options=options_)
     if res.x is None:
         raise RuntimeError(f"exact throughput solver failed: {res.message}")
-    edge = {nodes[i] for i in range(n) if res.x[i] > 0.5}
-    optimal = res.status == 0
-    return make_plan(g, dag.ancestors_cut(g, edge), bandwidth_bps, "exact", workers,
-                     optimal=optimal, solver_status=str(res.message))
+    edge = dag.ancestors_cut(g, {nodes[i] for i in range(n) if res.x[i] > 0.5})
+    chosen = None
+    if m > n:
+        chosen = {nodes[i]: options[i][int(np.argmax(res.x[n + first[i]: n + first[i + 1]]))].name
+                  for i in range(n)}
+    return make_plan(g, edge, bandwidth_bps, "exact", workers, chosen,
+                     optimal=res.status == 0, solver_status=str(res.message))
 
 
 # --- baselines -------------------------------------------------------------------------------
 
 
-def edge_only(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1) -> Plan:
+def _fastest(g: nx.DiGraph, bandwidth_bps: float, codecs: Codecs) -> dict[str, str] | None:
+    """Each node's lowest-latency encoding at this bandwidth (None: raw only)."""
+    names = allowed(g, codecs)
+    if not names:
+        return None
+    spb = 8.0 / bandwidth_bps
+    return {v: min(encodings(g, v, names), key=lambda e: e.seconds(spb)).name for v in g}
+
+
+def edge_only(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1, *,
+              codecs: Codecs = "lossless") -> Plan:
     _check_inputs(g, bandwidth_bps, workers)
     return make_plan(g, g.nodes, bandwidth_bps, "edge_only", workers)
 
 
-def cloud_only(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1) -> Plan:
+def cloud_only(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1, *,
+               codecs: Codecs = "lossless") -> Plan:
+    """The raw input crosses, in its best allowed codec (a frame codec, e.g. PNG or JPEG)."""
     _check_inputs(g, bandwidth_bps, workers)
-    return make_plan(g, dag.inputs_of(g), bandwidth_bps, "cloud_only", workers)
+    return make_plan(g, dag.inputs_of(g), bandwidth_bps, "cloud_only", workers,
+                     _fastest(g, bandwidth_bps, codecs))
 
 
-def neurosurgeon(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1) -> Plan:
+def neurosurgeon(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1, *,
+                 codecs: Codecs = "lossless") -> Plan:
     """The chain view: the best single cut point along the graph's topological (layer) order.
 
     Each prefix is judged by its true cost (every tensor that crosses), so this is the strongest
@@ -285,7 +378,9 @@ def neurosurgeon(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1) -> Plan:
     _check_inputs(g, bandwidth_bps, workers)
     order = dag.layer_order(g)
     inputs = set(dag.inputs_of(g))
+    fastest = _fastest(g, bandwidth_bps, codecs)
     spb = 8.0 / bandwidth_bps
+    cross = {v: _encoding(g, v, (fastest or {}).get(v, RAW)).seconds(spb) for v in g}
     edge: set[str] = set()
     cloud_succ = {v: g.out_degree(v) for v in g}
     edge_s, cloud_s, sent = 0.0, sum(d["cloud_time_s"] for _, d in g.nodes(data=True)), 0.0
@@ -295,22 +390,23 @@ def neurosurgeon(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1) -> Plan:
         edge_s += g.nodes[v]["edge_time_s"]
         cloud_s -= g.nodes[v]["cloud_time_s"]
         if cloud_succ[v]:
-            sent += g.nodes[v]["output_bytes"]
+            sent += cross[v]
         for u in g.predecessors(v):
             cloud_succ[u] -= 1
             if cloud_succ[u] == 0:
-                sent -= g.nodes[u]["output_bytes"]
+                sent -= cross[u]
         if i < len(inputs):
             continue
-        latency = edge_s + sent * spb + max(cloud_s, 0.0)
+        latency = edge_s + sent + max(cloud_s, 0.0)
         if best is None or latency < best:
             best, best_len = latency, i
-    return make_plan(g, order[:best_len], bandwidth_bps, "neurosurgeon", workers)
+    return make_plan(g, order[:best_len], bandwidth_bps, "neurosurgeon", workers, fastest)
 
 
 def brute_force(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1,
-                objective: str = "latency") -> Plan:
-    """Every valid cut judged exactly; small graphs only (a clear error otherwise)."""
+                objective: str = "latency", *, codecs: Codecs = "lossless") -> Plan:
+    """Every valid cut, with every combination of its crossing tensors' codecs, judged
+    exactly; small graphs only (a clear error otherwise)."""
     _check_inputs(g, bandwidth_bps, workers)
     if objective not in ("latency", "throughput"):
         raise ValueError("objective is 'latency' or 'throughput'")
@@ -319,17 +415,22 @@ def brute_force(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1,
             f"brute force enumerates every cut: refused for {len(g)} nodes "
             f"(at most {BRUTE_FORCE_MAX_NODES}); use dsl, dsh or exact instead"
         )
-    best_edge, best = None, None
-    for count, edge in enumerate(dag.closed_sets(g), start=1):
-        if count > BRUTE_FORCE_MAX_CUTS:
-            raise CostGraphError(
-                f"brute force gave up after {BRUTE_FORCE_MAX_CUTS} cuts; use dsl, dsh or exact"
-            )
-        pred = evaluate(g, edge, bandwidth_bps, workers)
-        if _better(pred, best, objective):
-            best, best_edge = pred, edge
+    names = allowed(g, codecs)
+    best_edge, best, best_codecs, count = None, None, None, 0
+    for edge in dag.closed_sets(g):
+        crossing = dag.transfer(g, edge)
+        for combo in itertools.product(*(encodings(g, v, names) for v in crossing)):
+            count += 1
+            if count > BRUTE_FORCE_MAX_CUTS:
+                raise CostGraphError(f"brute force gave up after {BRUTE_FORCE_MAX_CUTS} cuts "
+                                     "and codecs; use dsl, dsh or exact")
+            chosen = {v: e.name for v, e in zip(crossing, combo, strict=True)}
+            pred = evaluate(g, edge, bandwidth_bps, workers, chosen)
+            if _better(pred, best, objective):
+                best, best_edge, best_codecs = pred, edge, chosen
     assert best_edge is not None
-    return make_plan(g, best_edge, bandwidth_bps, "brute", workers, objective=objective)
+    return make_plan(g, best_edge, bandwidth_bps, "brute", workers,
+                     best_codecs if names else None, objective=objective)
 
 
 ALGORITHMS = {
@@ -343,7 +444,8 @@ ALGORITHMS = {
 }
 
 
-def solve(g: nx.DiGraph, algorithm: str, bandwidth_bps: float, workers: int = 1) -> Plan:
+def solve(g: nx.DiGraph, algorithm: str, bandwidth_bps: float, workers: int = 1,
+          codecs: Codecs = "lossless") -> Plan:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}: one of {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[algorithm](g, bandwidth_bps, workers)
+    return ALGORITHMS[algorithm](g, bandwidth_bps, workers, codecs=codecs)

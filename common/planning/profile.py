@@ -48,6 +48,9 @@ class Profile:
     warmup: int
     repeats: int
     created_at: float = field(default_factory=time.time)
+    # per node, per codec: {"bytes", "encode_s", "decode_s", "lossy"} measured on this device
+    # (on real frames at the edge: `common.model.codecprofile`); empty = raw only
+    codecs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def summed_s(self) -> float:
@@ -58,6 +61,8 @@ class Profile:
         """What the numbers say, not when they were taken: two profiles with the same digest
         plan alike (a planner caches its cost graph by it; `scaled` keeps `created_at`)."""
         doc = [self.fingerprint, asdict(self.device), self.node_times_s, self.total_s]
+        if self.codecs:
+            doc.append(self.codecs)
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
     def check(self, fingerprint: str) -> None:
@@ -119,4 +124,7 @@ def scaled(profile: Profile, speedup: float) -> Profile:
         warmup=profile.warmup,
         repeats=profile.repeats,
         created_at=profile.created_at,
+        codecs={v: {name: {**c, "encode_s": c["encode_s"] / speedup,
+                           "decode_s": c["decode_s"] / speedup} for name, c in table.items()}
+                for v, table in profile.codecs.items()},
     )

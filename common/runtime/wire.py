@@ -31,6 +31,7 @@ import msgpack
 import msgpack_numpy
 import numpy as np
 
+from common.codec import codecs
 from common.errors import DadsError
 
 __all__ = [
@@ -71,6 +72,7 @@ class ErrorCode:
     FINGERPRINT = "fingerprint"
     UNKNOWN_PLAN = "unknown_plan"
     BAD_TENSORS = "bad_tensors"
+    CODEC = "bad_codec"
     OVERLOADED = "overloaded"
     WORKER_LOST = "worker_lost"
     INTERNAL = "internal"
@@ -142,9 +144,10 @@ ALLOWED_DTYPES: dict[str, int] = {
 @dataclass(frozen=True)
 class TensorMeta:
     name: str  # the node whose output this tensor (or one element of it) is
-    dtype: str
+    dtype: str  # dtype and shape of the tensor once decoded
     shape: tuple[int, ...]
-    nbytes: int
+    nbytes: int  # bytes of its frame on the wire (encoded)
+    codec: str = codecs.RAW  # common.codec.codecs: how the frame encodes the tensor
 
 
 @dataclass(frozen=True)
@@ -462,6 +465,10 @@ def _build(cls: type, header: Any, where: str = "") -> Any:
 
 
 def _check_tensors(metas: tuple[TensorMeta, ...], frames: Sequence[Any], limits: Limits) -> None:
+    """Sizes before anything is decoded: a frame is exactly as long as its header says; a raw
+    one is exactly its tensor; an encoded one names a codec that applies to the declared dtype
+    and shape and is no longer than that codec may be; and the decoded tensors of one message
+    stay within the payload limit, like raw ones (a small frame cannot declare a huge tensor)."""
     if len(metas) != len(frames):
         raise WireError(ErrorCode.BAD_TENSORS,
                         f"header describes {len(metas)} tensors, message has {len(frames)} frames")
@@ -474,14 +481,23 @@ def _check_tensors(metas: tuple[TensorMeta, ...], frames: Sequence[Any], limits:
             raise WireError(ErrorCode.DTYPE, f"tensor {meta.name!r}: dtype {meta.dtype!r} not allowed")
         if len(meta.shape) > limits.max_ndim or any(d < 0 for d in meta.shape):
             raise WireError(ErrorCode.BAD_TENSORS, f"tensor {meta.name!r}: bad shape {meta.shape}")
-        numel = math.prod(meta.shape)
-        if numel * size != meta.nbytes:
-            raise WireError(ErrorCode.BAD_TENSORS,
-                            f"tensor {meta.name!r}: shape {meta.shape} x {size} B != {meta.nbytes} B")
+        raw = math.prod(meta.shape) * size
         if len(frame) != meta.nbytes:
             raise WireError(ErrorCode.BAD_TENSORS,
                             f"tensor {meta.name!r}: frame of {len(frame)} B, header says {meta.nbytes}")
-        total += meta.nbytes
+        if meta.codec == codecs.RAW:
+            if raw != meta.nbytes:
+                raise WireError(ErrorCode.BAD_TENSORS,
+                                f"tensor {meta.name!r}: shape {meta.shape} x {size} B != {meta.nbytes} B")
+        else:
+            codec = codecs.CODECS.get(meta.codec)
+            if codec is None or not codec.applies(meta.dtype, meta.shape):
+                raise WireError(ErrorCode.CODEC, f"tensor {meta.name!r}: codec {meta.codec!r} "
+                                f"does not carry {meta.dtype} {meta.shape}")
+            if meta.nbytes > codecs.max_encoded(raw):
+                raise WireError(ErrorCode.CODEC, f"tensor {meta.name!r}: {meta.nbytes} B of "
+                                f"{meta.codec} for a {raw} B tensor")
+        total += max(raw, meta.nbytes)
         if total > limits.max_payload_bytes:
             raise WireError(ErrorCode.TOO_LARGE,
                             f"payload over {limits.max_payload_bytes} B (DADS_MAX_PAYLOAD_BYTES)")
