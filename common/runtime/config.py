@@ -36,6 +36,13 @@ ENV: dict[str, tuple[str, str]] = {
     "DADS_FPS": ("10", "edge: frames per second read from the source (0: as fast as possible; "
                  "or a schedule: 2,15@40)"),
     "DADS_INITIAL_BANDWIDTH": ("4g", "planner: bandwidth assumed before any measurement"),
+    "DADS_CODEC_FRAMES": ("1", "edge/worker: frames to measure every codec on at start (the "
+                          "edge's first real frames; 0: no codecs, raw tensors only)"),
+    "DADS_CODECS": ("auto", "planner: codecs a plan may use: auto (all the fidelity policy "
+                    "allows), none, or a list, e.g. png,zstd"),
+    "DADS_FIDELITY": ("lossless", "planner: what codecs may trade: lossless (bit-exact "
+                      "results), any, top1:0.99 or error:0.01 (with DADS_FIDELITY_TABLE)"),
+    "DADS_FIDELITY_TABLE": ("", "planner: the fidelity of each codec, from `dads codecs`"),
     "DADS_MAX_PAYLOAD_BYTES": (str(256 * 2**20), "largest tensor payload of one message"),
     "DADS_KEYS": ("", "directory of CURVE keys (`dads keys init DIR`); required unless insecure"),
     "DADS_KEY_NAME": ("", "this service's key in DADS_KEYS, if not its role's (e.g. edge-cam2)"),
@@ -70,6 +77,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=env_int("DADS_THREADS"),
                    help="torch CPU threads (env DADS_THREADS; 0: torch's default)")
     p.add_argument("--profile-repeats", type=int, default=5, help="profiling passes (default 5)")
+    p.add_argument("--codec-frames", type=int, default=env_int("DADS_CODEC_FRAMES"), metavar="N",
+                   help="measure every codec on N frames at start (0: raw tensors only; env "
+                   "DADS_CODEC_FRAMES, default 1)")
 
 
 def add_planner_arguments(p: argparse.ArgumentParser) -> None:

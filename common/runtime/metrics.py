@@ -47,6 +47,17 @@ def _plan_info(reg: CollectorRegistry) -> Info:
     return Info("dads_plan", "The plan in force (id, algorithm, regime)", registry=reg)
 
 
+def _codec_bytes(reg: CollectorRegistry) -> Counter:
+    return Counter("dads_codec_bytes_total",
+                   "Crossing tensors' bytes before (raw) and after (encoded) their codec",
+                   ["codec", "form"], registry=reg)
+
+
+def _codec_time(reg: CollectorRegistry) -> Histogram:
+    return Histogram("dads_codec_seconds", "Encoding (edge) or decoding (worker) one crossing "
+                     "tensor", ["codec"], buckets=LATENCY_BUCKETS, registry=reg)
+
+
 class EdgeMetrics:
     def __init__(self) -> None:
         self.registry = reg = CollectorRegistry()
@@ -56,6 +67,8 @@ class EdgeMetrics:
         self.stage = _stage(reg)
         self.bytes_sent = Counter("dads_bytes_sent_total", "Tensor bytes sent to the cloud",
                                   registry=reg)
+        self.codec_bytes = _codec_bytes(reg)
+        self.codec_time = _codec_time(reg)
         self.frames_in = Counter("dads_frames_in_total", "Frames read from the source", registry=reg)
         self.frames_out = Counter("dads_frames_out_total", "Frames with a result", registry=reg)
         self.frames_stale = Counter("dads_frames_stale_total",
@@ -101,6 +114,8 @@ class WorkerMetrics:
                                      buckets=LATENCY_BUCKETS, registry=reg)
         self.plans_cached = Gauge("dads_plans_cached", "Cloud parts held, one per plan",
                                   registry=reg)
+        self.codec_bytes = _codec_bytes(reg)
+        self.codec_time = _codec_time(reg)
         self.errors = _errors(reg)
         self.loop_beat = _loop_beat(reg)
 

@@ -10,6 +10,7 @@ declared dtype and shape, on receipt; one that does not decode is a WireError(CO
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,7 +20,10 @@ from common.codec import codecs
 from common.codec.codecs import CodecError
 from common.runtime.wire import ALLOWED_DTYPES, ErrorCode, TensorMeta, WireError
 
-__all__ = ["to_frames", "from_frames"]
+__all__ = ["CodecStat", "to_frames", "from_frames"]
+
+#: (codec, raw bytes, encoded bytes, seconds) of one encoded or decoded tensor
+CodecStat = tuple[str, int, int, float]
 
 
 def _frame(t: torch.Tensor) -> memoryview:
@@ -32,9 +36,11 @@ def _frame(t: torch.Tensor) -> memoryview:
 
 
 def to_frames(names: Sequence[str], tensors: Sequence[torch.Tensor],
-              codecs_of: Mapping[str, str] | None = None) -> tuple[tuple[TensorMeta, ...], list[Any]]:
+              codecs_of: Mapping[str, str] | None = None,
+              stats: list[CodecStat] | None = None) -> tuple[tuple[TensorMeta, ...], list[Any]]:
     """Frames for the tensors; `codecs_of` names the codec of a node's tensors (raw if absent,
-    and raw for a tensor the codec cannot carry, e.g. the shape vector of a tuple output)."""
+    and raw for a tensor the codec cannot carry, e.g. the shape vector of a tuple output).
+    Each encoded tensor appends its CodecStat to `stats`."""
     metas, frames = [], []
     for name, t in zip(names, tensors, strict=True):
         dtype = str(t.dtype).removeprefix("torch.")
@@ -46,23 +52,32 @@ def to_frames(names: Sequence[str], tensors: Sequence[torch.Tensor],
             frame: Any = _frame(t)
             metas.append(TensorMeta(name, dtype, shape, len(frame)))
         else:
-            frame = codec.encode(t.detach().to("cpu").contiguous().numpy())
+            t0 = time.perf_counter()
+            array = t.detach().to("cpu").contiguous().numpy()
+            frame = codec.encode(array)
+            if stats is not None:
+                stats.append((codec.name, array.nbytes, len(frame), time.perf_counter() - t0))
             metas.append(TensorMeta(name, dtype, shape, len(frame), codec.name))
         frames.append(frame)
     return tuple(metas), frames
 
 
-def from_frames(metas: Sequence[TensorMeta], frames: Sequence[Any]) -> list[torch.Tensor]:
-    """Tensors from frames that `wire.decode` already validated (sizes, dtypes)."""
+def from_frames(metas: Sequence[TensorMeta], frames: Sequence[Any],
+                stats: list[CodecStat] | None = None) -> list[torch.Tensor]:
+    """Tensors from frames that `wire.decode` already validated (sizes, dtypes); each decoded
+    tensor appends its CodecStat to `stats`."""
     out = []
     for meta, frame in zip(metas, frames, strict=True):
         dtype = getattr(torch, meta.dtype)
         buf = frame.buffer if hasattr(frame, "buffer") else memoryview(frame)
         if meta.codec != codecs.RAW:
+            t0 = time.perf_counter()
             try:
                 array = codecs.get(meta.codec).decode(buf, meta.dtype, meta.shape)
             except CodecError as exc:
                 raise WireError(ErrorCode.CODEC, f"tensor {meta.name!r}: {exc}") from None
+            if stats is not None:
+                stats.append((meta.codec, array.nbytes, meta.nbytes, time.perf_counter() - t0))
             out.append(torch.from_numpy(array if array.flags.writeable else array.copy()))
             continue
         if meta.nbytes == 0:

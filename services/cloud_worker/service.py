@@ -21,14 +21,16 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 import zmq
 
+from common.model import codecprofile
 from common.model.graph import ModelGraph
 from common.model.hosting import host_model, top_k
+from common.model.models import synthetic_frame
 from common.model.split import CloudPart, cloud_part
 from common.planning.costgraph import describe_mismatch
 from common.planning.partition import Plan
@@ -36,7 +38,7 @@ from common.runtime import config
 from common.runtime.metrics import WorkerMetrics
 from common.runtime.security import from_options
 from common.runtime.service import Service, run_service, setup_logging
-from common.runtime.tensorwire import from_frames, to_frames
+from common.runtime.tensorwire import CodecStat, from_frames, to_frames
 from common.runtime.transport import Envelope
 from common.runtime.wire import (
     CloudProfile,
@@ -83,6 +85,10 @@ class CloudWorker(Service):
     def _load(self) -> ModelGraph:
         hosted = host_model(self.args)
         self.device, self.profile = hosted.device, hosted.profile
+        if self.args.codec_frames > 0:  # decode times on this machine (sizes are the edge's)
+            frames = [(synthetic_frame(i, hosted.shape),) for i in range(self.args.codec_frames)]
+            self.profile = replace(self.profile,
+                                   codecs=codecprofile.measure(hosted.graph, frames))
         return hosted.graph
 
     async def start(self) -> None:
@@ -214,12 +220,20 @@ class CloudWorker(Service):
                 f"{clip(want[first] if first < len(want) else None, 120)}, "
                 f"got {clip(got[first] if first < len(got) else None, 120)}")
             return
+        stats: list[CodecStat] = []
         try:
-            output = await self.compute(self._run, served.part, req, env.frames)
+            output = await self.compute(self._run, served.part, req, env.frames, stats)
+        except WireError as exc:  # a tensor that does not decode to what its header declares
+            await self._reply_error(req, exc.code, str(exc))
+            return
         except Exception as exc:  # a per-request failure: answer it, keep serving
             log.exception("request %d failed", req.request_id)
             await self._reply_error(req, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
             return
+        for codec, raw, encoded, seconds in stats:
+            self.metrics.codec_bytes.labels(codec, "raw").inc(raw)
+            self.metrics.codec_bytes.labels(codec, "encoded").inc(encoded)
+            self.metrics.codec_time.labels(codec).observe(seconds)
         classes, scores = top_k(output)
         outputs, frames = ((), [])
         if req.want_output:
@@ -244,9 +258,9 @@ class CloudWorker(Service):
                 await asyncio.wait_for(self._new_plan.wait(), left)
         return served
 
-    def _run(self, part: CloudPart, req: Request, frames: list) -> object:
+    def _run(self, part: CloudPart, req: Request, frames: list, stats: list[CodecStat]) -> object:
         t0 = time.perf_counter()
-        tensors = [t.to(self.device) for t in from_frames(req.tensors, frames)]
+        tensors = [t.to(self.device) for t in from_frames(req.tensors, frames, stats)]
         with torch.no_grad():
             out = part(*tensors)
         out = type(out)(o.cpu() for o in out) if isinstance(out, (tuple, list)) else out.cpu()

@@ -29,7 +29,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 import torch
@@ -37,6 +37,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from common.errors import DadsError
+from common.model import codecprofile
 from common.model.graph import ModelGraph
 from common.model.hosting import host_model, top_k
 from common.model.split import CloudPart, EdgePart, split_graph
@@ -49,7 +50,7 @@ from common.runtime import config
 from common.runtime.metrics import EdgeMetrics
 from common.runtime.security import from_options
 from common.runtime.service import Service, run_service, setup_logging
-from common.runtime.tensorwire import from_frames, to_frames
+from common.runtime.tensorwire import CodecStat, from_frames, to_frames
 from common.runtime.transport import Envelope
 from common.runtime.wire import (
     EdgeProfile,
@@ -76,6 +77,8 @@ PROBE_S = 0.25  # a probe's size: what the link takes this long to carry at the 
 PROBE_TIMEOUT_S = 30.0
 STALL_FACTOR = 3.0  # a transfer this many times slower than the planner's bandwidth predicts
 RESTALL = 1.25  # a stalled transfer is reported again once its bound has tightened this much
+SIZE_MEMORY = 0.2  # weight of the newest frame in a codec's running size
+SIZE_DRIFT = 0.1  # the planner hears of codec sizes that drift this far from the profile's
 
 
 @dataclass
@@ -142,14 +145,25 @@ class EdgeAgent(Service):
         self.stall_reported: tuple[int, float] = (-1, 0.0)  # (request id, seconds) last reported
         self.stalled_rid = -1  # the transfer reported stuck: reported until it is off the link
         self.epoch = 0  # the newest planner epoch seen: a new planner gets our profile at once
+        self.codec_sizes: dict[tuple[str, str], float] = {}  # (node, codec) -> bytes, as sent
 
     # -- setup --
     def _load(self) -> ModelGraph:
         hosted = host_model(self.args)
         self.device, self.shape, self.profile = hosted.device, hosted.shape, hosted.profile
+        return hosted.graph
+
+    def _measure_codecs(self, frames: list[torch.Tensor]) -> None:
+        """Codec sizes and times on the source's own first frames (not noise), then the
+        profile as the planner must see it: the emulated device's, if slower."""
+        if frames:
+            t0 = time.perf_counter()
+            table = codecprofile.measure(self.graph, [(f,) for f in frames])
+            self.profile = replace(self.profile, codecs=table)
+            log.info("codecs measured on %d frame(s) in %.1f s: %d tensors can cross encoded",
+                     len(frames), time.perf_counter() - t0, len(table))
         if self.args.edge_slowdown > 1:  # the planner must see the emulated device, not this one
             self.profile = scaled(self.profile, 1.0 / self.args.edge_slowdown)
-        return hosted.graph
 
     def _build_cut(self, plan: Plan) -> _Cut:
         edge, cloud = split_graph(self.graph, plan.edge_nodes)
@@ -159,7 +173,9 @@ class EdgeAgent(Service):
         a = self.args
         log.info("loading %s", a.model)
         self.graph = await self.compute(self._load)
-        self.source_frames, self.source = await self.compute(_open_source, a.source, self.shape)
+        self.source_frames, self.source, first = await self.compute(
+            _open_source, a.source, self.shape, a.codec_frames)
+        await self.compute(self._measure_codecs, first[: max(0, a.codec_frames)])
         local = Plan("local", self.graph.fingerprint, tuple(sorted(self.graph.nodes)), (),
                      Prediction(0.0, 0.0, 0.0, 0.0, 0.0), 0.0)  # until the planner speaks
         self.local_cut = await self.compute(self._build_cut, local)
@@ -296,8 +312,9 @@ class EdgeAgent(Service):
             job = _Frame(frame_id, captured_at, cut, captured_at + self.args.deadline)
             self.plans_used.add(cut.plan.plan_id)
             t0 = time.perf_counter()
+            stats: list[CodecStat] = []
             try:
-                sent = await self.compute(self._edge, cut, frame)
+                sent = await self.compute(self._edge, cut, frame, stats)
             except Exception:
                 log.exception("edge compute failed on frame %d", frame_id)
                 self.metrics.errors.labels(ErrorCode.INTERNAL).inc()
@@ -311,8 +328,9 @@ class EdgeAgent(Service):
                 self._finish(job, sent, worker="edge", cloud_s=0.0)
                 self.window.release()
                 continue
-            metas, job.frames = to_frames(cut.edge.wire_names, sent)
+            metas, job.frames = sent
             job.nbytes = sum(m.nbytes for m in metas)
+            self._codec_seen(metas, stats)
             rid = self.next_request
             self.next_request += 1
             job.request = Request(rid, frame_id, cut.plan.plan_id, self.graph.fingerprint, metas,
@@ -322,14 +340,31 @@ class EdgeAgent(Service):
             self.metrics.queue_depth.labels("in_flight").set(len(self.in_flight))
             self._hand_to_link(job)
 
-    def _edge(self, cut: _Cut, frame: torch.Tensor) -> Any:
+    def _edge(self, cut: _Cut, frame: torch.Tensor, stats: list[CodecStat]) -> Any:
+        """The edge part, and (unless the plan is edge-only) its tensors encoded as the plan
+        says: the result when computed here, else (metas, frames)."""
         t0 = time.perf_counter()
         with torch.no_grad():
             sent = cut.edge(frame.to(self.device))
-            out = cut.cloud(*sent) if cut.local else tuple(t.cpu() for t in sent)
-        if self.args.edge_slowdown > 1:  # emulate a slower device: stretch the compute time
+            out = cut.cloud(*sent) if cut.local else to_frames(
+                cut.edge.wire_names, [t.cpu() for t in sent], cut.plan.codecs, stats)
+        if self.args.edge_slowdown > 1:  # emulate a slower device: stretch compute and encoding
             time.sleep((self.args.edge_slowdown - 1) * (time.perf_counter() - t0))
         return out
+
+    def _codec_seen(self, metas: tuple[Any, ...], stats: list[CodecStat]) -> None:
+        """Count what the codecs did, and keep each one's running size: the planner is told
+        when what is actually sent drifts from what the profile measured."""
+        for codec, raw, encoded, seconds in stats:
+            self.metrics.codec_bytes.labels(codec, "raw").inc(raw)
+            self.metrics.codec_bytes.labels(codec, "encoded").inc(encoded)
+            self.metrics.codec_time.labels(codec).observe(seconds * self.args.edge_slowdown)
+        for m in metas:
+            if m.codec != "raw":
+                key = (m.name, m.codec)
+                old = self.codec_sizes.get(key)
+                self.codec_sizes[key] = m.nbytes if old is None else (
+                    (1 - SIZE_MEMORY) * old + SIZE_MEMORY * m.nbytes)
 
     def _hand_to_link(self, job: _Frame) -> None:
         job.handed_at = self.last_handed = time.monotonic()
@@ -540,6 +575,11 @@ class EdgeAgent(Service):
                  len(self.graph.nodes), len(plan.transfer), msg.reason)
 
     async def _send_profile(self) -> None:
+        table = codecprofile.corrected(self.profile.codecs, self.codec_sizes, SIZE_DRIFT)
+        if table is not None:
+            log.info("codec sizes as sent differ from the profile's by over %.0f%%: the "
+                     "planner gets the sizes as sent", SIZE_DRIFT * 100)
+            self.profile = replace(self.profile, codecs=table)
         dag_json = costgraph.to_json(self.graph.dag)
         with contextlib.suppress(zmq.ZMQError):
             await self.telemetry.send(EdgeProfile("edge", self.args.model, self.graph.fingerprint,
@@ -653,14 +693,16 @@ class EdgeAgent(Service):
               f"plans used: {sorted(self.plans_used)}", file=self.out, flush=True)
 
 
-def _open_source(spec: str, shape: tuple[int, ...]) -> tuple[Iterator[torch.Tensor], Any]:
-    """Open the source and read its first frame, so that a bad one is a start-up error;
-    (its frames, the source itself: a live stream counts the frames it skipped)."""
+def _open_source(spec: str, shape: tuple[int, ...], peek: int = 1
+                 ) -> tuple[Iterator[torch.Tensor], Any, list[torch.Tensor]]:
+    """Open the source and read its first frames, so that a bad one is a start-up error (and
+    codecs are measured on real frames); (its frames, the source itself: a live stream counts
+    the frames it skipped, the first frames, which the stream still yields)."""
     source = open_source(spec, shape)
-    first = next(source, None)
-    if first is None:
+    first = [f for f in itertools.islice(source, max(1, peek)) if f is not None]
+    if not first:
         raise DadsError(f"frame source {spec!r} gave no frames")
-    return itertools.chain([first], source), source
+    return itertools.chain(first, source), source, first
 
 
 def _rate(text: str) -> float:

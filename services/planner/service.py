@@ -25,7 +25,7 @@ import networkx as nx
 import zmq
 
 from common.errors import DadsError
-from common.planning import costgraph, dag, partition
+from common.planning import costgraph, dag, fidelity, partition
 from common.planning.costgraph import describe_mismatch
 from common.planning.mincut import CutSolver
 from common.planning.probe import BandwidthEstimator
@@ -75,6 +75,11 @@ class Planner(Service):
                          args.metrics_port, args.metrics_host)
         self.args = args
         self.initial_bps = parse_bandwidth(args.initial_bandwidth)
+        self.budget = fidelity.parse(args.fidelity)
+        self.wanted = _codec_list(args.codecs)
+        self.fidelity_table = (fidelity.load_table(args.fidelity_table)
+                               if args.fidelity_table else None)
+        self.codecs: frozenset[str] = frozenset()  # those the current cost graph may use
         self.estimator = BandwidthEstimator()
         self.force_bps = 0.0
         self.pin_algorithm: str | None = None  # operator pins (Control), else the regime decides
@@ -227,7 +232,14 @@ class Planner(Service):
                self.calibration.factor("edge"), self.calibration.factor("cloud"))
         if key != self._graph_key:
             g = cost_graph(dag, edge, merge_cloud_profiles([p for _, p in clouds]), self.calibration)
-            self._graph, self._graph_key = (g, CutSolver(g)), key
+            names = fidelity.select(costgraph.codec_names(g), costgraph.codec_names(g, lossy=True),
+                                    self.wanted, self.budget, self.fidelity_table,
+                                    edge.fingerprint)
+            if names != self.codecs:
+                log.info("codecs a plan may use (%s, fidelity %s): %s", self.args.codecs,
+                         self.budget, ", ".join(sorted(names)) or "none (raw tensors)")
+            self.codecs = names
+            self._graph, self._graph_key = (g, CutSolver(g, names)), key
         return self._graph
 
     async def _tick(self) -> None:
@@ -244,7 +256,7 @@ class Planner(Service):
         controls = self.controls  # an operator control during the solve makes its result stale
         self._solving = asyncio.get_running_loop().run_in_executor(
             None, _solve, g, solver, bw, fps, k, queue, time.monotonic(), self.regime, self.cfg,
-            self.pin_cut, self.pin_algorithm)
+            self.pin_cut, self.pin_algorithm, self.codecs)
         try:  # off the loop, bounded: the inbox and republishing go on while it runs
             decision, self.regime, cand, reason, pin_error = await asyncio.wait_for(
                 asyncio.shield(self._solving), self.args.solve_timeout)
@@ -274,7 +286,7 @@ class Planner(Service):
                      k, self.plan.predicted.latency_s * 1e3, self.plan.predicted.throughput_fps,
                      reason)
         assert self.plan is not None
-        current = partition.evaluate(g, self.plan.edge_nodes, bw, k)
+        current = _evaluate(g, self.plan, bw, k)
         self.metrics.plan_id.set(self.plan.plan_id)
         self.metrics.plan.info({"plan_id": str(self.plan.plan_id),
                                 "algorithm": self.plan.algorithm, "regime": str(decision.regime)})
@@ -295,20 +307,44 @@ class Planner(Service):
 
 def _solve(g: nx.DiGraph, solver: CutSolver, bw: float, fps: float, k: int, queue: int,
            now: float, regime: RegimeState, cfg: Hysteresis, pin_cut: frozenset[str] | None,
-           pin_algorithm: str | None) -> tuple[Any, RegimeState, partition.Plan, str, str]:
+           pin_algorithm: str | None, codecs: frozenset[str] = frozenset(),
+           ) -> tuple[Any, RegimeState, partition.Plan, str, str]:
     """One planning decision (pure: runs in a worker thread): the regime's plan, or the pin's;
     a pin that cannot be used is reported (last item) and the regime's plan kept."""
     decision, regime = decide(g, bw, fps, k, regime, now, queue, cfg, solver)
     cand, reason = decision.plan, decision.reason
     try:
         if pin_cut is not None:
-            cand, reason = partition.make_plan(g, pin_cut, bw, "pinned", k), "operator pinned this cut"
+            cand = partition.make_plan(g, pin_cut, bw, "pinned", k,
+                                       solver.choice(1.0, 8.0 / bw, 1.0) if codecs else None)
+            reason = "operator pinned this cut"
         elif pin_algorithm is not None:
-            cand = partition.solve(g, pin_algorithm, bw, k)
+            cand = partition.solve(g, pin_algorithm, bw, k, codecs)
             reason = f"operator pinned {pin_algorithm}"
     except (DadsError, ValueError) as exc:
         return decision, regime, decision.plan, decision.reason, str(exc)
     return decision, regime, cand, reason, ""
+
+
+def _evaluate(g: nx.DiGraph, plan: partition.Plan, bw: float, k: int) -> partition.Prediction:
+    """The plan in force under today's cost graph (raw, if its codecs are no longer listed)."""
+    try:
+        return partition.evaluate(g, plan.edge_nodes, bw, k, plan.codecs)
+    except DadsError:
+        return partition.evaluate(g, plan.edge_nodes, bw, k)
+
+
+def _codec_list(text: str) -> str | frozenset[str]:
+    from common.codec import codecs
+
+    text = text.strip()
+    if text in ("auto", "none"):
+        return text
+    names = frozenset(n.strip() for n in text.split(",") if n.strip())
+    unknown = names - codecs.NAMES
+    if unknown or not names:
+        raise DadsError(f"--codecs {text!r}: auto, none or a list of {', '.join(sorted(codecs.NAMES))}")
+    return names
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -326,6 +362,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stay at least S s in a load regime before leaving it (5)")
     p.add_argument("--solve-timeout", type=float, default=10.0, metavar="S",
                    help="give up a planning solve after S s and keep the plan in force (10)")
+    p.add_argument("--codecs", default=config.env("DADS_CODECS"), metavar="auto|none|LIST",
+                   help="codecs a plan may use: auto (all the fidelity policy allows; default), "
+                   "none (raw tensors), or a list, e.g. png,zstd (env DADS_CODECS)")
+    p.add_argument("--fidelity", default=config.env("DADS_FIDELITY"), metavar="POLICY",
+                   help="what codecs may trade: lossless (bit-exact results; default), any, "
+                   "top1:0.99 or error:0.01, measured in --fidelity-table (env DADS_FIDELITY)")
+    p.add_argument("--fidelity-table", default=config.env("DADS_FIDELITY_TABLE") or None,
+                   metavar="FILE", help="each codec's fidelity on this model, from `dads codecs "
+                   "MODEL --images DIR --out FILE` (env DADS_FIDELITY_TABLE)")
     p.add_argument("--calibrate", action="store_true",
                    help="scale the cost model by measured / predicted stage times (experimental)")
     p.add_argument("--metrics-port", type=int,

@@ -10,10 +10,11 @@ import math
 import statistics
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import networkx as nx
 
+from common.errors import CostGraphError
 from common.planning import costgraph, partition
 from common.planning.profile import Profile
 from common.planning.regime import Regime
@@ -61,8 +62,18 @@ def merge_cloud_profiles(profiles: list[Profile]) -> Profile:
     if len(profiles) == 1:
         return first
     times = {v: statistics.median(p.node_times_s[v] for p in profiles) for v in first.node_times_s}
+    codecs: dict[str, dict[str, dict[str, Any]]] = {}
+    for p in profiles:  # decode times: the median of the workers that measured each
+        for v, row in p.codecs.items():
+            for name, c in row.items():
+                codecs.setdefault(v, {}).setdefault(name, {**c, "decode_s": []})["decode_s"].append(
+                    c["decode_s"])
+    for row in codecs.values():
+        for c in row.values():
+            c["decode_s"] = statistics.median(c["decode_s"])
     return Profile(first.model, first.fingerprint, first.device, first.input_shapes, times,
-                   statistics.median(p.total_s for p in profiles), first.warmup, first.repeats)
+                   statistics.median(p.total_s for p in profiles), first.warmup, first.repeats,
+                   codecs=codecs)
 
 
 def cost_graph(dag: nx.DiGraph, edge: Profile, cloud: Profile, calibration: Calibration) -> nx.DiGraph:
@@ -80,9 +91,12 @@ def should_switch(current: partition.Plan | None, candidate: partition.Plan, g: 
     """Change plan only for a predicted gain above `threshold` (no flapping between near-ties)."""
     if current is None or current.fingerprint != candidate.fingerprint:
         return True
-    if set(current.edge_nodes) == set(candidate.edge_nodes):
+    if set(current.edge_nodes) == set(candidate.edge_nodes) and current.codecs == candidate.codecs:
         return False
-    now = partition.evaluate(g, current.edge_nodes, bandwidth_bps, workers)
+    try:
+        now = partition.evaluate(g, current.edge_nodes, bandwidth_bps, workers, current.codecs)
+    except CostGraphError:  # its codecs are no longer in the cost graph
+        return True
     new = candidate.predicted
     if regime is Regime.HEAVY:
         return new.bottleneck_s < now.bottleneck_s * (1 - threshold)

@@ -1,0 +1,114 @@
+"""Codec profiles: what each codec makes of each node's output, on real frames, on this device.
+
+The planner weighs a codec by its encoded size and its encode and decode times; sizes depend on
+the content (a photograph's JPEG is a tenth of noise's; ReLU zeros compress), so they are
+measured on frames from the real source, not on noise: the edge measures on its first frame,
+and later corrects the sizes with what it actually sends. Times are per device: the edge's
+encode times, the worker's decode times (`costgraph.build` joins the two).
+
+Only nodes whose output is one tensor and that something consumes (a tensor that can cross)
+are measured; a codec that does not apply to a tensor is left out, and so is one that makes it
+larger than raw (the planner would never pick it).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import torch
+import torch.fx as fx
+from tqdm import tqdm
+
+from common.codec import codecs
+from common.model.graph import ModelGraph
+
+__all__ = ["crossing_candidates", "node_outputs", "measure", "corrected"]
+
+Table = dict[str, dict[str, dict[str, Any]]]
+
+
+class _Keeper(fx.Interpreter):
+    """Runs the graph once, keeping the outputs of the nodes asked for (on the CPU)."""
+
+    def __init__(self, gm: fx.GraphModule, keep: Collection[str]) -> None:
+        super().__init__(gm)
+        self.keep = set(keep)
+        self.outputs: dict[str, torch.Tensor] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        if n.name in self.keep and isinstance(out, torch.Tensor):
+            self.outputs[n.name] = out.detach().to("cpu").contiguous()
+        return out
+
+
+def crossing_candidates(graph: ModelGraph) -> list[str]:
+    """Nodes whose output is one tensor that another node consumes: the tensors that can cross."""
+    dag = graph.dag
+    return [v for v in dag if dag.out_degree(v) and graph.nodes[v].spec.kind == "tensor"]
+
+
+def node_outputs(graph: ModelGraph, inputs: Sequence[torch.Tensor],
+                 keep: Collection[str] | None = None) -> dict[str, torch.Tensor]:
+    keep = crossing_candidates(graph) if keep is None else keep
+    device = next((p.device for p in graph.module.parameters()), torch.device("cpu"))
+    keeper = _Keeper(graph.module, keep)
+    with torch.no_grad():
+        keeper.run(*(x.to(device) for x in inputs))
+    return keeper.outputs
+
+
+def measure(graph: ModelGraph, frames: Sequence[Sequence[torch.Tensor]],
+            names: Collection[str] | None = None, repeats: int = 1,
+            progress: bool = False) -> Table:
+    """{node: {codec: {"bytes", "encode_s", "decode_s", "lossy"}}}: mean bytes over `frames`,
+    median times over frames x `repeats`."""
+    wanted = [c for c in codecs.CODECS.values()
+              if c.name != codecs.RAW and (names is None or c.name in names)]
+    samples: dict[tuple[str, str], list[tuple[int, float, float]]] = {}
+    for inputs in frames:
+        outputs = node_outputs(graph, inputs)
+        items = tqdm(outputs.items(), desc="codecs", unit="node", disable=not progress,
+                     leave=False)
+        for v, t in items:
+            array = t.numpy()
+            for codec in wanted:
+                if not codec.applies(array.dtype.name, array.shape):
+                    continue
+                for _ in range(max(1, repeats)):
+                    t0 = time.perf_counter()
+                    data = codec.encode(array)
+                    t1 = time.perf_counter()
+                    codec.decode(data, array.dtype.name, array.shape)
+                    t2 = time.perf_counter()
+                    samples.setdefault((v, codec.name), []).append((len(data), t1 - t0, t2 - t1))
+    table: Table = {}
+    for (v, name), runs in samples.items():
+        size = round(statistics.fmean(r[0] for r in runs))
+        if size >= graph.nodes[v].output_bytes:
+            continue  # larger than raw: never worth it
+        table.setdefault(v, {})[name] = {
+            "bytes": size,
+            "encode_s": statistics.median(r[1] for r in runs),
+            "decode_s": statistics.median(r[2] for r in runs),
+            "lossy": codecs.get(name).lossy,
+        }
+    return table
+
+
+def corrected(table: Table, sent: dict[tuple[str, str], float], drift: float) -> Table | None:
+    """The table with the sizes actually sent where any drifted more than `drift` (a fraction)
+    from the table's; None when none did. Frames change (a scene, the light): what the edge
+    sends is the truth the planner should plan with."""
+    moved = {(v, name): size for (v, name), size in sent.items()
+             if name in table.get(v, {})
+             and abs(size - table[v][name]["bytes"]) > drift * table[v][name]["bytes"]}
+    if not moved:
+        return None
+    out = {v: {name: dict(c) for name, c in row.items()} for v, row in table.items()}
+    for (v, name), size in moved.items():
+        out[v][name]["bytes"] = round(size)
+    return out
