@@ -27,6 +27,9 @@ examples:
   dads plan --graph costs.json --bandwidth 4g   the DSL plan at DADS's 4G uplink
   dads plan resnet18 --bandwidth 3mbit --algorithm dsh --workers 4 --json
   dads bwmap googlenet --plot map.png           every bandwidth breakpoint of the DSL plan
+  dads plan googlenet --images photos/ --bandwidth 3g   cut and codecs, lossless (bit-exact)
+  dads codecs googlenet --images photos/ --out fid.json  each lossy codec's fidelity
+  dads plan googlenet --images photos/ --bandwidth 3g --fidelity top1:0.99 --fidelity-table fid.json
 """
 
 
@@ -146,9 +149,25 @@ def _add_costs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cloud-speedup", type=float, default=DEFAULT_CLOUD_SPEEDUP, metavar="F",
                    help=f"model the cloud as F times faster when no cloud profile is given "
                    f"(default {DEFAULT_CLOUD_SPEEDUP:g})")
+    p.add_argument("--edge-slowdown", type=float, default=1.0, metavar="F",
+                   help="model the edge as F times slower than its profile (a camera's SoC "
+                   "profiled on a workstation; default 1)")
     p.add_argument("--input-bytes", type=_input_bytes, metavar="N|frame",
                    help="bytes sent when the raw input crosses: a number, or 'frame' for a uint8 "
                    "RGB frame of the input's size (default: the input tensor's bytes)")
+    p.add_argument("--images", metavar="DIR",
+                   help="plan the model as served (uint8 camera frames in) with codecs, their "
+                   "sizes measured on these images (a folder of photos from your cameras)")
+    p.add_argument("--codec-frames", type=int, default=4, metavar="N",
+                   help="images of --images to measure codecs on (default 4)")
+    p.add_argument("--codecs", default="auto", metavar="auto|none|LIST",
+                   help="codecs a plan may use: auto (all the fidelity policy allows; default), "
+                   "none, or a list, e.g. png,zstd")
+    p.add_argument("--fidelity", default="lossless", metavar="POLICY",
+                   help="what codecs may trade: lossless (bit-exact; default), any, top1:0.99 or "
+                   "error:0.01 (measured: --fidelity-table)")
+    p.add_argument("--fidelity-table", metavar="FILE",
+                   help="each codec's fidelity on this model, from `dads codecs`")
 
 
 def _input_bytes(text: str) -> int | str:
@@ -182,8 +201,18 @@ def _costs(args: argparse.Namespace):  # -> nx.DiGraph
         raise DadsError("say what to plan: a model name, or --graph COSTS.json")
     from common.model.profiler import cached_profile
 
-    graph = _trace(args)
+    graph = _served(args) if args.images else _trace(args)
     edge = Profile.load(args.edge_profile) if args.edge_profile else cached_profile(graph, "cpu")
+    if args.images:
+        from dataclasses import replace
+
+        from common.model import codecprofile
+
+        frames = _images(args.images, graph, args.codec_frames)
+        edge = replace(edge, codecs=codecprofile.measure(graph, [(f,) for f in frames]))
+        print(f"note: codecs measured on {len(frames)} image(s) of {args.images}", file=sys.stderr)
+    if args.edge_slowdown != 1.0:
+        edge = scaled(edge, 1.0 / args.edge_slowdown)
     if args.cloud_profile:
         cloud = Profile.load(args.cloud_profile)
     else:
@@ -191,6 +220,42 @@ def _costs(args: argparse.Namespace):  # -> nx.DiGraph
         print(f"note: no --cloud-profile, the cloud is modelled as {args.cloud_speedup:g}x "
               "faster than this machine", file=sys.stderr)
     return costgraph.build(graph.dag, edge, cloud, _resolve_input_bytes(args.input_bytes, graph))
+
+
+def _served(args: argparse.Namespace):  # -> ModelGraph of the model as the services run it
+    from common.model.graph import trace
+    from common.model.models import input_shape_for, load_served, synthetic_frame
+
+    shape = args.input_shape or input_shape_for(args.model)
+    return trace(load_served(args.model, args.weights, args.seed), synthetic_frame(0, shape),
+                 name=args.model)
+
+
+def _images(folder: str, graph, limit: int) -> list:  # -> list[torch.Tensor] frames
+    import itertools
+
+    from services.edge_agent.sources import open_source
+
+    shape = tuple(graph.example_inputs[0].shape)
+    frames = list(itertools.islice(open_source(folder, shape), max(1, limit)))
+    if not frames:
+        raise DadsError(f"no images in {folder}")
+    return frames
+
+
+def _codec_policy(args: argparse.Namespace, g) -> frozenset[str]:
+    """The codecs `dads plan` may use: the ones the cost graph lists, as the flags allow."""
+    from common.codec import codecs
+    from common.planning import costgraph, fidelity
+
+    table = fidelity.load_table(args.fidelity_table) if args.fidelity_table else None
+    if table and table.get("fingerprint") != g.graph.get("fingerprint"):
+        print(f"warning: {args.fidelity_table} was measured on another model (or weights): "
+              "no lossy codec is admitted by it", file=sys.stderr)
+    return fidelity.select(costgraph.codec_names(g), costgraph.codec_names(g, lossy=True),
+                           fidelity.parse_codecs(args.codecs, codecs.NAMES),
+                           fidelity.parse(args.fidelity), table,
+                           g.graph.get("fingerprint"))
 
 
 def _plan_report(g, plan, baselines: dict) -> str:  # -> the readable table of `dads plan`
@@ -210,7 +275,11 @@ def _plan_report(g, plan, baselines: dict) -> str:  # -> the readable table of `
         f"(pipelined)",
     ]
     for v in plan.transfer[:8]:
-        lines.append(f"    crosses: {v} ({format_bytes(g.nodes[v]['output_bytes'])})")
+        codec = plan.codecs.get(v, "raw")
+        sent = next((c["bytes"] for c in g.nodes[v].get("codecs", []) if c["name"] == codec),
+                    g.nodes[v]["output_bytes"])
+        how = "" if codec == "raw" else f" as {codec}: {format_bytes(sent)}"
+        lines.append(f"    crosses: {v} ({format_bytes(g.nodes[v]['output_bytes'])}{how})")
     if len(plan.transfer) > 8:
         lines.append(f"    ... and {len(plan.transfer) - 8} more")
     for name, other in baselines.items():
@@ -225,26 +294,31 @@ def _plan_report(g, plan, baselines: dict) -> str:  # -> the readable table of `
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from common.planning import partition
+    from common.planning.mincut import CutSolver
     from common.planning.regime import decide
 
     g = _costs(args)
+    codecs = _codec_policy(args, g)
     reason = ""
     if args.algorithm == "auto":
         if args.fps is None:
-            plan = partition.dsl(g, args.bandwidth, args.workers)
+            plan = partition.dsl(g, args.bandwidth, args.workers, codecs=codecs)
         else:
-            decision, _ = decide(g, args.bandwidth, args.fps, args.workers)
+            decision, _ = decide(g, args.bandwidth, args.fps, args.workers,
+                                 solver=CutSolver(g, codecs))
             plan, reason = decision.plan, decision.reason
     else:
-        plan = partition.solve(g, args.algorithm, args.bandwidth, args.workers)
+        plan = partition.solve(g, args.algorithm, args.bandwidth, args.workers, codecs)
     plan = plan.stamped(plan.plan_id, time.time())
     if args.json:
         json.dump(plan.to_json(), sys.stdout, indent=1)
         print()
     else:
-        baselines = {name: partition.solve(g, name, args.bandwidth, args.workers)
+        baselines = {name: partition.solve(g, name, args.bandwidth, args.workers, codecs)
                      for name in ("edge_only", "cloud_only", "neurosurgeon")
                      if name != plan.algorithm}
+        if codecs:  # what the codecs buy: the same planner on raw tensors
+            baselines["dsl, raw"] = partition.dsl(g, args.bandwidth, args.workers, codecs="none")
         print(_plan_report(g, plan, baselines))
         if reason:
             print(f"  load: {reason}")
@@ -254,6 +328,44 @@ def cmd_plan(args: argparse.Namespace) -> int:
         out = plot_cut(g, plan.edge_nodes, f"{g.graph.get('model', '')}: {plan.algorithm} cut",
                        Path(args.plot))
         print(f"figure written to {out}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_codecs(args: argparse.Namespace) -> int:
+    from common.model import codecprofile
+    from common.planning.units import format_bytes
+
+    graph = _served(args)
+    frames = _images(args.images, graph, args.limit)
+    names = None if args.codecs == "all" else {n.strip() for n in args.codecs.split(",")}
+    print(f"{graph.name}: {len(frames)} image(s) from {args.images}; "
+          f"{'real weights' if args.weights else 'seeded random weights'}", file=sys.stderr)
+    sizes = codecprofile.measure(graph, [(f,) for f in frames[: args.size_frames]], names)
+    table = codecprofile.fidelity(graph, frames, names, args.nodes, progress=not args.json)
+    for name, row in table["codecs"].items():  # the size each codec makes, for the reader
+        ratios = [v[name]["bytes"] / graph.nodes[n].output_bytes for n, v in sizes.items()
+                  if name in v]
+        row["size_ratio_median"] = sorted(ratios)[len(ratios) // 2] if ratios else None
+    if args.out:
+        Path(args.out).write_text(json.dumps(table, indent=1))
+    if args.json:
+        json.dump(table, sys.stdout, indent=1)
+        print()
+        return 0
+    print(f"{'codec':<11}{'lossy':>6}{'top-1 agree':>13}{'rel. error':>12}{'size':>8}  cuts")
+    for name, row in sorted(table["codecs"].items()):
+        ratio = row["size_ratio_median"]
+        print(f"{name:<11}{'yes' if row['lossy'] else 'no':>6}{row['top1_agreement']:>12.1%}"
+              f"{row['rel_error']:>12.2e}{'' if ratio is None else f'{ratio:.0%}':>8}  "
+              f"{', '.join(row['cuts'])}")
+    frame = graph.nodes[graph.inputs[0]].output_bytes
+    print(f"(size: median encoded / raw over the tensors measured; a frame is {format_bytes(frame)})")
+    if not args.weights:
+        print("note: with random weights, top-1 agreement is a weak signal (what a random model "
+              "picks barely depends on the picture); give --weights for the real model's numbers")
+    if args.out:
+        print(f"fidelity table written to {args.out} (for `dads plan --fidelity-table` and the "
+              "planner's --fidelity-table)")
     return 0
 
 
@@ -455,6 +567,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the plan as DESIGN §3 JSON")
     p.add_argument("--plot", metavar="FILE", help="draw the DAG with the cut to FILE (.png)")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("codecs", help="each codec's fidelity on a model, on your images",
+                       description="Measure what each lossy codec costs in fidelity: top-1 "
+                       "agreement with the lossless pipeline and relative output error, with the "
+                       "frame codecs on the input and the activation codecs at --nodes cuts along "
+                       "the model. The table (--out) is what `--fidelity top1:0.99` plans with.")
+    _add_model_args(p)
+    p.add_argument("--images", required=True, metavar="DIR",
+                   help="a folder of real photographs (noise says nothing about JPEG)")
+    p.add_argument("--limit", type=int, default=32, metavar="N", help="images used (default 32)")
+    p.add_argument("--nodes", type=int, default=6, metavar="K",
+                   help="activations along the model to try each activation codec at (default 6)")
+    p.add_argument("--codecs", default="all", metavar="LIST", help="codecs to measure (all)")
+    p.add_argument("--size-frames", type=int, default=4, metavar="N",
+                   help="images to measure encoded sizes on (default 4)")
+    p.add_argument("--out", metavar="FILE", help="write the fidelity table (JSON) here")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.set_defaults(func=cmd_codecs)
 
     p = sub.add_parser("bwmap", help="the optimal DSL cut for every bandwidth",
                        description="Compute every breakpoint of the optimal latency as a function "

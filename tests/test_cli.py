@@ -165,3 +165,34 @@ def test_ctl_errors_say_what_to_do(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"edge_nodes": [1, 2]}))
     with pytest.raises(SystemExit, match="list of node names"):
         main(["ctl", "--planner", "tcp://127.0.0.1:1", "--pin-cut", str(bad)])
+
+
+def test_codecs_fidelity_table_and_plans_with_codecs(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_codec_runtime import smooth_images
+
+    images = smooth_images(tmp_path / "img", 4)
+    table = tmp_path / "fid.json"
+    shape = ["--input-shape", "1,3,32,32"]
+    assert main(["codecs", TOY, *shape, "--images", str(images), "--nodes", "2",
+                 "--out", str(table)]) == 0
+    out = capsys.readouterr().out
+    assert "png" in out and "weak signal" in out
+    doc = json.loads(table.read_text())
+    assert doc["images"] == 4
+    assert doc["codecs"]["png"]["rel_error"] == 0.0  # lossless is exact
+    assert doc["codecs"]["zstd"]["top1_agreement"] == 1.0
+    assert doc["codecs"]["jpeg75"]["lossy"] and len(doc["codecs"]["int8"]["cuts"]) == 2
+    base = ["plan", TOY, *shape, "--images", str(images), "--bandwidth", "50kbit", "--edge-slowdown", "1000",
+            "--cloud-speedup", "100", "--json"]
+    plans = {}
+    for policy in (["--fidelity", "lossless"], ["--fidelity", "any"], ["--codecs", "none"],
+                   ["--fidelity", "top1:0.99", "--fidelity-table", str(table)]):
+        assert main(base + policy) == 0
+        plans[policy[1]] = json.loads(capsys.readouterr().out)
+    assert set(plans["lossless"].get("codecs", {}).values()) <= {"raw", "png", "zstd"}
+    assert "codecs" not in plans["none"]
+    assert set(plans["any"]["codecs"].values()) - {"raw"}  # something crosses encoded
+    admitted = {n for n, row in doc["codecs"].items() if row["top1_agreement"] >= 0.99}
+    assert set(plans["top1:0.99"].get("codecs", {}).values()) <= admitted | {"raw"}
+    assert plans["lossless"]["predicted"]["latency_s"] <= plans["none"]["predicted"]["latency_s"]

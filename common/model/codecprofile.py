@@ -25,7 +25,7 @@ from tqdm import tqdm
 from common.codec import codecs
 from common.model.graph import ModelGraph
 
-__all__ = ["crossing_candidates", "node_outputs", "measure", "corrected"]
+__all__ = ["crossing_candidates", "node_outputs", "measure", "corrected", "probe_nodes", "fidelity"]
 
 Table = dict[str, dict[str, dict[str, Any]]]
 
@@ -112,3 +112,71 @@ def corrected(table: Table, sent: dict[tuple[str, str], float], drift: float) ->
     for (v, name), size in moved.items():
         out[v][name]["bytes"] = round(size)
     return out
+
+
+class _Perturbed(fx.Interpreter):
+    """Runs the graph with one node's output passed through a codec (encode, then decode):
+    what the cloud computes when that tensor crosses in that codec."""
+
+    def __init__(self, gm: fx.GraphModule, node: str, codec: codecs.Codec) -> None:
+        super().__init__(gm)
+        self.node, self.codec = node, codec
+
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        if n.name == self.node:
+            array = out.detach().to("cpu").contiguous().numpy()
+            back = self.codec.decode(self.codec.encode(array), array.dtype.name, array.shape)
+            out = torch.from_numpy(back.copy()).to(out.device)
+        return out
+
+
+def probe_nodes(graph: ModelGraph, count: int) -> list[str]:
+    """`count` activations spread along the model (by layer order), where a cut may fall."""
+    candidates = [v for v in crossing_candidates(graph)
+                  if v not in graph.inputs and graph.nodes[v].spec.dtype == "float32"]
+    if len(candidates) <= count:
+        return candidates
+    step = len(candidates) / count
+    return [candidates[int(i * step + step / 2)] for i in range(count)]
+
+
+def fidelity(graph: ModelGraph, frames: Sequence[torch.Tensor], names: Collection[str] | None = None,
+             nodes: int = 6, progress: bool = False) -> dict[str, Any]:
+    """Each lossy codec's fidelity on this model and these frames (the `dads codecs` table).
+
+    A frame codec is applied to the input; an activation codec to each of `nodes` activations
+    spread along the model, one at a time. Per codec: `top1_agreement` — the share of frames
+    whose top-1 class equals the lossless pipeline's, at the worst node; `rel_error` — the
+    largest relative output error seen; `cuts` — the nodes measured, each with its own numbers.
+    Lossless codecs are exact by construction (checked here too: a codec that is not fails).
+    """
+    from common.model.split import relative_error
+
+    wanted = [c for c in codecs.CODECS.values()
+              if c.name != codecs.RAW and (names is None or c.name in names)]
+    spread = probe_nodes(graph, nodes)
+    device = next((p.device for p in graph.module.parameters()), torch.device("cpu"))
+    with torch.no_grad():
+        refs = [graph.module(f.to(device)) for f in frames]
+    table: dict[str, Any] = {}
+    work = [(c, v) for c in wanted for v in (graph.inputs if c.image else spread)
+            if c.applies(graph.nodes[v].spec.dtype, graph.nodes[v].spec.shape)]
+    for codec, v in tqdm(work, desc="fidelity", unit="cut", disable=not progress):
+        agree, worst = 0, 0.0
+        for frame, ref in zip(frames, refs, strict=True):
+            with torch.no_grad():
+                out = _Perturbed(graph.module, v, codec).run(frame.to(device))
+            err = relative_error(out, ref)
+            worst = max(worst, err)
+            first_out = out[0] if isinstance(out, (tuple, list)) else out
+            first_ref = ref[0] if isinstance(ref, (tuple, list)) else ref
+            agree += int(first_out.reshape(-1).argmax() == first_ref.reshape(-1).argmax())
+        entry = table.setdefault(codec.name, {"lossy": codec.lossy, "top1_agreement": 1.0,
+                                              "rel_error": 0.0, "cuts": {}})
+        share = agree / max(len(frames), 1)
+        entry["cuts"][v] = {"top1_agreement": share, "rel_error": worst}
+        entry["top1_agreement"] = min(entry["top1_agreement"], share)
+        entry["rel_error"] = max(entry["rel_error"], worst)
+    return {"model": graph.name, "fingerprint": graph.fingerprint, "images": len(frames),
+            "codecs": table}

@@ -23,7 +23,7 @@ from typing import Any
 
 from common.errors import DadsError
 
-__all__ = ["Budget", "parse", "load_table", "permitted", "select"]
+__all__ = ["Budget", "parse", "parse_codecs", "load_table", "permitted", "select"]
 
 METRICS = {"top1": "top1_agreement", "error": "rel_error"}
 
@@ -62,6 +62,17 @@ def parse(text: str) -> Budget:
         raise DadsError(f"fidelity {text!r}: lossless, any, top1:A (agreement 0..1, e.g. "
                         "top1:0.99) or error:E (relative output error, e.g. error:0.01)")
     return Budget(kind, number)
+
+
+def parse_codecs(text: str, known: Collection[str]) -> str | frozenset[str]:
+    """`--codecs`: auto, none, or a comma-separated list of `known` codec names."""
+    text = text.strip()
+    if text in ("auto", "none"):
+        return text
+    names = frozenset(n.strip() for n in text.split(",") if n.strip())
+    if not names or names - frozenset(known):
+        raise DadsError(f"--codecs {text!r}: auto, none or a list of {', '.join(sorted(known))}")
+    return names
 
 
 def load_table(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 import networkx as nx
 import zmq
 
+from common.codec.codecs import NAMES as CODEC_NAMES
 from common.errors import DadsError
 from common.planning import costgraph, dag, fidelity, partition
 from common.planning.costgraph import describe_mismatch
@@ -76,7 +77,7 @@ class Planner(Service):
         self.args = args
         self.initial_bps = parse_bandwidth(args.initial_bandwidth)
         self.budget = fidelity.parse(args.fidelity)
-        self.wanted = _codec_list(args.codecs)
+        self.wanted = fidelity.parse_codecs(args.codecs, CODEC_NAMES)
         self.fidelity_table = (fidelity.load_table(args.fidelity_table)
                                if args.fidelity_table else None)
         self.codecs: frozenset[str] = frozenset()  # those the current cost graph may use
@@ -332,19 +333,6 @@ def _evaluate(g: nx.DiGraph, plan: partition.Plan, bw: float, k: int) -> partiti
         return partition.evaluate(g, plan.edge_nodes, bw, k, plan.codecs)
     except DadsError:
         return partition.evaluate(g, plan.edge_nodes, bw, k)
-
-
-def _codec_list(text: str) -> str | frozenset[str]:
-    from common.codec import codecs
-
-    text = text.strip()
-    if text in ("auto", "none"):
-        return text
-    names = frozenset(n.strip() for n in text.split(",") if n.strip())
-    unknown = names - codecs.NAMES
-    if unknown or not names:
-        raise DadsError(f"--codecs {text!r}: auto, none or a list of {', '.join(sorted(codecs.NAMES))}")
-    return names
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
