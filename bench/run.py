@@ -22,6 +22,7 @@ from bench.common import DOCS
 #: (part, extra arguments of the full run), in the order of the report.
 PARTS: list[tuple[str, list[str]]] = [
     ("paper", []),
+    ("codecs", []),
     ("quality", []),
     ("transport", []),
     ("scaling", []),
