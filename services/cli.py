@@ -372,11 +372,13 @@ def cmd_codecs(args: argparse.Namespace) -> int:
 def cmd_bwmap(args: argparse.Namespace) -> int:
     from common.planning import partition
     from common.planning.bwmap import bandwidth_map
+    from common.planning.mincut import CutSolver
     from common.planning.units import PRESETS, format_bandwidth, format_bytes
 
     g = _costs(args)
+    codecs = _codec_policy(args, g)
     t0 = time.perf_counter()
-    bmap = bandwidth_map(g, args.min, args.max)
+    bmap = bandwidth_map(g, args.min, args.max, solver=CutSolver(g, codecs))
     took = time.perf_counter() - t0
     if args.json:
         json.dump(bmap.to_json(), sys.stdout, indent=1)
@@ -386,16 +388,17 @@ def cmd_bwmap(args: argparse.Namespace) -> int:
               f"{format_bandwidth(args.min)} and {format_bandwidth(args.max)} "
               f"({bmap.solves} min-cut solves, {took * 1e3:.1f} ms)")
         print(f"  {'from':>14} {'to':>14} {'edge nodes':>10} {'crossing':>9} {'sent':>10} "
-              f"{'compute':>10}")
+              f"{'compute':>10}{'  codecs' if codecs else ''}")
         for s in bmap.segments:
+            used = ",".join(sorted({c for _, c in s.codecs if c != "raw"})) or "raw"
             print(f"  {format_bandwidth(s.min_bps):>14} {format_bandwidth(s.max_bps):>14} "
                   f"{len(s.edge_nodes):>10} {len(s.transfer):>9} {format_bytes(s.transfer_bytes):>10} "
-                  f"{s.compute_s * 1e3:>7.2f} ms")
+                  f"{s.compute_s * 1e3:>7.2f} ms{f'  {used}' if codecs else ''}")
     if args.plot:
         from common.model.plots import plot_bandwidth_map
 
-        cloud = partition.cloud_only(g, args.min)
-        edge = partition.edge_only(g, args.min)
+        cloud = partition.cloud_only(g, args.min, codecs=codecs)
+        edge = partition.edge_only(g, args.min, codecs=codecs)
         out = plot_bandwidth_map(
             str(g.graph.get("model", "")),
             [(s.min_bps, s.max_bps, s.compute_s, s.transfer_bytes) for s in bmap.segments],
