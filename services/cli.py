@@ -29,6 +29,7 @@ examples:
   dads bwmap googlenet --plot map.png           every bandwidth breakpoint of the DSL plan
   dads plan googlenet --images photos/ --bandwidth 3g   cut and codecs, lossless (bit-exact)
   dads codecs googlenet --images photos/ --out fid.json  each lossy codec's fidelity
+  dads predict resnet50 --from alexnet,vgg16,googlenet --out r50.json   a profile, unprofiled
   dads plan googlenet --images photos/ --bandwidth 3g --fidelity top1:0.99 --fidelity-table fid.json
 """
 
@@ -369,6 +370,77 @@ def cmd_codecs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from common.model.features import node_features
+    from common.model.profiler import cached_profile, predicted_profile, resolve_device
+    from common.planning import predict
+    from common.planning.profile import Profile
+
+    device = resolve_device(args.device)
+    samples, models, devices = [], [], set()
+    for source in (s for item in args.sources for s in item.split(",") if s):
+        if source.endswith(".json"):  # a profile file: its model is traced here for the shapes
+            prof = Profile.load(source)
+            graph = _graph_of(prof)
+        else:  # a model name: profiled on this device (cached)
+            graph = _served_named(source, args)
+            prof = cached_profile(graph, str(device), progress=not args.json)
+        devices.add(prof.device.key)
+        models.append(prof.model)
+        samples += [(kind, feats, prof.node_times_s[v])
+                    for v, (kind, feats) in node_features(graph).items() if v in prof.node_times_s]
+    if len(devices) > 1:
+        print(f"warning: the profiles come from {len(devices)} devices ({', '.join(sorted(devices))}"
+              "): a predictor is for one device", file=sys.stderr)
+    predictor = predict.fit(samples, device=devices.pop() if len(devices) == 1 else "mixed",
+                            models=models)
+    if args.save_predictor:
+        predictor.save(args.save_predictor)
+    graph = _served_named(args.model, args)
+    prof = predicted_profile(graph, device, predictor)
+    if args.out:
+        prof.save(args.out)
+    if args.json:
+        json.dump(prof.to_json(), sys.stdout, indent=1)
+        print()
+        return 0
+    kinds = ", ".join(f"{k} ({n})" for k, n in sorted(predictor.samples.items()) if k != predict.ANY)
+    print(f"predictor: {len(samples)} nodes of {len(models)} profile(s) ({', '.join(models)}); "
+          f"regressions for {kinds}, and one for every other kind")
+    print(f"{graph.name}: predicted {prof.total_s * 1e3:.2f} ms a frame on {prof.device.name} "
+          f"({len(graph)} nodes)")
+    if args.out:
+        print(f"predicted profile (marked predicted) written to {args.out}")
+    if args.save_predictor:
+        print(f"predictor written to {args.save_predictor} (services: --predictor / DADS_PREDICTOR)")
+    return 0
+
+
+def _served_named(name: str, args: argparse.Namespace):  # -> ModelGraph
+    from common.model.graph import trace
+    from common.model.models import input_shape_for, load_served, synthetic_frame
+
+    return trace(load_served(name, None, args.seed), synthetic_frame(0, input_shape_for(name)),
+                 name=name)
+
+
+def _graph_of(prof):  # -> ModelGraph whose nodes the profile times
+    """The served model a profile was measured on, or the bare one (its inputs' shapes)."""
+    import torch
+
+    from common.model.graph import trace
+    from common.model.models import load_model, load_served
+
+    shape = tuple(prof.input_shapes[0])
+    for build, x in ((load_served, torch.zeros(shape, dtype=torch.uint8)),
+                     (load_model, torch.zeros(shape))):
+        graph = trace(build(prof.model), x, name=prof.model)
+        if graph.fingerprint[:16] == prof.fingerprint[:16]:
+            return graph
+    raise DadsError(f"the profile of {prof.model!r} matches neither the served nor the bare model "
+                    "of that name here (another torch/torchvision?): profile it again")
+
+
 def cmd_bwmap(args: argparse.Namespace) -> int:
     from common.planning import partition
     from common.planning.bwmap import bandwidth_map
@@ -588,6 +660,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write the fidelity table (JSON) here")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.set_defaults(func=cmd_codecs)
+
+    p = sub.add_parser("predict", help="predict a model's profile from other models' profiles",
+                       description="Edgent's latency predictors: per op kind, a regression of node "
+                       "time on shape features (multiply-accumulates, input and output elements, "
+                       "parameter bytes) fitted on measured profiles, predicts MODEL's profile "
+                       "on that device without running it. The profile is marked predicted.")
+    p.add_argument("model", help="the model to predict (served: uint8 frames in)")
+    p.add_argument("--from", dest="sources", required=True, nargs="+", metavar="PROFILE|MODEL",
+                   help="what to fit on: profile files (P.json), or model names, profiled here")
+    p.add_argument("--device", default="cpu", help="the device of names in --from (default cpu)")
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--out", metavar="FILE", help="write the predicted profile here")
+    p.add_argument("--save-predictor", metavar="FILE",
+                   help="write the fitted predictor (for the services' --predictor)")
+    p.add_argument("--json", action="store_true", help="print the predicted profile as JSON")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bwmap", help="the optimal DSL cut for every bandwidth",
                        description="Compute every breakpoint of the optimal latency as a function "

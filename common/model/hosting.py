@@ -9,10 +9,11 @@ import torch
 
 from common.model.graph import ModelGraph, trace
 from common.model.models import input_shape_for, load_served, synthetic_frame
-from common.model.profiler import cached_profile, resolve_device
+from common.model.profiler import cached_profile, load_cached, predicted_profile, resolve_device
+from common.planning.predict import Predictor
 from common.planning.profile import Profile
 
-__all__ = ["Hosted", "host_model", "top_k"]
+__all__ = ["Hosted", "host_model", "measure_profile", "top_k"]
 
 TOP_K = 5
 
@@ -26,16 +27,31 @@ class Hosted:
 
 
 def host_model(args: argparse.Namespace) -> Hosted:
-    """Build, trace and profile the served model on this device (blocking: run it in a thread)."""
+    """Build, trace and profile the served model on this device (blocking: run it in a thread).
+
+    With a predictor (`args.predictor`, from `dads predict --save-predictor`) and no cached
+    profile, the profile is predicted from the model's shapes instead of measured, so the
+    service can start at once; `measure_profile` then measures the real one.
+    """
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     shape = input_shape_for(args.model)
     graph = trace(load_served(args.model, args.weights, args.seed), synthetic_frame(0, shape),
                   name=args.model)
-    profile = cached_profile(graph, str(device), progress=False, repeats=args.profile_repeats)
+    predictor = getattr(args, "predictor", None)
+    profile = load_cached(graph, device)
+    if profile is None and predictor:
+        profile = predicted_profile(graph, device, Predictor.load(predictor))
+    if profile is None:
+        profile = measure_profile(graph, device, args)
     graph.module.to(device)
     return Hosted(graph, profile, device, shape)
+
+
+def measure_profile(graph: ModelGraph, device: torch.device, args: argparse.Namespace) -> Profile:
+    """Measure (and cache) the served model's profile on this device."""
+    return cached_profile(graph, str(device), progress=False, repeats=args.profile_repeats)
 
 
 def top_k(output: object, k: int = TOP_K) -> tuple[tuple[int, ...], tuple[float, ...]]:

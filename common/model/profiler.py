@@ -162,6 +162,29 @@ def profile_graph(
     )
 
 
+def load_cached(graph: ModelGraph, dev: torch.device) -> Profile | None:
+    """This model's profile on this device from the cache, if one is there and readable."""
+    path = cache_path(graph.name, graph.fingerprint, describe_device(dev))
+    if not path.is_file():
+        return None
+    try:
+        prof = Profile.load(path)
+        prof.check(graph.fingerprint)
+        return prof
+    except (ValueError, KeyError, TypeError):
+        return None  # unreadable or stale cache: measure again
+
+
+def predicted_profile(graph: ModelGraph, dev: torch.device, predictor: Any) -> Profile:
+    """This device's profile of `graph` predicted from its shapes (`predict.Predictor`)."""
+    from common.model.features import node_features
+    from common.planning.predict import as_profile
+
+    return as_profile(predictor, graph.name, graph.fingerprint, describe_device(dev),
+                      [list(x.shape) for x in graph.example_inputs],
+                      predictor.predict(node_features(graph)))
+
+
 def cached_profile(
     graph: ModelGraph,
     device: str = "auto",
@@ -173,14 +196,10 @@ def cached_profile(
     if threads is not None:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
+    prof = load_cached(graph, dev)
+    if prof is not None:
+        return prof
     path = cache_path(graph.name, graph.fingerprint, describe_device(dev))
-    if path.is_file():
-        try:
-            prof = Profile.load(path)
-            prof.check(graph.fingerprint)
-            return prof
-        except (ValueError, KeyError, TypeError):
-            pass  # unreadable or stale cache: measure again
     prof = profile_graph(graph, str(dev), progress=progress, **kwargs)
     prof.save(path)
     return prof

@@ -120,13 +120,20 @@ class CloudPart(nn.Module):
         return self.gm(*values)
 
 
-def _crossing(graph: ModelGraph, edge_nodes: Iterable[str]) -> tuple[frozenset[str], list[str]]:
+def _crossing(graph: ModelGraph, edge_nodes: Iterable[str],
+              exit: str | None = None) -> tuple[frozenset[str], list[str]]:
     """The edge set (checked: raises InvalidCut naming the node) and the tensors that cross,
-    outputs computed on the edge included."""
-    edge = dag.check_cut(graph.dag, edge_nodes)
-    sends = dag.transfer(graph.dag, edge)
-    sends += [v for v in graph.outputs if v in edge and v not in sends]
+    outputs computed on the edge included; for an exit, within the nodes that exit needs."""
+    whole = graph.dag if exit is None else dag.needed_by(graph.dag, exit)
+    outputs = graph.outputs if exit is None else [exit]
+    edge = dag.check_cut(whole, edge_nodes)
+    sends = dag.transfer(whole, edge)
+    sends += [v for v in outputs if v in edge and v not in sends]
     return edge, sends
+
+
+def _needed(graph: ModelGraph, exit: str | None) -> frozenset[str]:
+    return frozenset(graph.nodes) if exit is None else frozenset(dag.needed_by(graph.dag, exit))
 
 
 def _edge_module(graph: ModelGraph, edge: frozenset[str], sends: list[str]) -> fx.GraphModule:
@@ -140,30 +147,37 @@ def _edge_module(graph: ModelGraph, edge: frozenset[str], sends: list[str]) -> f
     return fx.GraphModule(graph.module, g, class_name="EdgeGraph")
 
 
-def _cloud_module(graph: ModelGraph, edge: frozenset[str], sends: list[str]) -> fx.GraphModule:
+def _cloud_module(graph: ModelGraph, edge: frozenset[str], sends: list[str],
+                  exit: str | None = None) -> fx.GraphModule:
+    """The nodes off the edge (of those the exit needs, for an exit); the model's output, or
+    the exit's alone."""
     src, g = graph.module.graph, fx.Graph()
     by_name = {n.name: n for n in src.nodes}
+    needed = _needed(graph, exit)
     env = {by_name[v]: g.placeholder(v) for v in sends}
     for n in src.nodes:
         if n.op == "output":
-            g.output(fx.map_arg(n.args[0], env.__getitem__))
-        elif n.name not in edge:
+            g.output(fx.map_arg(n.args[0], env.__getitem__) if exit is None else env[by_name[exit]])
+        elif n.name not in edge and n.name in needed:
             env[n] = g.node_copy(n, env.__getitem__)
     return fx.GraphModule(graph.module, g, class_name="CloudGraph")
 
 
-def split_graph(graph: ModelGraph, edge_nodes: Iterable[str]) -> tuple[EdgePart, CloudPart]:
-    """Cut a traced model; raises InvalidCut (naming the node) when `edge_nodes` is not a cut."""
-    edge, sends = _crossing(graph, edge_nodes)
+def split_graph(graph: ModelGraph, edge_nodes: Iterable[str],
+                exit: str | None = None) -> tuple[EdgePart, CloudPart]:
+    """Cut a traced model; raises InvalidCut (naming the node) when `edge_nodes` is not a cut.
+    With `exit` (an early exit's node), only what that exit needs runs, and it is the output."""
+    edge, sends = _crossing(graph, edge_nodes, exit)
     specs = [graph.nodes[v].spec for v in sends]
     return (EdgePart(_edge_module(graph, edge, sends), sends, specs),
-            CloudPart(_cloud_module(graph, edge, sends), sends, specs))
+            CloudPart(_cloud_module(graph, edge, sends, exit), sends, specs))
 
 
-def cloud_part(graph: ModelGraph, edge_nodes: Iterable[str]) -> CloudPart:
+def cloud_part(graph: ModelGraph, edge_nodes: Iterable[str], exit: str | None = None) -> CloudPart:
     """Only the cloud's side of the cut: what a worker runs (it never needs the edge's)."""
-    edge, sends = _crossing(graph, edge_nodes)
-    return CloudPart(_cloud_module(graph, edge, sends), sends, [graph.nodes[v].spec for v in sends])
+    edge, sends = _crossing(graph, edge_nodes, exit)
+    return CloudPart(_cloud_module(graph, edge, sends, exit), sends,
+                     [graph.nodes[v].spec for v in sends])
 
 
 def split(

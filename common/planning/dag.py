@@ -15,7 +15,8 @@ import networkx as nx
 
 from common.errors import InvalidCut
 
-__all__ = ["inputs_of", "check_cut", "transfer", "layer_order", "random_cut", "closed_sets",
+__all__ = ["needed_by", "exits", "inputs_of", "check_cut", "transfer", "layer_order", "random_cut",
+           "closed_sets",
            "ancestors_cut"]
 
 
@@ -109,3 +110,20 @@ def closed_sets(g: nx.DiGraph) -> Iterator[frozenset[str]]:
             yield from rec(i + 1, chosen)
 
     yield from rec(0, set())
+
+
+def needed_by(g: nx.DiGraph, node: str) -> nx.DiGraph:
+    """The sub-DAG `node` needs: it and its ancestors, attributes and graph attributes kept
+    (`inputs` only those it reads). An early exit's plan runs only this."""
+    if node not in g:
+        raise InvalidCut(f"{node!r} is not a node of the graph", node)
+    keep = nx.ancestors(g, node) | {node}
+    sub = g.subgraph(keep).copy()
+    sub.graph["inputs"] = [v for v in g.graph.get("inputs", []) if v in keep]
+    return sub
+
+
+def exits(g: nx.DiGraph) -> list[tuple[str, float]]:
+    """(node, accuracy) of every early exit the cost graph marks, most accurate first."""
+    marked = [(v, float(d["exit"])) for v, d in g.nodes(data=True) if d.get("exit") is not None]
+    return sorted(marked, key=lambda e: (-e[1], e[0]))

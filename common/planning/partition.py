@@ -25,7 +25,8 @@ from common.planning.costgraph import RAW, Encoding, allowed, encodings, validat
 from common.planning.mincut import CutSolver
 
 __all__ = [
-    "ALGORITHMS", "Prediction", "Plan", "evaluate", "make_plan", "dsl", "dsh",
+    "ALGORITHMS", "Prediction", "Plan", "evaluate", "make_plan", "dsl", "dsh", "edgent",
+    "fastest_exit",
     "exact_throughput", "neurosurgeon", "edge_only", "cloud_only", "brute_force", "solve",
     "supersedes",
 ]
@@ -63,6 +64,7 @@ class Plan:
     created_at: float = 0.0
     epoch: int = 0  # the issuing planner's run: ids restart with a planner, epochs do not
     codecs: dict[str, str] = field(default_factory=dict)  # crossing node -> codec (none: raw)
+    exit: str = ""  # the early exit the plan answers from ("": the model's own output)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def stamped(self, plan_id: int, created_at: float, epoch: int = 0) -> Plan:
@@ -77,7 +79,7 @@ class Plan:
         doc = asdict(self)
         doc["edge_nodes"] = list(self.edge_nodes)
         doc["transfer"] = list(self.transfer)
-        for key in ("extra", "codecs"):
+        for key in ("extra", "codecs", "exit"):
             if not doc[key]:
                 doc.pop(key)
         return doc
@@ -431,6 +433,40 @@ def brute_force(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1,
     assert best_edge is not None
     return make_plan(g, best_edge, bandwidth_bps, "brute", workers,
                      best_codecs if names else None, objective=objective)
+
+
+def edgent(g: nx.DiGraph, bandwidth_bps: float, latency_goal_s: float, workers: int = 1, *,
+           codecs: Codecs = "lossless") -> Plan | None:
+    """Edgent's Algorithm 1: the most accurate early exit whose minimum-latency cut meets the
+    latency goal, with that cut; None when no exit meets it.
+
+    Exact: for each exit (most accurate first), DSL on the sub-DAG the exit needs is that exit's
+    minimum latency over every cut (and codec), so the first exit it brings within the goal is
+    the most accurate one that any cut could bring within it. (`tests/test_exits.py` checks it
+    against brute force over exits x cuts on random DAGs.)
+    """
+    _check_inputs(g, bandwidth_bps, workers)
+    if not (math.isfinite(latency_goal_s) or latency_goal_s == math.inf) or latency_goal_s <= 0:
+        raise CostGraphError(f"the latency goal must be > 0 s, got {latency_goal_s!r}")
+    marked = dag.exits(g)
+    if not marked:
+        raise CostGraphError("the cost graph marks no early exit (node attribute 'exit')")
+    for node, accuracy in marked:
+        sub = dag.needed_by(g, node)
+        plan = dsl(sub, bandwidth_bps, workers, codecs=codecs)
+        if plan.predicted.latency_s <= latency_goal_s:
+            return replace(plan, algorithm="edgent", exit=node,
+                           extra={"accuracy": accuracy, "latency_goal_s": latency_goal_s})
+    return None
+
+
+def fastest_exit(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1, *,
+                 codecs: Codecs = "lossless") -> Plan:
+    """The exit with the lowest latency (its DSL plan): what to run when none meets the goal."""
+    plans = [replace(dsl(dag.needed_by(g, v), bandwidth_bps, workers, codecs=codecs),
+                     algorithm="edgent", exit=v, extra={"accuracy": acc})
+             for v, acc in dag.exits(g)]
+    return min(plans, key=lambda p: (p.predicted.latency_s, -p.extra["accuracy"]))
 
 
 ALGORITHMS = {

@@ -51,6 +51,9 @@ class Profile:
     # per node, per codec: {"bytes", "encode_s", "decode_s", "lossy"} measured on this device
     # (on real frames at the edge: `common.model.codecprofile`); empty = raw only
     codecs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # predicted from the model's shapes (`common.planning.predict`), not measured: the planner
+    # may plan with it until the device's measured profile arrives
+    predicted: bool = False
 
     @property
     def summed_s(self) -> float:
@@ -63,6 +66,8 @@ class Profile:
         doc = [self.fingerprint, asdict(self.device), self.node_times_s, self.total_s]
         if self.codecs:
             doc.append(self.codecs)
+        if self.predicted:
+            doc.append("predicted")
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
     def check(self, fingerprint: str) -> None:
@@ -127,4 +132,5 @@ def scaled(profile: Profile, speedup: float) -> Profile:
         codecs={v: {name: {**c, "encode_s": c["encode_s"] / speedup,
                            "decode_s": c["decode_s"] / speedup} for name, c in table.items()}
                 for v, table in profile.codecs.items()},
+        predicted=profile.predicted,
     )

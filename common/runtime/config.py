@@ -36,6 +36,8 @@ ENV: dict[str, tuple[str, str]] = {
     "DADS_FPS": ("10", "edge: frames per second read from the source (0: as fast as possible; "
                  "or a schedule: 2,15@40)"),
     "DADS_INITIAL_BANDWIDTH": ("4g", "planner: bandwidth assumed before any measurement"),
+    "DADS_PREDICTOR": ("", "edge/worker: a latency predictor (`dads predict --save-predictor`): "
+                       "with no cached profile, start on a predicted one and measure meanwhile"),
     "DADS_CODEC_FRAMES": ("1", "edge/worker: frames to measure every codec on at start (the "
                           "edge's first real frames; 0: no codecs, raw tensors only)"),
     "DADS_CODECS": ("auto", "planner: codecs a plan may use: auto (all the fidelity policy "
@@ -77,6 +79,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=env_int("DADS_THREADS"),
                    help="torch CPU threads (env DADS_THREADS; 0: torch's default)")
     p.add_argument("--profile-repeats", type=int, default=5, help="profiling passes (default 5)")
+    p.add_argument("--predictor", default=env("DADS_PREDICTOR") or None, metavar="FILE",
+                   help="with no cached profile, plan with one predicted from the model's shapes "
+                   "while the real one is measured (env DADS_PREDICTOR)")
     p.add_argument("--codec-frames", type=int, default=env_int("DADS_CODEC_FRAMES"), metavar="N",
                    help="measure every codec on N frames at start (0: raw tensors only; env "
                    "DADS_CODEC_FRAMES, default 1)")

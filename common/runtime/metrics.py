@@ -145,6 +145,9 @@ class PlannerMetrics:
         self.workers = Gauge("dads_workers_ready", "Workers the plan is made for", registry=reg)
         self.regime_heavy = Gauge("dads_regime_heavy", "1 under heavy load (DSH), 0 under light (DSL)",
                                   registry=reg)
+        self.profiles_predicted = Gauge(
+            "dads_profiles_predicted", "Profiles in use that are predicted from the model's "
+            "shapes, not measured (side: edge or cloud)", ["side"], registry=reg)
         self.calibration = Gauge("dads_calibration_ratio", "Measured / predicted stage time",
                                  ["stage"], registry=reg)
         self.errors = _errors(reg)

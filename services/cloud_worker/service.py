@@ -29,7 +29,7 @@ import zmq
 
 from common.model import codecprofile
 from common.model.graph import ModelGraph
-from common.model.hosting import host_model, top_k
+from common.model.hosting import host_model, measure_profile, top_k
 from common.model.models import synthetic_frame
 from common.model.split import CloudPart, cloud_part
 from common.planning.costgraph import describe_mismatch
@@ -100,6 +100,8 @@ class CloudWorker(Service):
         self.plan_sub = self.open(zmq.SUB, a.plans, bind=False, server="planner")
         self.telemetry = self.open(zmq.PUSH, a.telemetry, bind=False, server="planner")
         self._connect()
+        self._measuring = (asyncio.create_task(self._measure_profile())
+                           if self.profile.predicted else None)
 
     def tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
         return {"plans": self.receive(self.plan_sub, {PlanMsg: self._on_plan}),
@@ -107,7 +109,8 @@ class CloudWorker(Service):
                 "profile": self.every(5.0, self._publish_profile)}
 
     async def close(self) -> None:
-        tasks = [*self.serving, *([self._receiver] if self._receiver else [])]
+        tasks = [*self.serving, *([self._receiver] if self._receiver else []),
+                 *([self._measuring] if getattr(self, "_measuring", None) else [])]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -142,6 +145,18 @@ class CloudWorker(Service):
         with contextlib.suppress(zmq.ZMQError):
             await self.telemetry.send(CloudProfile(self.worker, self.graph.fingerprint,
                                                    self.profile.to_json()), nowait=True)
+
+    async def _measure_profile(self) -> None:
+        """Serve on the predicted profile while the real one is measured, then publish it."""
+        log.info("no cached profile: the planner gets a predicted one while this one is measured")
+        try:
+            measured = await asyncio.to_thread(measure_profile, self.graph, self.device, self.args)
+        except Exception:
+            log.exception("profiling failed: the planner keeps the predicted profile")
+            return
+        self.profile = replace(measured, codecs=self.profile.codecs)
+        log.info("profile measured (%.1f ms a frame): the planner gets it", self.profile.total_s * 1e3)
+        await self._publish_profile()
 
     async def _on_plan(self, env: Envelope) -> None:
         msg: PlanMsg = env.msg  # type: ignore[assignment]

@@ -39,7 +39,7 @@ from zmq.utils.monitor import recv_monitor_message
 from common.errors import DadsError
 from common.model import codecprofile
 from common.model.graph import ModelGraph
-from common.model.hosting import host_model, top_k
+from common.model.hosting import host_model, measure_profile, top_k
 from common.model.split import CloudPart, EdgePart, split_graph
 from common.planning import costgraph
 from common.planning.partition import Plan, Prediction, supersedes
@@ -176,6 +176,8 @@ class EdgeAgent(Service):
         self.source_frames, self.source, first = await self.compute(
             _open_source, a.source, self.shape, a.codec_frames)
         await self.compute(self._measure_codecs, first[: max(0, a.codec_frames)])
+        if self.profile.predicted:  # planned on a prediction until this is measured
+            self._measuring = asyncio.create_task(self._measure_profile())
         local = Plan("local", self.graph.fingerprint, tuple(sorted(self.graph.nodes)), (),
                      Prediction(0.0, 0.0, 0.0, 0.0, 0.0), 0.0)  # until the planner speaks
         self.local_cut = await self.compute(self._build_cut, local)
@@ -231,6 +233,8 @@ class EdgeAgent(Service):
         return rc
 
     async def close(self) -> None:
+        if getattr(self, "_measuring", None) is not None:
+            self._measuring.cancel()
         if hasattr(getattr(self, "source", None), "close"):
             self.source.close()  # a live stream's reader thread
         await super().close()
@@ -351,6 +355,21 @@ class EdgeAgent(Service):
         if self.args.edge_slowdown > 1:  # emulate a slower device: stretch compute and encoding
             time.sleep((self.args.edge_slowdown - 1) * (time.perf_counter() - t0))
         return out
+
+    async def _measure_profile(self) -> None:
+        """Measure the real profile (off the pipeline's thread: frames flow meanwhile) and
+        hand it to the planner in place of the predicted one."""
+        log.info("no cached profile: the planner gets a predicted one while this one is measured")
+        try:
+            measured = await asyncio.to_thread(measure_profile, self.graph, self.device, self.args)
+        except Exception:
+            log.exception("profiling failed: the planner keeps the predicted profile")
+            return
+        if self.args.edge_slowdown > 1:
+            measured = scaled(measured, 1.0 / self.args.edge_slowdown)
+        self.profile = replace(measured, codecs=self.profile.codecs)
+        log.info("profile measured (%.1f ms a frame): the planner gets it", self.profile.total_s * 1e3)
+        await self._send_profile()
 
     def _codec_seen(self, metas: tuple[Any, ...], stats: list[CodecStat]) -> None:
         """Count what the codecs did, and keep each one's running size: the planner is told

@@ -134,7 +134,9 @@ class Planner(Service):
                 if others and msg.fingerprint not in others:
                     log.warning("no worker serves the edge's model: %s",
                                 describe_mismatch(msg.fingerprint, others.pop()))
+            before = self.edge is not None and self.edge[1].predicted
             self.edge = (dag, profile)
+            self._profile_news("the edge", before, profile)
         elif isinstance(msg, CloudProfile):
             profile = Profile.from_json(msg.profile)
             profile.check(msg.fingerprint)
@@ -144,8 +146,10 @@ class Planner(Service):
                     log.warning("worker %s serves another model than the edge: %s",
                                 clip(msg.worker, 64),
                                 describe_mismatch(self.edge[1].fingerprint, msg.fingerprint))
+            before = msg.worker in self.clouds and self.clouds[msg.worker][1].predicted
             self.clouds[msg.worker] = (now, profile)
             self._prune_clouds(now)
+            self._profile_news(f"worker {clip(msg.worker, 64)}", before, profile)
         elif isinstance(msg, Telemetry):
             self.telemetry = msg
             self._link_news(msg, now)
@@ -154,6 +158,17 @@ class Planner(Service):
             self.workers_ready = msg.workers_ready
         elif isinstance(msg, Control):
             self._control(msg)
+
+    def _profile_news(self, who: str, was_predicted: bool, profile: Profile) -> None:
+        """Say when a predicted profile is planned with, and when a measured one replaces it."""
+        if profile.predicted and not was_predicted:
+            log.info("%s has not profiled yet: planning with its predicted profile", who)
+        elif was_predicted and not profile.predicted:
+            log.info("%s measured its profile: it replaces the predicted one", who)
+        edge = self.edge is not None and self.edge[1].predicted
+        self.metrics.profiles_predicted.labels("edge").set(int(edge))
+        self.metrics.profiles_predicted.labels("cloud").set(
+            sum(p.predicted for _, p in self.clouds.values()))
 
     def _prune_clouds(self, now: float) -> None:
         for worker, (seen, _) in list(self.clouds.items()):
