@@ -29,7 +29,9 @@ examples:
   dads bwmap googlenet --plot map.png           every bandwidth breakpoint of the DSL plan
   dads plan googlenet --images photos/ --bandwidth 3g   cut and codecs, lossless (bit-exact)
   dads codecs googlenet --images photos/ --out fid.json  each lossy codec's fidelity
-  dads predict resnet50 --from alexnet,vgg16,googlenet --out r50.json   a profile, unprofiled
+  dads predict resnet50 --from alexnet vgg16 googlenet --out r50.json   a profile, unprofiled
+  dads train-exits --out digits.pth             a 3-exit CNN on scikit-learn's digits (seconds)
+  dads plan digits_exits --weights digits.pth --bandwidth 3g --latency-goal 200ms --edge-slowdown 100
   dads plan googlenet --images photos/ --bandwidth 3g --fidelity top1:0.99 --fidelity-table fid.json
 """
 
@@ -202,7 +204,7 @@ def _costs(args: argparse.Namespace):  # -> nx.DiGraph
         raise DadsError("say what to plan: a model name, or --graph COSTS.json")
     from common.model.profiler import cached_profile
 
-    graph = _served(args) if args.images else _trace(args)
+    graph = _served(args) if args.images or _has_exits(args) else _trace(args)
     edge = Profile.load(args.edge_profile) if args.edge_profile else cached_profile(graph, "cpu")
     if args.images:
         from dataclasses import replace
@@ -223,13 +225,22 @@ def _costs(args: argparse.Namespace):  # -> nx.DiGraph
     return costgraph.build(graph.dag, edge, cloud, _resolve_input_bytes(args.input_bytes, graph))
 
 
+def _has_exits(args: argparse.Namespace) -> bool:
+    from common.model.exits import load_accuracy
+
+    return bool(getattr(args, "weights", None) and load_accuracy(args.weights))
+
+
 def _served(args: argparse.Namespace):  # -> ModelGraph of the model as the services run it
+    from common.model.exits import load_accuracy, mark_exits
     from common.model.graph import trace
     from common.model.models import input_shape_for, load_served, synthetic_frame
 
     shape = args.input_shape or input_shape_for(args.model)
-    return trace(load_served(args.model, args.weights, args.seed), synthetic_frame(0, shape),
-                 name=args.model)
+    graph = trace(load_served(args.model, args.weights, args.seed), synthetic_frame(0, shape),
+                  name=args.model)
+    mark_exits(graph.dag, graph.outputs, load_accuracy(args.weights))
+    return graph
 
 
 def _images(folder: str, graph, limit: int) -> list:  # -> list[torch.Tensor] frames
@@ -294,14 +305,25 @@ def _plan_report(g, plan, baselines: dict) -> str:  # -> the readable table of `
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from common.planning import partition
+    from common.planning import dag, partition
     from common.planning.mincut import CutSolver
-    from common.planning.regime import decide
+    from common.planning.regime import decide, decide_exit
+    from common.planning.units import parse_duration
 
     g = _costs(args)
     codecs = _codec_policy(args, g)
     reason = ""
-    if args.algorithm == "auto":
+    if args.latency_goal and not dag.exits(g):
+        raise DadsError("--latency-goal needs a model with early exits (e.g. digits_exits "
+                        "--weights from `dads train-exits`)")
+    if dag.exits(g) and args.algorithm == "auto":
+        try:
+            goal = parse_duration(args.latency_goal) if args.latency_goal else 0.0
+        except ValueError as exc:
+            raise DadsError(f"--latency-goal: {exc}") from None
+        decision = decide_exit(g, args.bandwidth, args.fps or 0.0, goal, args.workers, codecs)
+        plan, reason = decision.plan, decision.reason
+    elif args.algorithm == "auto":
         if args.fps is None:
             plan = partition.dsl(g, args.bandwidth, args.workers, codecs=codecs)
         else:
@@ -315,12 +337,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
         json.dump(plan.to_json(), sys.stdout, indent=1)
         print()
     else:
-        baselines = {name: partition.solve(g, name, args.bandwidth, args.workers, codecs)
+        scope = dag.needed_by(g, plan.exit) if plan.exit else g  # an exit runs what it needs
+        baselines = {name: partition.solve(scope, name, args.bandwidth, args.workers, codecs)
                      for name in ("edge_only", "cloud_only", "neurosurgeon")
                      if name != plan.algorithm}
         if codecs:  # what the codecs buy: the same planner on raw tensors
-            baselines["dsl, raw"] = partition.dsl(g, args.bandwidth, args.workers, codecs="none")
-        print(_plan_report(g, plan, baselines))
+            baselines["dsl, raw"] = partition.dsl(scope, args.bandwidth, args.workers,
+                                                  codecs="none")
+        print(_plan_report(scope, plan, baselines))
+        if plan.exit:
+            for node, acc in dag.exits(g):
+                best = partition.dsl(dag.needed_by(g, node), args.bandwidth, args.workers,
+                                     codecs=codecs).predicted.latency_s
+                mark = "<- chosen" if node == plan.exit else ""
+                print(f"  exit {node:<22} accuracy {acc:6.1%}  best latency {best * 1e3:8.2f} ms "
+                      f"{mark}")
         if reason:
             print(f"  load: {reason}")
     if args.plot:
@@ -367,6 +398,30 @@ def cmd_codecs(args: argparse.Namespace) -> int:
     if args.out:
         print(f"fidelity table written to {args.out} (for `dads plan --fidelity-table` and the "
               "planner's --fidelity-table)")
+    return 0
+
+
+def cmd_train_exits(args: argparse.Namespace) -> int:
+    import torch
+
+    from common.model import exits
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    def say(epoch: int, epochs: int, loss: float) -> None:
+        print(f"\repoch {epoch}/{epochs}  loss {loss:.3f}", end="", file=sys.stderr, flush=True)
+
+    trained = exits.train(epochs=args.epochs, seed=args.seed, log=say)
+    print(file=sys.stderr)
+    out = exits.save(trained, args.out)
+    m = trained.meta
+    print(f"digits_exits: trained on {m['train']} images of {m['data']}, {m['epochs']} epochs in "
+          f"{m['seconds']:.0f} s; test accuracy on {m['test']} held-out images:")
+    for i, acc in enumerate(trained.exit_accuracy, start=1):
+        print(f"  exit {i}: {acc:.1%}")
+    print(f"weights and exit accuracies written to {out}: serve them with --model digits_exits "
+          f"--weights {out}")
     return 0
 
 
@@ -639,6 +694,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="auto (default): DSL, or DADS's light/heavy choice when --fps is given")
     p.add_argument("--workers", type=int, default=1, metavar="K", help="cloud workers (default 1)")
     p.add_argument("--fps", type=float, metavar="Q", help="frame arrival rate, for the load regime")
+    p.add_argument("--latency-goal", metavar="DURATION",
+                   help="an early-exit model: the most accurate exit whose best cut meets this "
+                   "(e.g. 200ms); says so when none does")
     p.add_argument("--json", action="store_true", help="print the plan as DESIGN §3 JSON")
     p.add_argument("--plot", metavar="FILE", help="draw the DAG with the cut to FILE (.png)")
     p.set_defaults(func=cmd_plan)
@@ -660,6 +718,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write the fidelity table (JSON) here")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.set_defaults(func=cmd_codecs)
+
+    p = sub.add_parser("train-exits", help="train the early-exit example (3 exits, digits)",
+                       description="Train digits_exits, a small CNN with three early exits, on "
+                       "scikit-learn's bundled handwritten digits (a seeded 80/20 split); write "
+                       "its weights with each exit's test accuracy, which the cost graph marks.")
+    p.add_argument("--out", default="digits_exits.pth", metavar="FILE",
+                   help="weights file (default digits_exits.pth)")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and init (default 0)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.set_defaults(func=cmd_train_exits)
 
     p = sub.add_parser("predict", help="predict a model's profile from other models' profiles",
                        description="Edgent's latency predictors: per op kind, a regression of node "

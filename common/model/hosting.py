@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from common.model.exits import load_accuracy, mark_exits
 from common.model.graph import ModelGraph, trace
 from common.model.models import input_shape_for, load_served, synthetic_frame
 from common.model.profiler import cached_profile, load_cached, predicted_profile, resolve_device
@@ -39,6 +40,7 @@ def host_model(args: argparse.Namespace) -> Hosted:
     shape = input_shape_for(args.model)
     graph = trace(load_served(args.model, args.weights, args.seed), synthetic_frame(0, shape),
                   name=args.model)
+    mark_exits(graph.dag, graph.outputs, load_accuracy(args.weights))  # early exits, if trained
     predictor = getattr(args, "predictor", None)
     profile = load_cached(graph, device)
     if profile is None and predictor:

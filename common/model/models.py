@@ -40,6 +40,11 @@ ZOO: dict[str, int] = {
     "swin_t": 224,
 }
 
+#: this project's own models (not torchvision's), with their input resolution
+OWN: dict[str, int] = {
+    "digits_exits": 32,  # common.model.exits: a small CNN with three early exits (digits)
+}
+
 # Auxiliary training heads: built without them (eval never runs them), and their keys in a
 # checkpoint are ignored rather than rejected.
 _AUX_FREE = {"googlenet": ("aux1.", "aux2."), "inception_v3": ("AuxLogits.",)}
@@ -48,6 +53,10 @@ DEFAULT_SEED = 0
 
 
 def _build(name: str) -> nn.Module:
+    if name == "digits_exits":
+        from common.model.exits import DigitsExits
+
+        return DigitsExits()
     if name in ZOO:
         import torchvision.models as tvm
 
@@ -65,7 +74,7 @@ def _build(name: str) -> nn.Module:
         if not isinstance(model, nn.Module):
             raise ModelLoadError(f"{name!r} gave {type(model).__name__}, not a torch.nn.Module")
         return model
-    known = ", ".join(sorted(ZOO))
+    known = ", ".join(sorted([*ZOO, *OWN]))
     raise ModelLoadError(
         f"unknown model {name!r}: use one of {known}, or 'package.module:factory' for your own"
     )
@@ -107,7 +116,7 @@ def load_model(name: str, weights: str | None = None, seed: int = DEFAULT_SEED) 
 
 def input_shape_for(name: str, batch: int = 1) -> tuple[int, int, int, int]:
     """The natural NCHW input shape of a model (224x224 unless the zoo says otherwise)."""
-    side = ZOO.get(name, 224)
+    side = ZOO.get(name) or OWN.get(name, 224)
     return (batch, 3, side, side)
 
 

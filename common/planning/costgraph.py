@@ -109,6 +109,8 @@ def build(
             cloud_time_s=float(cloud.node_times_s[v]),
             output_bytes=int(attrs["output_bytes"]),
         )
+        if attrs.get("exit") is not None:
+            g.nodes[v]["exit"] = float(attrs["exit"])
     g.add_edges_from(dag.edges)
     ratio = cloud.total_s / edge.total_s if edge.total_s > 0 else 1.0
     for v, table in edge.codecs.items():
@@ -160,6 +162,8 @@ def validate(g: nx.DiGraph) -> None:
             _number(v, key, attrs[key])
         if attrs.get("codecs") is not None:
             _check_codecs(v, attrs["codecs"])
+        if attrs.get("exit") is not None and not 0.0 <= _number(v, "exit", attrs["exit"]) <= 1.0:
+            raise CostGraphError(f"node {v!r}: exit is an accuracy in [0, 1], got {attrs['exit']!r}")
 
 
 def _check_codecs(v: str, entries: Any) -> None:

@@ -10,6 +10,7 @@ flaps nor needs a clock of its own: `now` is passed in.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -66,6 +67,24 @@ def next_regime(
     elif load_factor <= cfg.leave_heavy and queue_depth < cfg.queue_high:
         return RegimeState(Regime.LIGHT, now)
     return state
+
+
+def decide_exit(g: nx.DiGraph, bandwidth_bps: float, fps: float, latency_goal_s: float,
+                workers: int = 1, codecs: Collection[str] | str = "lossless") -> Decision:
+    """Edgent: the most accurate early exit whose best cut meets the latency goal (none given:
+    the most accurate exit); if none meets it, the fastest exit, and say so."""
+    goal = latency_goal_s if latency_goal_s > 0 else math.inf
+    plan = partition.edgent(g, bandwidth_bps, goal, workers, codecs=codecs)
+    if plan is not None:
+        reason = (f"exit {plan.exit} ({plan.extra['accuracy']:.1%} accurate): the most accurate "
+                  + ("exit" if goal == math.inf else f"within the {goal * 1e3:.0f} ms goal"))
+    else:
+        plan = partition.fastest_exit(g, bandwidth_bps, workers, codecs=codecs)
+        reason = (f"no exit meets the {goal * 1e3:.0f} ms goal at this bandwidth: the fastest, "
+                  f"exit {plan.exit} ({plan.predicted.latency_s * 1e3:.0f} ms, "
+                  f"{plan.extra['accuracy']:.1%} accurate)")
+    factor = fps * plan.predicted.bottleneck_s
+    return Decision(Regime.LIGHT, plan, plan, factor, factor >= 1.0, reason)
 
 
 def decide(

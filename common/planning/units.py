@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["PRESETS", "parse_bandwidth", "format_bandwidth", "format_bytes"]
+__all__ = ["PRESETS", "parse_bandwidth", "parse_duration", "format_bandwidth", "format_bytes"]
 
 #: The uplinks of DADS Table I, in bit/s.
 PRESETS: dict[str, float] = {
@@ -54,3 +54,16 @@ def format_bytes(n: float) -> str:
         if n >= scale:
             return f"{n / scale:.3g} {unit}"
     return f"{int(n)} B"
+
+
+def parse_duration(text: str) -> float:
+    """`200ms`, `0.2s` or `0.2` (seconds) -> seconds; ValueError unless a positive duration."""
+    t = text.strip().lower()
+    scale = 1e-3 if t.endswith("ms") else 1.0
+    try:
+        value = float(t.removesuffix("ms").removesuffix("s")) * scale
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{text!r} is not a duration such as 200ms or 0.5s")
+    return value

@@ -44,6 +44,8 @@ ENV: dict[str, tuple[str, str]] = {
                     "allows), none, or a list, e.g. png,zstd"),
     "DADS_FIDELITY": ("lossless", "planner: what codecs may trade: lossless (bit-exact "
                       "results), any, top1:0.99 or error:0.01 (with DADS_FIDELITY_TABLE)"),
+    "DADS_LATENCY_GOAL": ("", "planner: with an early-exit model, the most accurate exit whose "
+                          "best cut meets this latency (e.g. 200ms; empty: the most accurate)"),
     "DADS_FIDELITY_TABLE": ("", "planner: the fidelity of each codec, from `dads codecs`"),
     "DADS_MAX_PAYLOAD_BYTES": (str(256 * 2**20), "largest tensor payload of one message"),
     "DADS_KEYS": ("", "directory of CURVE keys (`dads keys init DIR`); required unless insecure"),

@@ -179,6 +179,7 @@ class Result:
     cloud_s: float  # time the worker spent (decode + compute)
     queue_s: float = 0.0  # time the request waited in the broker
     outputs: tuple[TensorMeta, ...] = ()
+    exit: str = ""  # the early exit that answered ("": the model's own output)
 
 
 @dataclass(frozen=True)

@@ -220,7 +220,8 @@ class CloudWorker(Service):
             return
         if served.part is None:
             t = time.perf_counter()
-            part = await self.compute(cloud_part, self.graph, served.plan.edge_nodes)
+            part = await self.compute(cloud_part, self.graph, served.plan.edge_nodes,
+                                      served.plan.exit or None)
             served.part = part
             self.metrics.split_build.observe(time.perf_counter() - t)
         got = [(m.name, m.dtype, m.shape) for m in req.tensors]
@@ -258,7 +259,8 @@ class CloudWorker(Service):
         self.metrics.stage.labels("cloud").observe(cloud_s)
         self.metrics.requests.labels("served").inc()
         await self.dealer.send(Result(req.request_id, req.frame_id, req.plan_id, self.worker,
-                                      classes, scores, cloud_s, outputs=outputs), frames)
+                                      classes, scores, cloud_s, outputs=outputs,
+                                      exit=served.plan.exit), frames)
 
     async def _plan_for(self, key: tuple[int, int]) -> _Served | None:
         """The plan a request names. One newer than every plan here is on its way (a worker

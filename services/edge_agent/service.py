@@ -41,7 +41,7 @@ from common.model import codecprofile
 from common.model.graph import ModelGraph
 from common.model.hosting import host_model, measure_profile, top_k
 from common.model.split import CloudPart, EdgePart, split_graph
-from common.planning import costgraph
+from common.planning import costgraph, dag
 from common.planning.partition import Plan, Prediction, supersedes
 from common.planning.probe import LinkClock
 from common.planning.profile import scaled
@@ -166,7 +166,7 @@ class EdgeAgent(Service):
             self.profile = scaled(self.profile, 1.0 / self.args.edge_slowdown)
 
     def _build_cut(self, plan: Plan) -> _Cut:
-        edge, cloud = split_graph(self.graph, plan.edge_nodes)
+        edge, cloud = split_graph(self.graph, plan.edge_nodes, plan.exit or None)
         return _Cut(plan, edge, cloud)
 
     async def start(self) -> None:
@@ -178,8 +178,11 @@ class EdgeAgent(Service):
         await self.compute(self._measure_codecs, first[: max(0, a.codec_frames)])
         if self.profile.predicted:  # planned on a prediction until this is measured
             self._measuring = asyncio.create_task(self._measure_profile())
-        local = Plan("local", self.graph.fingerprint, tuple(sorted(self.graph.nodes)), (),
-                     Prediction(0.0, 0.0, 0.0, 0.0, 0.0), 0.0)  # until the planner speaks
+        exits = dag.exits(self.graph.dag)  # an early-exit model answers from its best exit
+        nodes = dag.needed_by(self.graph.dag, exits[0][0]) if exits else self.graph.dag
+        local = Plan("local", self.graph.fingerprint, tuple(sorted(nodes)), (),
+                     Prediction(0.0, 0.0, 0.0, 0.0, 0.0), 0.0,
+                     exit=exits[0][0] if exits else "")  # until the planner speaks
         self.local_cut = await self.compute(self._build_cut, local)
         self.dealer = self.open(zmq.DEALER, a.broker, bind=False, server="broker")
         self.plan_sub = self.open(zmq.SUB, a.plans, bind=False, server="planner")
@@ -543,6 +546,8 @@ class EdgeAgent(Service):
                 "edge_s": round(job.edge_s, 6), "cloud_s": round(cloud_s, 6), "worker": worker,
                 "attempts": job.attempts + 1, "dropped": False, "done_at": round(time.time(), 6),
             }
+            if job.cut.plan.exit:  # which early exit answered
+                line["exit"] = job.cut.plan.exit
             if self.args.want_output and output is not None:
                 out = output[0] if isinstance(output, (tuple, list)) else output
                 line["output"] = out.flatten().tolist()

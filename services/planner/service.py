@@ -31,8 +31,8 @@ from common.planning.costgraph import describe_mismatch
 from common.planning.mincut import CutSolver
 from common.planning.probe import BandwidthEstimator
 from common.planning.profile import Profile
-from common.planning.regime import Hysteresis, Regime, RegimeState, decide
-from common.planning.units import format_bandwidth, parse_bandwidth
+from common.planning.regime import Hysteresis, Regime, RegimeState, decide, decide_exit
+from common.planning.units import format_bandwidth, parse_bandwidth, parse_duration
 from common.runtime import config
 from common.runtime.metrics import PlannerMetrics
 from common.runtime.security import from_options
@@ -81,6 +81,10 @@ class Planner(Service):
         self.fidelity_table = (fidelity.load_table(args.fidelity_table)
                                if args.fidelity_table else None)
         self.codecs: frozenset[str] = frozenset()  # those the current cost graph may use
+        try:
+            self.latency_goal_s = parse_duration(args.latency_goal) if args.latency_goal else 0.0
+        except ValueError as exc:
+            raise DadsError(f"--latency-goal: {exc}") from None
         self.estimator = BandwidthEstimator()
         self.force_bps = 0.0
         self.pin_algorithm: str | None = None  # operator pins (Control), else the regime decides
@@ -272,7 +276,7 @@ class Planner(Service):
         controls = self.controls  # an operator control during the solve makes its result stale
         self._solving = asyncio.get_running_loop().run_in_executor(
             None, _solve, g, solver, bw, fps, k, queue, time.monotonic(), self.regime, self.cfg,
-            self.pin_cut, self.pin_algorithm, self.codecs)
+            self.pin_cut, self.pin_algorithm, self.codecs, self.latency_goal_s)
         try:  # off the loop, bounded: the inbox and republishing go on while it runs
             decision, self.regime, cand, reason, pin_error = await asyncio.wait_for(
                 asyncio.shield(self._solving), self.args.solve_timeout)
@@ -324,10 +328,14 @@ class Planner(Service):
 def _solve(g: nx.DiGraph, solver: CutSolver, bw: float, fps: float, k: int, queue: int,
            now: float, regime: RegimeState, cfg: Hysteresis, pin_cut: frozenset[str] | None,
            pin_algorithm: str | None, codecs: frozenset[str] = frozenset(),
-           ) -> tuple[Any, RegimeState, partition.Plan, str, str]:
-    """One planning decision (pure: runs in a worker thread): the regime's plan, or the pin's;
-    a pin that cannot be used is reported (last item) and the regime's plan kept."""
-    decision, regime = decide(g, bw, fps, k, regime, now, queue, cfg, solver)
+           latency_goal_s: float = 0.0) -> tuple[Any, RegimeState, partition.Plan, str, str]:
+    """One planning decision (pure: runs in a worker thread): the regime's plan (an early-exit
+    model: Edgent's exit and cut for the latency goal), or the pin's; a pin that cannot be used
+    is reported (last item) and the regime's plan kept."""
+    if dag.exits(g):
+        decision = decide_exit(g, bw, fps, latency_goal_s, k, codecs)
+    else:
+        decision, regime = decide(g, bw, fps, k, regime, now, queue, cfg, solver)
     cand, reason = decision.plan, decision.reason
     try:
         if pin_cut is not None:
@@ -343,7 +351,9 @@ def _solve(g: nx.DiGraph, solver: CutSolver, bw: float, fps: float, k: int, queu
 
 
 def _evaluate(g: nx.DiGraph, plan: partition.Plan, bw: float, k: int) -> partition.Prediction:
-    """The plan in force under today's cost graph (raw, if its codecs are no longer listed)."""
+    """The plan in force under today's cost graph (raw, if its codecs are no longer listed;
+    an exit's plan on the nodes that exit needs)."""
+    g = dag.needed_by(g, plan.exit) if plan.exit else g
     try:
         return partition.evaluate(g, plan.edge_nodes, bw, k, plan.codecs)
     except DadsError:
@@ -374,6 +384,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fidelity-table", default=config.env("DADS_FIDELITY_TABLE") or None,
                    metavar="FILE", help="each codec's fidelity on this model, from `dads codecs "
                    "MODEL --images DIR --out FILE` (env DADS_FIDELITY_TABLE)")
+    p.add_argument("--latency-goal", default=config.env("DADS_LATENCY_GOAL") or None,
+                   metavar="DURATION", help="an early-exit model: the most accurate exit whose "
+                   "best cut meets this, e.g. 200ms (env DADS_LATENCY_GOAL)")
     p.add_argument("--calibrate", action="store_true",
                    help="scale the cost model by measured / predicted stage times (experimental)")
     p.add_argument("--metrics-port", type=int,

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 import networkx as nx
 
 from common.errors import CostGraphError
-from common.planning import costgraph, partition
+from common.planning import costgraph, dag, partition
 from common.planning.profile import Profile
 from common.planning.regime import Regime
 
@@ -91,8 +91,12 @@ def should_switch(current: partition.Plan | None, candidate: partition.Plan, g: 
     """Change plan only for a predicted gain above `threshold` (no flapping between near-ties)."""
     if current is None or current.fingerprint != candidate.fingerprint:
         return True
+    if current.exit != candidate.exit:
+        return True  # another exit: another accuracy, not a near-tie of latencies
     if set(current.edge_nodes) == set(candidate.edge_nodes) and current.codecs == candidate.codecs:
         return False
+    if current.exit:
+        g = dag.needed_by(g, current.exit)
     try:
         now = partition.evaluate(g, current.edge_nodes, bandwidth_bps, workers, current.codecs)
     except CostGraphError:  # its codecs are no longer in the cost graph
