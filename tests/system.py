@@ -38,13 +38,14 @@ class System:
     """
 
     def __init__(self, tmp: Path, workers: int = 2, planner_args: list[str] | None = None,
-                 worker_args: list[str] | None = None) -> None:
+                 worker_args: list[str] | None = None, model: str = MODEL) -> None:
         self.tmp = tmp
+        self.model = model
         self.ports = Ports(free_base(4), free_base(8))
         self.env = security_env(tmp)
         self.keys_dir = Path(self.env["DADS_KEYS"])
         self.procs = start_cloud(self.ports, tmp, planner_args, env=self.env)
-        self.procs.update(start_workers(self.ports, MODEL, tmp, 0, workers, extra=worker_args,
+        self.procs.update(start_workers(self.ports, model, tmp, 0, workers, extra=worker_args,
                                         env=self.env))
         self.edge_port = self.ports.metrics_base + 2 + workers
         self.wait_log("broker", "frontend")
@@ -62,7 +63,7 @@ class System:
                    ) -> tuple[subprocess.Popen[bytes], Path]:
         out = self.tmp / f"{name}.jsonl"
         p = self.ports
-        args = ["--model", MODEL, "--threads", "1", "--plans", p.plans, "--telemetry", p.telemetry,
+        args = ["--model", self.model, "--threads", "1", "--plans", p.plans, "--telemetry", p.telemetry,
                 "--broker", p.frontend, "--metrics-port", str(self.edge_port), "--frames",
                 str(frames), "--fps", str(fps), "--output", str(out), "--want-output",
                 "--deadline", "60", "--edge-slowdown", "8", *(extra or [])]
@@ -114,13 +115,13 @@ class System:
 
 @contextlib.contextmanager
 def shared_cache_system(factory, workers: int = 2, planner_args: list[str] | None = None,
-                        worker_args: list[str] | None = None):
+                        worker_args: list[str] | None = None, model: str = MODEL):
     """A System whose processes share one profile cache (each model is profiled once)."""
     cache = factory.mktemp("cache")
     old = os.environ.get("DADS_CACHE")
     os.environ["DADS_CACHE"] = str(cache)  # shared by every process of the module
     system = System(factory.mktemp("system"), workers=workers, planner_args=planner_args,
-                    worker_args=worker_args)
+                    worker_args=worker_args, model=model)
     try:
         yield system
     finally:
