@@ -54,7 +54,8 @@ def held_out(data: dict[str, Any], held: str, floor: float, slowdown: float) -> 
     total = sum(measured.node_times_s.values())
     rows = [(v, guess[v], t) for v, t in measured.node_times_s.items() if t >= floor * total]
     errors = [abs(p - t) / t for _, p, t in rows]
-    predicted_profile = predict.as_profile(pred, measured, guess)
+    predicted_profile = predict.as_profile(measured.model, measured.fingerprint, measured.device,
+                                           measured.input_shapes, guess)
     dag = data[held]["graph"].dag
     regret = {}
     for name, rate in PRESETS.items():  # the plan made on the prediction, run on the truth

@@ -180,7 +180,7 @@ def predicted_profile(graph: ModelGraph, dev: torch.device, predictor: Any) -> P
     from common.model.features import node_features
     from common.planning.predict import as_profile
 
-    return as_profile(predictor, graph.name, graph.fingerprint, describe_device(dev),
+    return as_profile(graph.name, graph.fingerprint, describe_device(dev),
                       [list(x.shape) for x in graph.example_inputs],
                       predictor.predict(node_features(graph)))
 

@@ -112,8 +112,8 @@ def fit(samples: Iterable[Sample], device: str = "", models: Iterable[str] = (),
     return Predictor(device, coefficients, counts, sorted(set(models)))
 
 
-def as_profile(predictor: Predictor, model: str, fingerprint: str, device: DeviceInfo,
-               input_shapes: list[list[int]], times: Mapping[str, float]) -> Profile:
+def as_profile(model: str, fingerprint: str, device: DeviceInfo, input_shapes: list[list[int]],
+               times: Mapping[str, float]) -> Profile:
     """A profile in the measured ones' format, marked `predicted`."""
     total = float(sum(times.values()))
     return Profile(model=model, fingerprint=fingerprint, device=device,
