@@ -23,6 +23,8 @@ from bench.common import DOCS
 PARTS: list[tuple[str, list[str]]] = [
     ("paper", []),
     ("codecs", []),
+    ("edgent", []),
+    ("predictors", []),
     ("quality", []),
     ("transport", []),
     ("scaling", []),
