@@ -63,10 +63,11 @@ def measure(weights: Path, photos: Path, labels: list[int], goal: str, goals: li
     for g in [goal, *[x for x in goals if x != goal]]:
         live = Live(MODEL, logs / g, slowdown, planner_args=["--tick", "0.2", "--latency-goal", g])
         live.env["DADS_WEIGHTS"] = str(weights)
+        cases = [(u, "uplinks") for u in (uplinks if g == goal else [])]
+        cases += [(fixed, "goals")] if g in goals else []
         with live:
-            for uplink in (uplinks if g == goal else []) + ([fixed] if g in goals else []):
-                out.append(run_case(live, uplink, photos, labels, frames, goal=g,
-                                    part="uplinks" if g == goal and uplink in uplinks else "goals"))
+            for uplink, part in cases:
+                out.append(run_case(live, uplink, photos, labels, frames, goal=g, part=part))
     return out
 
 

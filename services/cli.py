@@ -587,9 +587,18 @@ def cmd_ctl(args: argparse.Namespace) -> int:
             raise SystemExit(f"{args.pin_cut}: expected a list of node names or a plan JSON "
                              "with 'edge_nodes'")
         cut = tuple(nodes)
-    msg = Control(args.bandwidth, args.algorithm, cut)
+    goal = None
+    if args.latency_goal is not None:
+        from common.planning.units import parse_duration
+
+        try:
+            goal = 0.0 if args.latency_goal in ("0", "none") else parse_duration(args.latency_goal)
+        except ValueError as exc:
+            raise SystemExit(f"dads ctl: --latency-goal: {exc}") from None
+    msg = Control(args.bandwidth, args.algorithm, cut, goal)
     if msg == Control():
-        raise SystemExit("dads ctl: nothing to send; give --bandwidth, --algorithm or a cut")
+        raise SystemExit("dads ctl: nothing to send; give --bandwidth, --algorithm, "
+                         "--latency-goal or a cut")
 
     keys = from_options(args.keys, args.insecure, "operator")
 
@@ -609,6 +618,8 @@ def cmd_ctl(args: argparse.Namespace) -> int:
         said.append(f"algorithm {msg.algorithm}")
     if cut is not None:
         said.append(f"cut pinned ({len(cut)} edge nodes)" if cut else "cut unpinned")
+    if goal is not None:
+        said.append(f"latency goal {goal * 1e3:g} ms" if goal else "no latency goal")
     print(f"sent to {args.planner}: {', '.join(said)}")
     return 0
 
@@ -819,6 +830,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--algorithm", choices=["auto", *ALGORITHMS],
                    help="plan with this algorithm only ('auto': DSL or DSH by load, the default)")
     pin = p.add_mutually_exclusive_group()
+    p.add_argument("--latency-goal", metavar="DURATION",
+                   help="an early-exit model's latency goal, e.g. 30ms (0 or none: lift it)")
     pin.add_argument("--pin-cut", metavar="FILE", help="run exactly this cut: a JSON list of the "
                      "served graph's edge node names, or a plan JSON (DESIGN §3) holding them")
     pin.add_argument("--unpin-cut", action="store_true", help="lift a pinned cut")

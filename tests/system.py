@@ -84,11 +84,12 @@ class System:
                        capture_output=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
 
     def control(self, bandwidth_bps: float | None = None, algorithm: str | None = None,
-                edge_nodes: tuple[str, ...] | None = None) -> None:
+                edge_nodes: tuple[str, ...] | None = None,
+                latency_goal_s: float | None = None) -> None:
         """Operator controls at once (`ctl` does the same through the CLI)."""
         sock = self.socket(zmq.PUSH, self.ports.telemetry, "operator", "planner")
         sock.setsockopt(zmq.LINGER, 2000)
-        sock.send_multipart(encode(Control(bandwidth_bps, algorithm, edge_nodes)))
+        sock.send_multipart(encode(Control(bandwidth_bps, algorithm, edge_nodes, latency_goal_s)))
         sock.close()
 
     def socket(self, kind: int, endpoint: str, role: str | None, server: str) -> zmq.Socket:

@@ -25,7 +25,8 @@ from tqdm import tqdm
 from common.codec import codecs
 from common.model.graph import ModelGraph
 
-__all__ = ["crossing_candidates", "node_outputs", "measure", "corrected", "probe_nodes", "fidelity"]
+__all__ = ["crossing_candidates", "node_outputs", "measure", "corrected", "run_with_codec",
+           "probe_nodes", "fidelity"]
 
 Table = dict[str, dict[str, dict[str, Any]]]
 
@@ -131,6 +132,14 @@ class _Perturbed(fx.Interpreter):
         return out
 
 
+def run_with_codec(graph: ModelGraph, node: str, codec: codecs.Codec,
+                   inputs: Sequence[torch.Tensor]) -> Any:
+    """The model's output when `node`'s tensor crosses in `codec` (encoded, then decoded)."""
+    device = next((p.device for p in graph.module.parameters()), torch.device("cpu"))
+    with torch.no_grad():
+        return _Perturbed(graph.module, node, codec).run(*(x.to(device) for x in inputs))
+
+
 def probe_nodes(graph: ModelGraph, count: int) -> list[str]:
     """`count` activations spread along the model (by layer order), where a cut may fall."""
     candidates = [v for v in crossing_candidates(graph)
@@ -165,8 +174,7 @@ def fidelity(graph: ModelGraph, frames: Sequence[torch.Tensor], names: Collectio
     for codec, v in tqdm(work, desc="fidelity", unit="cut", disable=not progress):
         agree, worst = 0, 0.0
         for frame, ref in zip(frames, refs, strict=True):
-            with torch.no_grad():
-                out = _Perturbed(graph.module, v, codec).run(frame.to(device))
+            out = run_with_codec(graph, v, codec, (frame,))
             err = relative_error(out, ref)
             worst = max(worst, err)
             first_out = out[0] if isinstance(out, (tuple, list)) else out

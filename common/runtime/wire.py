@@ -272,11 +272,13 @@ class Control:
     one planner of `common.planning.partition.ALGORITHMS` instead of the DSL/DSH regime choice ("auto"
     lifts it). `edge_nodes`: pin this exact cut (an empty list lifts it). Pins are for operators
     and for benchmarks that measure one cut against another on the running system.
+    `latency_goal_s`: an early-exit model's latency goal (0: none, the most accurate exit).
     """
 
     force_bandwidth_bps: float | None = None
     algorithm: str | None = None
     edge_nodes: tuple[str, ...] | None = None
+    latency_goal_s: float | None = None
 
 
 @dataclass(frozen=True)

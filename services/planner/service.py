@@ -182,7 +182,7 @@ class Planner(Service):
             del self.clouds[min(self.clouds, key=lambda w: self.clouds[w][0])]
 
     def _control(self, msg: Control) -> None:
-        check_control(msg.force_bandwidth_bps, msg.algorithm)
+        check_control(msg.force_bandwidth_bps, msg.algorithm, msg.latency_goal_s)
         self.controls += 1
         if msg.edge_nodes and self.edge is not None:
             dag.check_cut(self.edge[0], msg.edge_nodes)  # refuse it now, not at every tick
@@ -190,6 +190,11 @@ class Planner(Service):
             self.force_bps = msg.force_bandwidth_bps
             log.info("operator: bandwidth %s", format_bandwidth(self.force_bps)
                      if self.force_bps else "from the probe again")
+        if msg.latency_goal_s is not None:
+            self.latency_goal_s = msg.latency_goal_s
+            self.repin = True  # a new goal: a new choice of exit at the next tick
+            log.info("operator: latency goal %s", f"{msg.latency_goal_s * 1e3:g} ms"
+                     if msg.latency_goal_s else "none (the most accurate exit)")
         if msg.algorithm is not None:
             self.pin_algorithm = None if msg.algorithm == "auto" else msg.algorithm
             self.repin = True

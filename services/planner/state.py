@@ -139,8 +139,12 @@ class PlanBook(Generic[T]):
         return list(reversed(self.live.values()))
 
 
-def check_control(force_bandwidth_bps: float | None, algorithm: str | None) -> None:
+def check_control(force_bandwidth_bps: float | None, algorithm: str | None,
+                  latency_goal_s: float | None = None) -> None:
     """Refuse operator settings no planning tick could use (raise ValueError, nothing changes)."""
+    if latency_goal_s is not None and not (math.isfinite(latency_goal_s) and latency_goal_s >= 0):
+        raise ValueError(f"the latency goal must be finite and >= 0 s (0: none), "
+                         f"not {latency_goal_s}")
     if force_bandwidth_bps is not None and not (
             math.isfinite(force_bandwidth_bps) and force_bandwidth_bps >= 0):
         raise ValueError(f"bandwidth must be a finite rate >= 0 (0: the probe's), "
