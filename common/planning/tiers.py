@@ -1,0 +1,192 @@
+"""Placement over an ordered chain of tiers (Scission): device → edge server → cloud, or any chain.
+
+Each node runs on one tier; data only flows forward (a node's tier is at least its inputs');
+a tensor is paid once on every link it crosses. With T tiers, a node's time on tier t is
+`times[t][v]`, link j joins tier j and j+1 at `bandwidths_bps[j]`, and a placement τ costs
+
+    L(τ) = Σ_v times[τ(v)][v] + Σ_j Σ_{v: τ(v) ≤ j < max_{w ∈ succ(v)} τ(w)} bytes(v) / B_j.
+
+**Exact by one minimum cut** (Ishikawa's layered construction, with DSL's tensor gadget per
+layer): for every node v and link j a vertex (v, j), on the source side iff τ(v) ≤ j.
+- chain: s → (v, T-2) with capacity times[T-1][v]; (v, j) → (v, j-1) with times[j][v];
+  (v, 0) → t with times[0][v]. Exactly one chain arc is cut, the one at τ(v), because
+- (v, j-1) → (v, j) is infinite: τ(v) ≤ j-1 implies τ(v) ≤ j (the layers nest);
+- for every data edge (u, w) and layer j, (w, j) → (u, j) is infinite: τ(u) ≤ τ(w);
+- per layer j, DSL's gadget: (v, j) → v'_j with bytes(v) / B_j, v'_j → (w, j) infinite for
+  each consumer w: cut exactly when v is at or before tier j and some consumer after it.
+Every cut of finite value is therefore a valid placement and its value is L(τ), and every
+placement gives such a cut: the minimum cut is the optimal placement. With two tiers this is
+DSL's graph exactly (`tests/test_tiers.py` checks both, and three tiers against brute force).
+Pins and exclusions are infinite arcs: a node pinned to tier t has s → (v, t) and
+(v, t-1) → t; an excluded tier makes its chain arc infinite for every node.
+
+Plain data and numpy; igraph's max-flow, as `mincut` (integer-scaled capacities).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import igraph
+import networkx as nx
+import numpy as np
+
+from common.errors import CostGraphError
+
+__all__ = ["TierProblem", "Placement", "cost", "solve", "brute_force"]
+
+_FINITE_TOTAL = 2.0**48
+_INF = 2.0**49
+
+
+@dataclass(frozen=True)
+class TierProblem:
+    """A DAG (cost-graph node ids, `output_bytes`, graph attribute `inputs`), each tier's
+    per-node times, each link's bandwidth (bit/s), and the user's constraints."""
+
+    g: nx.DiGraph
+    tiers: tuple[str, ...]  # names, in data-flow order
+    times: tuple[Mapping[str, float], ...]  # per tier: node -> seconds
+    bandwidths_bps: tuple[float, ...]  # per link: tiers[j] -> tiers[j + 1]
+    pins: Mapping[str, int] = field(default_factory=dict)  # node -> tier index
+    excluded: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        t = len(self.tiers)
+        if t < 2:
+            raise CostGraphError("a placement needs at least two tiers")
+        if len(self.times) != t or len(self.bandwidths_bps) != t - 1:
+            raise CostGraphError(f"{t} tiers need {t} time tables and {t - 1} link bandwidths")
+        if any(not (b > 0) for b in self.bandwidths_bps):
+            raise CostGraphError("every link's bandwidth must be > 0")
+        for v, tier in self.pins.items():
+            if v not in self.g or not 0 <= tier < t:
+                raise CostGraphError(f"pin {v!r} -> tier {tier}: no such node or tier")
+            if tier in self.excluded:
+                raise CostGraphError(f"{v!r} is pinned to {self.tiers[tier]}, which is excluded")
+
+
+@dataclass(frozen=True)
+class Placement:
+    tier_of: dict[str, int]
+    latency_s: float
+    compute_s: tuple[float, ...]  # per tier
+    link_bytes: tuple[int, ...]  # per link
+
+    def nodes_on(self, tier: int) -> list[str]:
+        return sorted(v for v, t in self.tier_of.items() if t == tier)
+
+
+def _pinned(p: TierProblem) -> dict[str, int]:
+    pins = dict(p.pins)
+    for v in p.g.graph.get("inputs", []):
+        if pins.setdefault(v, 0) != 0:
+            raise CostGraphError(f"input {v!r} is read on the first tier; it cannot be pinned "
+                                 f"to {p.tiers[pins[v]]}")
+    return pins
+
+
+def cost(p: TierProblem, tier_of: Mapping[str, int]) -> Placement:
+    """L(τ) of a placement (checked: forward flow, pins, exclusions)."""
+    g = p.g
+    for u, w in g.edges:
+        if tier_of[u] > tier_of[w]:
+            raise CostGraphError(f"{u!r} on {p.tiers[tier_of[u]]} feeds {w!r} on an earlier tier")
+    compute = [0.0] * len(p.tiers)
+    for v, t in tier_of.items():
+        compute[t] += float(p.times[t][v])
+    links = [0] * (len(p.tiers) - 1)
+    for v in g:
+        last = max((tier_of[w] for w in g.successors(v)), default=tier_of[v])
+        for j in range(tier_of[v], last):
+            links[j] += int(g.nodes[v]["output_bytes"])
+    total = sum(compute) + sum(b * 8.0 / bw for b, bw in zip(links, p.bandwidths_bps, strict=True))
+    return Placement(dict(tier_of), total, tuple(compute), tuple(links))
+
+
+def solve(p: TierProblem) -> Placement:
+    """The minimum-latency placement (exact: one max-flow on the layered graph)."""
+    g, t = p.g, len(p.tiers)
+    pins = _pinned(p)
+    nodes = list(g)
+    layers = t - 1
+    vid = {(v, j): i * layers + j for i, v in enumerate(nodes) for j in range(layers)}
+    s, sink = len(vid), len(vid) + 1
+    nxt = sink + 1
+    arcs: list[tuple[int, int]] = []
+    caps: list[float] = []
+    inf: list[int] = []
+
+    def arc(a: int, b: int, cap: float | None) -> None:
+        if cap is None:
+            inf.append(len(arcs))
+            caps.append(0.0)
+        else:
+            caps.append(cap)
+        arcs.append((a, b))
+
+    for v in nodes:
+        def tier_cap(tier: int, v: str = v) -> float | None:
+            return None if tier in p.excluded else float(p.times[tier][v])
+
+        arc(s, vid[v, layers - 1], tier_cap(t - 1))
+        for j in range(layers - 1, 0, -1):
+            arc(vid[v, j], vid[v, j - 1], tier_cap(j))
+        arc(vid[v, 0], sink, tier_cap(0))
+        for j in range(1, layers):
+            arc(vid[v, j - 1], vid[v, j], None)
+        if v in pins:
+            tier = pins[v]
+            if tier < layers:
+                arc(s, vid[v, tier], None)
+            if tier > 0:
+                arc(vid[v, tier - 1], sink, None)
+    for u, w in g.edges:
+        for j in range(layers):
+            arc(vid[w, j], vid[u, j], None)
+    for v in nodes:
+        succ = list(g.successors(v))
+        if not succ:
+            continue
+        for j in range(layers):
+            arc(vid[v, j], nxt, g.nodes[v]["output_bytes"] * 8.0 / p.bandwidths_bps[j])
+            for w in succ:
+                arc(nxt, vid[w, j], None)
+            nxt += 1
+    c = np.array(caps)
+    total = c.sum()
+    if total > 0:
+        c = np.rint(c / total * _FINITE_TOTAL)
+    c[np.array(inf, dtype=int)] = _INF
+    flow = igraph.Graph(n=nxt, edges=arcs, directed=True).maxflow(s, sink, capacity=c.tolist())
+    if flow.value >= _INF:
+        raise CostGraphError("the constraints leave no valid placement (a pin on a node whose "
+                             "inputs are pinned later, or every tier a node could use excluded)")
+    side = set(next(part for part in flow.partition if s in part))
+    tier_of = {v: next((j for j in range(layers) if vid[v, j] in side), layers) for v in nodes}
+    return cost(p, tier_of)
+
+
+def brute_force(p: TierProblem, limit: int = 2_000_000) -> Placement:
+    """Every forward placement honouring the constraints; small graphs only (tests)."""
+    pins = _pinned(p)
+    nodes = list(nx.topological_sort(p.g))
+    allowed = [t for t in range(len(p.tiers)) if t not in p.excluded]
+    best = None
+    for count, combo in enumerate(itertools.product(allowed, repeat=len(nodes))):
+        if count >= limit:
+            raise CostGraphError("brute force: too many placements")
+        tier_of = dict(zip(nodes, combo, strict=True))
+        if any(tier_of[v] != t for v, t in pins.items()):
+            continue
+        if any(tier_of[u] > tier_of[w] for u, w in p.g.edges):
+            continue
+        cand = cost(p, tier_of)
+        if best is None or cand.latency_s < best.latency_s:
+            best = cand
+    if best is None:
+        raise CostGraphError("the constraints leave no valid placement")
+    return best
+

@@ -1,0 +1,77 @@
+"""Placement over ordered tiers (Scission): the layered minimum cut against brute force."""
+
+from __future__ import annotations
+
+import math
+
+import networkx as nx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common.errors import CostGraphError
+from common.planning import partition, tiers
+from tests.strategies import bandwidths, cost_graphs
+from tests.test_partition import PROPS
+
+
+def problem(g: nx.DiGraph, draw_times: list[dict[str, float]], bws: list[float],
+            **kw: object) -> tiers.TierProblem:
+    names = tuple(f"tier{i}" for i in range(len(draw_times)))
+    return tiers.TierProblem(g, names, tuple(draw_times), tuple(bws), **kw)  # type: ignore[arg-type]
+
+
+@st.composite
+def three_tier(draw: st.DrawFn) -> tiers.TierProblem:
+    g = draw(cost_graphs(min_nodes=2, max_nodes=7))
+    t = st.floats(0.0, 0.02, allow_nan=False)
+    times = [{v: draw(t) for v in g} for _ in range(3)]
+    bws = [draw(bandwidths), draw(bandwidths)]
+    nodes = [v for v in g if v not in g.graph["inputs"]]
+    pins = draw(st.dictionaries(st.sampled_from(nodes), st.integers(0, 2), max_size=2)) \
+        if nodes else {}
+    excluded = draw(st.sampled_from([frozenset(), frozenset({1})]))
+    pins = {v: tier for v, tier in pins.items() if tier not in excluded}
+    return problem(g, times, bws, pins=pins, excluded=excluded)
+
+
+@PROPS
+@given(three_tier())
+def test_three_tiers_min_cut_is_the_brute_force_optimum(p: tiers.TierProblem) -> None:
+    try:
+        want = tiers.brute_force(p)
+    except CostGraphError:
+        with pytest.raises(CostGraphError, match="no valid placement"):
+            tiers.solve(p)
+        return
+    got = tiers.solve(p)
+    assert math.isclose(got.latency_s, want.latency_s, rel_tol=1e-7, abs_tol=1e-12)
+    for u, w in p.g.edges:
+        assert got.tier_of[u] <= got.tier_of[w]
+    assert all(got.tier_of[v] == t for v, t in p.pins.items())
+    assert all(got.tier_of[v] == 0 for v in p.g.graph["inputs"])
+    assert not any(t in p.excluded for t in got.tier_of.values())
+
+
+@PROPS
+@given(cost_graphs(), bandwidths)
+def test_two_tiers_is_dsl(g: nx.DiGraph, bw: float) -> None:
+    p = problem(g, [{v: d["edge_time_s"] for v, d in g.nodes(data=True)},
+                    {v: d["cloud_time_s"] for v, d in g.nodes(data=True)}], [bw])
+    got = tiers.solve(p)
+    plan = partition.dsl(g, bw, codecs="none")
+    assert math.isclose(got.latency_s, plan.predicted.latency_s, rel_tol=1e-7, abs_tol=1e-12)
+
+
+def test_conflicting_constraints_are_refused() -> None:
+    g = nx.DiGraph(model="m", fingerprint="f" * 32, inputs=["x"])
+    for v in "xab":
+        g.add_node(v, op="op", output_bytes=10, edge_time_s=0.0, cloud_time_s=0.0)
+    g.add_edges_from([("x", "a"), ("a", "b")])
+    times = [{v: 1.0 for v in g}] * 3
+    with pytest.raises(CostGraphError, match="no valid placement"):
+        tiers.solve(problem(g, times, [1e6, 1e6], pins={"a": 2, "b": 1}))  # b before its input
+    with pytest.raises(CostGraphError, match="excluded"):
+        problem(g, times, [1e6, 1e6], pins={"a": 1}, excluded=frozenset({1}))
+    with pytest.raises(CostGraphError, match="first tier"):
+        tiers.solve(problem(g, times, [1e6, 1e6], pins={"x": 2}))
