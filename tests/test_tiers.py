@@ -75,3 +75,31 @@ def test_conflicting_constraints_are_refused() -> None:
         problem(g, times, [1e6, 1e6], pins={"a": 1}, excluded=frozenset({1}))
     with pytest.raises(CostGraphError, match="first tier"):
         tiers.solve(problem(g, times, [1e6, 1e6], pins={"x": 2}))
+
+
+def all_placements(p: tiers.TierProblem) -> list[tiers.Placement]:
+    import itertools
+
+    nodes = list(nx.topological_sort(p.g))
+    out = []
+    for combo in itertools.product(range(len(p.tiers)), repeat=len(nodes)):
+        tier_of = dict(zip(nodes, combo, strict=True))
+        if any(tier_of[v] != 0 for v in p.g.graph["inputs"]):
+            continue
+        if any(tier_of[v] != t for v, t in p.pins.items()):
+            continue
+        if any(t in p.excluded for t in combo) or any(tier_of[u] > tier_of[w] for u, w in p.g.edges):
+            continue
+        out.append(tiers.cost(p, tier_of))
+    return sorted(out, key=lambda x: x.latency_s)
+
+
+@PROPS
+@given(three_tier(), st.integers(1, 12))
+def test_ranked_is_the_exact_top_k(p: tiers.TierProblem, k: int) -> None:
+    got = tiers.ranked(p, k)
+    want = all_placements(p)[:k]
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert math.isclose(a.latency_s, b.latency_s, rel_tol=1e-7, abs_tol=1e-12)
+    assert len({tuple(sorted(x.tier_of.items())) for x in got}) == len(got)  # distinct

@@ -18,7 +18,14 @@ Every cut of finite value is therefore a valid placement and its value is L(τ),
 placement gives such a cut: the minimum cut is the optimal placement. With two tiers this is
 DSL's graph exactly (`tests/test_tiers.py` checks both, and three tiers against brute force).
 Pins and exclusions are infinite arcs: a node pinned to tier t has s → (v, t) and
-(v, t-1) → t; an excluded tier makes its chain arc infinite for every node.
+(v, t-1) → t; an excluded tier makes its chain arc infinite for every node, a forbidden
+(node, tier) only that node's.
+
+**Ranked placements** (`ranked`, Scission's ranked list, exact): Lawler's k-best scheme. The
+best placement τ* of a subproblem (its pins and forbidden pairs) splits the rest of it into n
+disjoint subproblems: the i-th pins nodes 1..i-1 as τ* has them and forbids node i its τ*
+tier. Each is again one minimum cut; a heap of their optima yields the placements in order of
+latency, each once.
 
 Plain data and numpy; igraph's max-flow, as `mincut` (integer-scaled capacities).
 """
@@ -35,7 +42,7 @@ import numpy as np
 
 from common.errors import CostGraphError
 
-__all__ = ["TierProblem", "Placement", "cost", "solve", "brute_force"]
+__all__ = ["TierProblem", "Placement", "cost", "solve", "ranked", "brute_force"]
 
 _FINITE_TOTAL = 2.0**48
 _INF = 2.0**49
@@ -52,6 +59,7 @@ class TierProblem:
     bandwidths_bps: tuple[float, ...]  # per link: tiers[j] -> tiers[j + 1]
     pins: Mapping[str, int] = field(default_factory=dict)  # node -> tier index
     excluded: frozenset[int] = frozenset()
+    forbidden: frozenset[tuple[str, int]] = frozenset()  # (node, tier) pairs it may not use
 
     def __post_init__(self) -> None:
         t = len(self.tiers)
@@ -129,7 +137,9 @@ def solve(p: TierProblem) -> Placement:
 
     for v in nodes:
         def tier_cap(tier: int, v: str = v) -> float | None:
-            return None if tier in p.excluded else float(p.times[tier][v])
+            if tier in p.excluded or (v, tier) in p.forbidden:
+                return None
+            return float(p.times[tier][v])
 
         arc(s, vid[v, layers - 1], tier_cap(t - 1))
         for j in range(layers - 1, 0, -1):
@@ -169,6 +179,37 @@ def solve(p: TierProblem) -> Placement:
     return cost(p, tier_of)
 
 
+def ranked(p: TierProblem, count: int) -> list[Placement]:
+    """The `count` best distinct placements, best first (fewer if fewer exist)."""
+    import dataclasses
+    import heapq
+
+    order = list(nx.topological_sort(p.g))
+    heap: list[tuple[float, int, Placement, TierProblem]] = []
+    tie = itertools.count()
+
+    def push(sub: TierProblem) -> None:
+        try:
+            best = solve(sub)
+        except CostGraphError:
+            return  # this part of the space is empty
+        heapq.heappush(heap, (best.latency_s, next(tie), best, sub))
+
+    push(p)
+    out: list[Placement] = []
+    while heap and len(out) < count:
+        _, _, best, sub = heapq.heappop(heap)
+        out.append(best)
+        fixed = dict(sub.pins)
+        for v in order:
+            if v in fixed:
+                continue
+            push(dataclasses.replace(sub, pins=dict(fixed),
+                                     forbidden=sub.forbidden | {(v, best.tier_of[v])}))
+            fixed[v] = best.tier_of[v]
+    return out
+
+
 def brute_force(p: TierProblem, limit: int = 2_000_000) -> Placement:
     """Every forward placement honouring the constraints; small graphs only (tests)."""
     pins = _pinned(p)
@@ -180,6 +221,8 @@ def brute_force(p: TierProblem, limit: int = 2_000_000) -> Placement:
             raise CostGraphError("brute force: too many placements")
         tier_of = dict(zip(nodes, combo, strict=True))
         if any(tier_of[v] != t for v, t in pins.items()):
+            continue
+        if any((v, t) in p.forbidden for v, t in tier_of.items()):
             continue
         if any(tier_of[u] > tier_of[w] for u, w in p.g.edges):
             continue
