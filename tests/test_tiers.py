@@ -103,3 +103,21 @@ def test_ranked_is_the_exact_top_k(p: tiers.TierProblem, k: int) -> None:
     for a, b in zip(got, want, strict=True):
         assert math.isclose(a.latency_s, b.latency_s, rel_tol=1e-7, abs_tol=1e-12)
     assert len({tuple(sorted(x.tier_of.items())) for x in got}) == len(got)  # distinct
+
+
+@PROPS
+@given(three_tier(), st.data())
+def test_limits_give_the_brute_force_optimum_among_what_fits(p: tiers.TierProblem,
+                                                              data: st.DataObject) -> None:
+    for v in p.g:
+        p.g.nodes[v]["param_bytes"] = data.draw(st.integers(0, 10**6))
+    limits = tiers.Limits(memory_bytes={0: data.draw(st.integers(0, 4 * 10**6))},
+                          link_bytes={1: data.draw(st.integers(0, 4 * 10**6))})
+    fits = [x for x in all_placements(p) if not limits.broken(p, x)]
+    if not fits:
+        with pytest.raises(CostGraphError):
+            tiers.best_within(p, limits)
+        return
+    got = tiers.best_within(p, limits)
+    assert not limits.broken(p, got)
+    assert math.isclose(got.latency_s, fits[0].latency_s, rel_tol=1e-7, abs_tol=1e-12)

@@ -33,7 +33,7 @@ Plain data and numpy; igraph's max-flow, as `mincut` (integer-scaled capacities)
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import igraph
@@ -42,7 +42,8 @@ import numpy as np
 
 from common.errors import CostGraphError
 
-__all__ = ["TierProblem", "Placement", "cost", "solve", "ranked", "brute_force"]
+__all__ = ["TierProblem", "Placement", "Limits", "cost", "solve", "iter_ranked", "ranked",
+           "memory_bytes", "best_within", "brute_force"]
 
 _FINITE_TOTAL = 2.0**48
 _INF = 2.0**49
@@ -181,6 +182,11 @@ def solve(p: TierProblem) -> Placement:
 
 def ranked(p: TierProblem, count: int) -> list[Placement]:
     """The `count` best distinct placements, best first (fewer if fewer exist)."""
+    return list(itertools.islice(iter_ranked(p), count))
+
+
+def iter_ranked(p: TierProblem) -> Iterator[Placement]:
+    """Every valid placement, in order of latency, each once (lazily)."""
     import dataclasses
     import heapq
 
@@ -196,10 +202,9 @@ def ranked(p: TierProblem, count: int) -> list[Placement]:
         heapq.heappush(heap, (best.latency_s, next(tie), best, sub))
 
     push(p)
-    out: list[Placement] = []
-    while heap and len(out) < count:
+    while heap:
         _, _, best, sub = heapq.heappop(heap)
-        out.append(best)
+        yield best
         fixed = dict(sub.pins)
         for v in order:
             if v in fixed:
@@ -207,7 +212,55 @@ def ranked(p: TierProblem, count: int) -> list[Placement]:
             push(dataclasses.replace(sub, pins=dict(fixed),
                                      forbidden=sub.forbidden | {(v, best.tier_of[v])}))
             fixed[v] = best.tier_of[v]
-    return out
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a min cut cannot express: a tier's memory, a link's bytes per frame."""
+
+    memory_bytes: Mapping[int, int] = field(default_factory=dict)  # tier -> bytes
+    link_bytes: Mapping[int, int] = field(default_factory=dict)  # link -> bytes per frame
+
+    def broken(self, p: TierProblem, placement: Placement) -> list[str]:
+        """Each limit this placement breaks, in words (empty: it fits)."""
+        out = []
+        for tier, limit in self.memory_bytes.items():
+            need = memory_bytes(p, placement, tier)
+            if need > limit:
+                out.append(f"{p.tiers[tier]} needs {need} B of memory (limit {limit})")
+        for link, limit in self.link_bytes.items():
+            if placement.link_bytes[link] > limit:
+                out.append(f"link {p.tiers[link]}->{p.tiers[link + 1]} carries "
+                           f"{placement.link_bytes[link]} B a frame (limit {limit})")
+        return out
+
+
+def memory_bytes(p: TierProblem, placement: Placement, tier: int) -> int:
+    """A tier's memory for its nodes: their parameters (node attribute `param_bytes`, 0 if
+    absent) and the largest working set of one of them (its inputs and its output)."""
+    g = p.g
+    mine = [v for v, t in placement.tier_of.items() if t == tier]
+    params = sum(int(g.nodes[v].get("param_bytes", 0)) for v in mine)
+    work = max((int(g.nodes[v]["output_bytes"]) + sum(int(g.nodes[u]["output_bytes"])
+                                                       for u in g.predecessors(v))
+                for v in mine), default=0)
+    return params + work
+
+
+def best_within(p: TierProblem, limits: Limits, max_candidates: int = 100_000) -> Placement:
+    """The minimum-latency placement within the limits, exact: the ranked placements are
+    walked in order of latency and the first that fits is the optimum. Gives up, naming what
+    binds, after `max_candidates`."""
+    last: list[str] = []
+    for count, placement in enumerate(iter_ranked(p)):
+        if count >= max_candidates:
+            raise CostGraphError(f"none of the {max_candidates} best placements fits the limits; "
+                                 f"the last one: {'; '.join(last)}")
+        last = limits.broken(p, placement)
+        if not last:
+            return placement
+    raise CostGraphError(f"no placement fits the limits; the slowest tried: {'; '.join(last)}"
+                         if last else "the constraints leave no valid placement")
 
 
 def brute_force(p: TierProblem, limit: int = 2_000_000) -> Placement:
