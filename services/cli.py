@@ -31,6 +31,9 @@ examples:
   dads codecs googlenet --images photos/ --out fid.json  each lossy codec's fidelity
   dads predict resnet50 --from alexnet vgg16 googlenet --out r50.json   a profile, unprofiled
   dads train-exits --out digits.pth             a 3-exit CNN on scikit-learn's digits (seconds)
+  dads benchmark resnet18 --tier edge --out edge.json    this machine's profile, as tier "edge"
+  dads plan resnet18 --tiers device,edge,cloud --tier-profile edge=edge.json \
+       --tier-speedup device=0.1 --tier-speedup cloud=10 --links 3g,wifi --top 10
   dads plan digits_exits --weights digits.pth --bandwidth 3g --latency-goal 200ms --edge-slowdown 100
   dads plan googlenet --images photos/ --bandwidth 3g --fidelity top1:0.99 --fidelity-table fid.json
 """
@@ -304,12 +307,154 @@ def _plan_report(g, plan, baselines: dict) -> str:  # -> the readable table of `
     return "\n".join(lines)
 
 
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise DadsError(f"{what} {item!r}: expected NAME=VALUE")
+        out[key] = value
+    return out
+
+
+def cmd_tiers(args: argparse.Namespace) -> int:
+    """Scission: the best placements over ordered tiers, ranked, exactly."""
+    from common.model.features import node_features
+    from common.model.profiler import cached_profile
+    from common.planning import tiers as tiering
+    from common.planning.profile import Profile, scaled
+    from common.planning.units import format_bandwidth, format_bytes, parse_bandwidth
+
+    names = [t.strip() for t in args.tiers.split(",") if t.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise DadsError("--tiers: two or more distinct names in data-flow order, e.g. "
+                        "device,edge,cloud")
+    links = [parse_bandwidth(x) for x in (args.links or "").split(",") if x]
+    if len(links) != len(names) - 1:
+        raise DadsError(f"--links: {len(names) - 1} rates for {len(names)} tiers, e.g. 3g,wifi")
+    graph = _served(args)  # camera frames in: the first tier holds the frame (as benchmarked)
+    here = cached_profile(graph, "cpu", progress=not args.json)
+    files, speedups = _pairs(args.tier_profile, "--tier-profile"), _pairs(args.tier_speedup,
+                                                                           "--tier-speedup")
+    unknown = (set(files) | set(speedups)) - set(names)
+    if unknown:
+        raise DadsError(f"no tier named {', '.join(sorted(unknown))} in --tiers {args.tiers}")
+    times = []
+    for name in names:
+        prof = Profile.load(files[name]) if name in files else scaled(
+            here, float(speedups.get(name, 1.0)))
+        prof.check(graph.fingerprint)
+        times.append(prof.node_times_s)
+    g = graph.dag.copy()
+    for v, (_, feats) in node_features(graph).items():
+        g.nodes[v]["param_bytes"] = int(feats["param_bytes"])
+    index = {n: i for i, n in enumerate(names)}
+
+    def tier(name: str) -> int:
+        if name not in index:
+            raise DadsError(f"no tier named {name!r} in --tiers {args.tiers}")
+        return index[name]
+
+    pins = {v: tier(t) for v, t in _pairs(args.pin, "--pin").items()}
+    for v in pins:
+        if v not in g:
+            raise DadsError(f"--pin: the model has no node {v!r} (its input is {graph.inputs[0]!r})")
+    excluded = frozenset(tier(t) for t in args.exclude or [])
+    limits = tiering.Limits(
+        memory_bytes={tier(t): _byte_count(b) for t, b in _pairs(args.memory, "--memory").items()},
+        link_bytes={int(i): _byte_count(b) for i, b in _pairs(args.link_budget,
+                                                              "--link-budget").items()})
+    problem = tiering.TierProblem(g, tuple(names), tuple(times), tuple(links), pins, excluded)
+    found: list = []
+    for tried, placement in enumerate(tiering.iter_ranked(problem), start=1):  # latency order
+        if not limits.broken(problem, placement):
+            found.append(placement)
+            if len(found) >= args.top:
+                break
+        if tried >= args.max_candidates:
+            break
+    if not found:
+        raise DadsError("no placement fits the limits (--memory, --link-budget)")
+    free = tiering.solve(tiering.TierProblem(g, tuple(names), tuple(times), tuple(links)))
+    binding = _binding(tiering, problem, limits, found[0], free)
+    if args.json:
+        json.dump({"tiers": names, "links_bps": links, "binding": binding, "placements": [
+            {"rank": i + 1, "latency_s": p.latency_s, "compute_s": list(p.compute_s),
+             "link_bytes": list(p.link_bytes), "tiers": {n: p.nodes_on(i)
+                                                         for i, n in enumerate(names)}}
+            for i, p in enumerate(found)]}, sys.stdout, indent=1)
+        print()
+        return 0
+    print(f"{graph.name}: the {len(found)} best placement(s) over {' -> '.join(names)} "
+          f"(links {', '.join(format_bandwidth(b) for b in links)}), exact")
+    head = (f"  {'rank':>4} {'latency':>10}  " + "  ".join(f"{n:>10}" for n in names) + "  "
+            + "  ".join(f"{'->'.join(names[i:i + 2]):>14}" for i in range(len(links))))
+    print(head)
+    for i, p in enumerate(found, start=1):
+        print(f"  {i:>4} {p.latency_s * 1e3:>7.2f} ms  "
+              + "  ".join(f"{len(p.nodes_on(t)):>4} nodes" for t in range(len(names))) + "  "
+              + "  ".join(f"{format_bytes(b):>14}" for b in p.link_bytes))
+    print("  (per tier: nodes placed there; per link: bytes a frame)")
+    for i, name in enumerate(names):
+        print(f"  best on {name}: {_share(found[0], i)}")
+    print("  binding: " + ("; ".join(binding) if binding else "nothing (the unconstrained optimum)"))
+    return 0
+
+
+def _share(placement, tier: int) -> str:  # -> a tier's share of a placement, in words
+    return f"{len(placement.nodes_on(tier))} nodes, {placement.compute_s[tier] * 1e3:.2f} ms"
+
+
+def _binding(tiering, problem, limits, best, free) -> list[str]:  # which constraints cost time
+    if free.latency_s >= best.latency_s * (1 - 1e-9):
+        return []
+    out = [f"pin {v} on {problem.tiers[t]}" for v, t in problem.pins.items()
+           if free.tier_of[v] != t]
+    out += [f"{problem.tiers[t]} excluded" for t in problem.excluded
+            if any(x == t for x in free.tier_of.values())]
+    out += limits.broken(problem, free)
+    return out or ["the constraints together"]
+
+
+def _byte_count(text: str) -> int:
+    units = {"kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2**10, "mib": 2**20, "gib": 2**30, "b": 1}
+    t = text.strip().lower()
+    for suffix, factor in sorted(units.items(), key=lambda kv: -len(kv[0])):
+        if t.endswith(suffix):
+            try:
+                return int(float(t[: -len(suffix)]) * factor)
+            except ValueError:
+                break
+    try:
+        return int(float(t))
+    except ValueError:
+        raise DadsError(f"{text!r} is not a number of bytes (e.g. 512MB, 2GiB, 100000)") from None
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """Scission's benchmarking step: this machine's profile of the model, named as a tier."""
+    from common.model.profiler import profile_graph
+
+    graph = _served(args)
+    prof = profile_graph(graph, args.device, args.warmup, args.repeats, args.threads)
+    out = prof.save(args.out or f"{graph.name}-{args.tier}.json")
+    print(f"{graph.name} on {prof.device.name} ({prof.device.kind}, {prof.device.threads} threads): "
+          f"{prof.total_s * 1e3:.2f} ms a frame; tier {args.tier!r} profile written to {out}")
+    print(f"plan with it: dads plan {graph.name} --tiers ...,{args.tier},... "
+          f"--tier-profile {args.tier}={out}")
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from common.planning import dag, partition
     from common.planning.mincut import CutSolver
     from common.planning.regime import decide, decide_exit
     from common.planning.units import parse_duration
 
+    if args.tiers:
+        return cmd_tiers(args)
+    if args.bandwidth is None:
+        raise DadsError("--bandwidth is required (or --tiers with --links)")
     g = _costs(args)
     codecs = _codec_policy(args, g)
     reason = ""
@@ -699,8 +844,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                        epilog="bandwidth: a rate (5.85mbit, 300kbit, 2gbit, 1e6bps) or a DADS "
                        "preset: cat1 (0.13 Mbit/s), 3g (1.1), 4g (5.85), wifi (18.88)")
     _add_costs_args(p)
-    p.add_argument("--bandwidth", type=_bandwidth, required=True, metavar="RATE",
-                   help="uplink bandwidth (e.g. 5.85mbit or 4g)")
+    p.add_argument("--bandwidth", type=_bandwidth, metavar="RATE",
+                   help="uplink bandwidth (e.g. 5.85mbit or 4g); required unless --tiers")
     p.add_argument("--algorithm", default="auto", choices=["auto", *ALGORITHMS],
                    help="auto (default): DSL, or DADS's light/heavy choice when --fps is given")
     p.add_argument("--workers", type=int, default=1, metavar="K", help="cloud workers (default 1)")
@@ -710,7 +855,37 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    "(e.g. 200ms); says so when none does")
     p.add_argument("--json", action="store_true", help="print the plan as DESIGN §3 JSON")
     p.add_argument("--plot", metavar="FILE", help="draw the DAG with the cut to FILE (.png)")
+    t = p.add_argument_group("tiers (Scission): the best placements over ordered tiers, ranked")
+    t.add_argument("--tiers", metavar="A,B,C", help="tier names in data-flow order, e.g. "
+                   "device,edge,cloud (switches to ranked placements)")
+    t.add_argument("--links", metavar="RATE,RATE", help="bandwidth of each link between tiers")
+    t.add_argument("--tier-profile", action="append", metavar="TIER=P.json",
+                   help="a tier's profile (`dads benchmark --tier`); repeatable")
+    t.add_argument("--tier-speedup", action="append", metavar="TIER=F",
+                   help="model a tier without a profile as F times faster than this machine")
+    t.add_argument("--top", type=int, default=10, metavar="N", help="placements to list (10)")
+    t.add_argument("--pin", action="append", metavar="NODE=TIER",
+                   help="keep a node on a tier, e.g. frame=device (privacy); repeatable")
+    t.add_argument("--exclude", action="append", metavar="TIER", help="use no node on this tier")
+    t.add_argument("--memory", action="append", metavar="TIER=BYTES",
+                   help="a tier's memory for parameters and activations, e.g. device=64MB")
+    t.add_argument("--link-budget", action="append", metavar="I=BYTES",
+                   help="bytes a frame link I (0: the first) may carry")
+    t.add_argument("--max-candidates", type=int, default=100_000, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("benchmark", help="profile a model here, as one tier (Scission)",
+                       description="Scission's benchmarking step: profile the served model on "
+                       "this machine and write it as tier NAME's profile, so several machines "
+                       "can each benchmark themselves and one `dads plan --tiers` combines them.")
+    _add_model_args(p)
+    p.add_argument("--tier", required=True, metavar="NAME", help="this machine's tier name")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--warmup", type=int, default=3, help="warm-up passes (default 3)")
+    p.add_argument("--repeats", type=int, default=10, help="timed passes (default 10)")
+    p.add_argument("--out", metavar="FILE", help="profile JSON (default MODEL-TIER.json)")
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("codecs", help="each codec's fidelity on a model, on your images",
                        description="Measure what each lossy codec costs in fidelity: top-1 "

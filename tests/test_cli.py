@@ -196,3 +196,31 @@ def test_codecs_fidelity_table_and_plans_with_codecs(tmp_path: Path,
     admitted = {n for n, row in doc["codecs"].items() if row["top1_agreement"] >= 0.99}
     assert set(plans["top1:0.99"].get("codecs", {}).values()) <= admitted | {"raw"}
     assert plans["lossless"]["predicted"]["latency_s"] <= plans["none"]["predicted"]["latency_s"]
+
+
+def test_tiers_rank_placements_and_honour_constraints(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    shape = ["--input-shape", "1,3,32,32"]
+    edge = tmp_path / "edge.json"
+    assert main(["benchmark", TOY, *shape, "--tier", "edge", "--device", "cpu", "--repeats", "2",
+                 "--warmup", "1", "--out", str(edge)]) == 0
+    assert "tier 'edge' profile written" in capsys.readouterr().out
+    base = ["plan", TOY, *shape, "--tiers", "device,edge,cloud", "--links", "1mbit,100mbit",
+            "--tier-profile", f"edge={edge}", "--tier-speedup", "device=0.01",
+            "--tier-speedup", "cloud=50", "--top", "5"]
+    assert main([*base, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    ranks = doc["placements"]
+    assert [r["rank"] for r in ranks] == [1, 2, 3, 4, 5]
+    lat = [r["latency_s"] for r in ranks]
+    assert lat == sorted(lat)
+    assert len({json.dumps(r["tiers"], sort_keys=True) for r in ranks}) == 5  # distinct
+    assert doc["binding"] == [] and all("frame" in r["tiers"]["device"] for r in ranks)
+    assert main([*base, "--exclude", "edge", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert all(not r["tiers"]["edge"] for r in doc["placements"])
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "best placement(s) over device -> edge -> cloud" in out and "binding: nothing" in out
+    assert main([*base, "--pin", "nope=edge"]) == 2
+    assert "no node 'nope'" in capsys.readouterr().err

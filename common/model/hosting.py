@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -12,9 +12,9 @@ from common.model.graph import ModelGraph, trace
 from common.model.models import input_shape_for, load_served, synthetic_frame
 from common.model.profiler import cached_profile, load_cached, predicted_profile, resolve_device
 from common.planning.predict import Predictor
-from common.planning.profile import Profile
+from common.planning.profile import Profile, scaled
 
-__all__ = ["Hosted", "host_model", "measure_profile", "top_k"]
+__all__ = ["Hosted", "host_model", "measure_profile", "remeasure", "top_k"]
 
 TOP_K = 5
 
@@ -54,6 +54,16 @@ def host_model(args: argparse.Namespace) -> Hosted:
 def measure_profile(graph: ModelGraph, device: torch.device, args: argparse.Namespace) -> Profile:
     """Measure (and cache) the served model's profile on this device."""
     return cached_profile(graph, str(device), progress=False, repeats=args.profile_repeats)
+
+
+def remeasure(predicted: Profile, graph: ModelGraph, device: torch.device,
+              args: argparse.Namespace, slowdown: float = 1.0) -> Profile:
+    """The measured profile that replaces a predicted one: as the planner must see it (an
+    emulated slower device's), with the codec table the predicted one carried."""
+    measured = measure_profile(graph, device, args)
+    if slowdown > 1:
+        measured = scaled(measured, 1.0 / slowdown)
+    return replace(measured, codecs=predicted.codecs)
 
 
 def top_k(output: object, k: int = TOP_K) -> tuple[tuple[int, ...], tuple[float, ...]]:

@@ -29,7 +29,7 @@ import zmq
 
 from common.model import codecprofile
 from common.model.graph import ModelGraph
-from common.model.hosting import host_model, measure_profile, top_k
+from common.model.hosting import host_model, remeasure, top_k
 from common.model.models import synthetic_frame
 from common.model.split import CloudPart, cloud_part
 from common.planning.costgraph import describe_mismatch
@@ -150,11 +150,11 @@ class CloudWorker(Service):
         """Serve on the predicted profile while the real one is measured, then publish it."""
         log.info("no cached profile: the planner gets a predicted one while this one is measured")
         try:
-            measured = await asyncio.to_thread(measure_profile, self.graph, self.device, self.args)
+            self.profile = await asyncio.to_thread(remeasure, self.profile, self.graph,
+                                                   self.device, self.args)
         except Exception:
             log.exception("profiling failed: the planner keeps the predicted profile")
             return
-        self.profile = replace(measured, codecs=self.profile.codecs)
         log.info("profile measured (%.1f ms a frame): the planner gets it", self.profile.total_s * 1e3)
         await self._publish_profile()
 

@@ -39,7 +39,7 @@ from zmq.utils.monitor import recv_monitor_message
 from common.errors import DadsError
 from common.model import codecprofile
 from common.model.graph import ModelGraph
-from common.model.hosting import host_model, measure_profile, top_k
+from common.model.hosting import host_model, remeasure, top_k
 from common.model.split import CloudPart, EdgePart, split_graph
 from common.planning import costgraph, dag
 from common.planning.partition import Plan, Prediction, supersedes
@@ -364,13 +364,11 @@ class EdgeAgent(Service):
         hand it to the planner in place of the predicted one."""
         log.info("no cached profile: the planner gets a predicted one while this one is measured")
         try:
-            measured = await asyncio.to_thread(measure_profile, self.graph, self.device, self.args)
+            self.profile = await asyncio.to_thread(remeasure, self.profile, self.graph,
+                                                   self.device, self.args, self.args.edge_slowdown)
         except Exception:
             log.exception("profiling failed: the planner keeps the predicted profile")
             return
-        if self.args.edge_slowdown > 1:
-            measured = scaled(measured, 1.0 / self.args.edge_slowdown)
-        self.profile = replace(measured, codecs=self.profile.codecs)
         log.info("profile measured (%.1f ms a frame): the planner gets it", self.profile.total_s * 1e3)
         await self._send_profile()
 
