@@ -79,6 +79,7 @@ STALL_FACTOR = 3.0  # a transfer this many times slower than the planner's bandw
 RESTALL = 1.25  # a stalled transfer is reported again once its bound has tightened this much
 SIZE_MEMORY = 0.2  # weight of the newest frame in a codec's running size
 SIZE_DRIFT = 0.1  # the planner hears of codec sizes that drift this far from the profile's
+PROFILE_REFRESH_S = 60.0  # the profile is re-sent unchanged this often (it crosses the uplink)
 
 
 @dataclass
@@ -146,6 +147,7 @@ class EdgeAgent(Service):
         self.stalled_rid = -1  # the transfer reported stuck: reported until it is off the link
         self.epoch = 0  # the newest planner epoch seen: a new planner gets our profile at once
         self.codec_sizes: dict[tuple[str, str], float] = {}  # (node, codec) -> bytes, as sent
+        self.profile_sent: tuple[str, float] = ("", 0.0)  # (digest, when) last sent
 
     # -- setup --
     def _load(self) -> ModelGraph:
@@ -204,7 +206,7 @@ class EdgeAgent(Service):
             "deadlines": self.every(0.05, self._sweep_deadlines),
             "telemetry": self.every(1.0, self._send_telemetry),
             "link-watch": self.every(0.1, self._watch_link),
-            "profile": self.every(5.0, self._send_profile),
+            "profile": self.every(5.0, self._refresh_profile),
             "probe": self.every(0.25, self._probe),
         }
         if self.args.live:
@@ -596,12 +598,21 @@ class EdgeAgent(Service):
                  plan.plan_id, plan.algorithm, msg.regime, len(plan.edge_nodes),
                  len(self.graph.nodes), len(plan.transfer), msg.reason)
 
-    async def _send_profile(self) -> None:
+    async def _refresh_profile(self) -> None:
+        """The profile goes out when it changed (codec sizes drifted), and unchanged only once a
+        minute: it shares the uplink with the frames (hundreds of kB with its codec table, two
+        seconds of a 3G link), and a restarted planner asks for it by its new epoch anyway."""
         table = codecprofile.corrected(self.profile.codecs, self.codec_sizes, SIZE_DRIFT)
         if table is not None:
             log.info("codec sizes as sent differ from the profile's by over %.0f%%: the "
                      "planner gets the sizes as sent", SIZE_DRIFT * 100)
             self.profile = replace(self.profile, codecs=table)
+        digest, sent_at = self.profile_sent
+        if digest != self.profile.digest or time.monotonic() - sent_at >= PROFILE_REFRESH_S:
+            await self._send_profile()
+
+    async def _send_profile(self) -> None:
+        self.profile_sent = (self.profile.digest, time.monotonic())
         dag_json = costgraph.to_json(self.graph.dag)
         with contextlib.suppress(zmq.ZMQError):
             await self.telemetry.send(EdgeProfile("edge", self.args.model, self.graph.fingerprint,
@@ -676,6 +687,8 @@ class EdgeAgent(Service):
         now = time.monotonic()
         if now - self.last_handed < 2.0 or self.in_flight:
             return
+        if now - self.profile_sent[1] < 2.0:  # a profile may still be on the link: a probe
+            return  # behind it would take its time for the base RTT (and every sample's)
         for probe_id, sent_at in list(self.probe_sent.items()):
             if now - sent_at > PROBE_TIMEOUT_S:  # never answered (a lost broker): forget it
                 del self.probe_sent[probe_id]
