@@ -1,11 +1,11 @@
 """Early exits in the running system: the planner moves between exits as the bandwidth changes
 under a latency goal; the edge and the workers run the exit the plan names, exactly.
 
-digits_exits (trained here in seconds on scikit-learn's digits), the edge emulated 100x slower
+digits_exits (trained here in seconds on scikit-learn's digits), the edge emulated 300x slower
 than this machine, goal 30 ms: at 10 Mbit/s the frame crosses and the most accurate exit answers
-from a worker; at 50 kbit/s nothing can cross in time, and only the first exit, computed on the
-edge, meets the goal; the operator lifts the goal (`dads ctl --latency-goal 0`) and the most
-accurate exit answers again, computed on the edge.
+from a worker; at 50 kbit/s nothing meets the goal (the frame takes 0.5 s, the edge is slow), so
+the fastest exit runs: the first, on the edge; the operator lifts the goal (`dads ctl
+--latency-goal 0`) and the most accurate exit answers again.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def test_the_planner_moves_between_exits_with_the_bandwidth(
                              planner_args=["--latency-goal", "30ms", "--tick", "0.2"]) as s:
         s.control(10e6)
         proc, out = s.start_edge("edge-exits", frames=60, fps=4, extra=[
-            *weights, "--source", str(digits), "--edge-slowdown", "100", "--queue", "64"])
+            *weights, "--source", str(digits), "--edge-slowdown", "300", "--queue", "64"])
         def wait_for(count: int, cond) -> None:
             deadline = time.monotonic() + 120
             while len([x for x in read_lines(out) if cond(x)]) < count:
@@ -79,10 +79,11 @@ def test_the_planner_moves_between_exits_with_the_bandwidth(
     frames = list(open_source(str(digits), input_shape_for(MODEL)))
     assert len(lines) == 60 and not any(x["dropped"] for x in lines)
     used = [(x["exit"], x["worker"] == "edge") for x in lines]
-    # the best exit from a worker, then the first exit on the edge, then the best on the edge
-    assert used[0] == (final, False) and used[-1] == (final, True), used
+    # the best exit from a worker, then the first exit on the edge, then the best again
+    # (where its best cut is: at 50 kbit/s the frame, zstd-encoded, still beats a 300x edge)
+    assert used[0] == (final, False) and used[-1][0] == final, used
     assert (first, True) in used, used
-    assert used.index((first, True)) < used.index((final, True))
+    assert used.index((first, True)) < len(used) - 1 - used[::-1].index(used[-1])
     with torch.no_grad():
         for x in lines:  # every answer is exactly its exit's output on that frame
             ref = served(frames[x["frame_id"]])[graph.outputs.index(x["exit"])]

@@ -22,10 +22,15 @@ def test_planned_on_a_prediction_until_measured(tmp_path_factory: pytest.TempPat
                for m in rng.uniform(1e4, 1e8, 20)]
     path = predict.fit(samples, device="cpu").save(tmp_path_factory.mktemp("p") / "pred.json")
     extra = ["--predictor", str(path)]
-    with shared_cache_system(tmp_path_factory, workers=1, model=MODEL, worker_args=extra) as s:
+    slow = ["--profile-repeats", "400"]  # measuring takes seconds, as on a real device
+    with shared_cache_system(tmp_path_factory, workers=1, model=MODEL,
+                             worker_args=[*extra, *slow]) as s:
         s.wait_log("worker-0", "profile measured")
         # two threads: another device than the worker's, so the edge finds no cached profile
-        lines = s.stream("edge-predicted", frames=8, fps=2, extra=[*extra, "--threads", "2"])
+        # (a tiny model is measured in under a second, before the socket is even up: with
+        # few passes the prediction would never need to be sent)
+        lines = s.stream("edge-predicted", frames=8, fps=2,
+                         extra=[*extra, "--threads", "2", *slow])
         assert len(lines) == 8 and not any(x["dropped"] for x in lines)
         deadline = time.monotonic() + 60
         while "the edge measured its profile" not in s.log("planner"):

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -32,7 +33,7 @@ from common.runtime.security import (
 from common.runtime.transport import Channel, Envelope, context
 from common.runtime.wire import WireError, clip
 
-__all__ = ["setup_logging", "run_service", "Compute", "periodic", "supervise", "Service",
+__all__ = ["setup_logging", "run_service", "Compute", "periodic", "supervise", "sent_first", "Service",
            "Handler"]
 
 T = TypeVar("T")
@@ -320,3 +321,11 @@ class Service:
         failures = getattr(self.metrics, "auth_failures", None)
         if failures is not None:
             failures.labels(role).inc()
+
+
+async def sent_first(sent: Callable[[], bool], limit_s: float = 15.0) -> None:
+    """Wait (a little) until `sent()`: e.g. a predicted profile has gone out before the measured
+    one replaces it (a small model measures before a socket is even up)."""
+    deadline = time.monotonic() + limit_s
+    while not sent() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)

@@ -37,7 +37,7 @@ from common.planning.partition import Plan
 from common.runtime import config
 from common.runtime.metrics import WorkerMetrics
 from common.runtime.security import from_options
-from common.runtime.service import Service, run_service, setup_logging
+from common.runtime.service import Service, run_service, sent_first, setup_logging
 from common.runtime.tensorwire import CodecStat, from_frames, to_frames
 from common.runtime.transport import Envelope
 from common.runtime.wire import (
@@ -78,6 +78,7 @@ class CloudWorker(Service):
         self.epoch = 0  # the newest planner epoch seen: a new one gets our profile at once
         self.broker_seen = 0.0
         self.serving: set[asyncio.Task[None]] = set()
+        self.profile_sent = ""  # the digest of the profile last handed to the planner
         self._receiver: asyncio.Task[None] | None = None
         self._new_plan = asyncio.Event()
 
@@ -142,13 +143,17 @@ class CloudWorker(Service):
             await self.dealer.send(Heartbeat(self.worker, time.time()))
 
     async def _publish_profile(self) -> None:
-        with contextlib.suppress(zmq.ZMQError):
+        try:
             await self.telemetry.send(CloudProfile(self.worker, self.graph.fingerprint,
                                                    self.profile.to_json()), nowait=True)
+        except zmq.ZMQError:
+            return  # not connected (yet): the next beat tries again
+        self.profile_sent = self.profile.digest
 
     async def _measure_profile(self) -> None:
         """Serve on the predicted profile while the real one is measured, then publish it."""
         log.info("no cached profile: the planner gets a predicted one while this one is measured")
+        await sent_first(lambda: self.profile_sent == self.profile.digest)
         try:
             self.profile = await asyncio.to_thread(remeasure, self.profile, self.graph,
                                                    self.device, self.args)

@@ -49,7 +49,7 @@ from common.planning.units import format_bandwidth, parse_bandwidth
 from common.runtime import config
 from common.runtime.metrics import EdgeMetrics
 from common.runtime.security import from_options
-from common.runtime.service import Service, run_service, setup_logging
+from common.runtime.service import Service, run_service, sent_first, setup_logging
 from common.runtime.tensorwire import CodecStat, from_frames, to_frames
 from common.runtime.transport import Envelope
 from common.runtime.wire import (
@@ -80,6 +80,8 @@ RESTALL = 1.25  # a stalled transfer is reported again once its bound has tighte
 SIZE_MEMORY = 0.2  # weight of the newest frame in a codec's running size
 SIZE_DRIFT = 0.1  # the planner hears of codec sizes that drift this far from the profile's
 PROFILE_REFRESH_S = 60.0  # the profile is re-sent unchanged this often (it crosses the uplink)
+PLANS_SILENT_S = 3.0  # the planner republishes every second: this long without a plan, it is gone
+PROFILE_RESEND_S = 5.0  # while no planner shows it has the profile, it is re-sent this often
 
 
 @dataclass
@@ -148,6 +150,7 @@ class EdgeAgent(Service):
         self.epoch = 0  # the newest planner epoch seen: a new planner gets our profile at once
         self.codec_sizes: dict[tuple[str, str], float] = {}  # (node, codec) -> bytes, as sent
         self.profile_sent: tuple[str, float] = ("", 0.0)  # (digest, when) last sent
+        self.plan_heard = 0.0  # when a plan message last came (the planner is alive and has us)
 
     # -- setup --
     def _load(self) -> ModelGraph:
@@ -206,7 +209,7 @@ class EdgeAgent(Service):
             "deadlines": self.every(0.05, self._sweep_deadlines),
             "telemetry": self.every(1.0, self._send_telemetry),
             "link-watch": self.every(0.1, self._watch_link),
-            "profile": self.every(5.0, self._refresh_profile),
+            "profile": self.every(1.0, self._refresh_profile),
             "probe": self.every(0.25, self._probe),
         }
         if self.args.live:
@@ -365,6 +368,7 @@ class EdgeAgent(Service):
         """Measure the real profile (off the pipeline's thread: frames flow meanwhile) and
         hand it to the planner in place of the predicted one."""
         log.info("no cached profile: the planner gets a predicted one while this one is measured")
+        await sent_first(lambda: self.profile_sent[0] == self.profile.digest)
         try:
             self.profile = await asyncio.to_thread(remeasure, self.profile, self.graph,
                                                    self.device, self.args, self.args.edge_slowdown)
@@ -567,6 +571,7 @@ class EdgeAgent(Service):
     # -- planner side --
     async def _on_plan(self, env: Envelope) -> None:
         msg: PlanMsg = env.msg  # type: ignore[assignment]
+        self.plan_heard = time.monotonic()
         try:
             plan = Plan.from_json(msg.plan)
         except (KeyError, TypeError, ValueError):
@@ -599,24 +604,31 @@ class EdgeAgent(Service):
                  len(self.graph.nodes), len(plan.transfer), msg.reason)
 
     async def _refresh_profile(self) -> None:
-        """The profile goes out when it changed (codec sizes drifted), and unchanged only once a
-        minute: it shares the uplink with the frames (hundreds of kB with its codec table, two
-        seconds of a 3G link), and a restarted planner asks for it by its new epoch anyway."""
+        """The profile goes out when it changed (codec sizes drifted), while no plan shows that
+        a planner has it (none yet, or the planner's republished plans stopped: a restarted
+        planner publishes nothing before it has a profile), and otherwise only once a minute:
+        it shares the uplink with the frames (hundreds of kB with its codec table, two seconds
+        of a 3G link)."""
         table = codecprofile.corrected(self.profile.codecs, self.codec_sizes, SIZE_DRIFT)
         if table is not None:
             log.info("codec sizes as sent differ from the profile's by over %.0f%%: the "
                      "planner gets the sizes as sent", SIZE_DRIFT * 100)
             self.profile = replace(self.profile, codecs=table)
         digest, sent_at = self.profile_sent
-        if digest != self.profile.digest or time.monotonic() - sent_at >= PROFILE_REFRESH_S:
+        now = time.monotonic()
+        unheard = self.cut is None or now - self.plan_heard > PLANS_SILENT_S
+        if (digest != self.profile.digest or now - sent_at >= PROFILE_REFRESH_S
+                or (unheard and now - sent_at >= PROFILE_RESEND_S)):
             await self._send_profile()
 
     async def _send_profile(self) -> None:
-        self.profile_sent = (self.profile.digest, time.monotonic())
         dag_json = costgraph.to_json(self.graph.dag)
-        with contextlib.suppress(zmq.ZMQError):
+        try:
             await self.telemetry.send(EdgeProfile("edge", self.args.model, self.graph.fingerprint,
                                                   dag_json, self.profile.to_json()), nowait=True)
+        except zmq.ZMQError:
+            return  # not connected (yet, or again): the next refresh tries again
+        self.profile_sent = (self.profile.digest, time.monotonic())
 
     async def _send_telemetry(self) -> None:
         now = time.monotonic()
