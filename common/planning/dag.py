@@ -15,9 +15,8 @@ import networkx as nx
 
 from common.errors import InvalidCut
 
-__all__ = ["needed_by", "exits", "inputs_of", "check_cut", "transfer", "layer_order", "random_cut",
-           "closed_sets",
-           "ancestors_cut"]
+__all__ = ["inputs_of", "check_cut", "transfer", "ancestors_cut", "layer_order", "random_cut",
+           "closed_sets", "needed_by", "exits"]
 
 
 def inputs_of(g: nx.DiGraph) -> list[str]:
