@@ -21,7 +21,7 @@ from typing import Any
 import networkx as nx
 
 from common.planning import dag
-from common.planning.costgraph import encodings
+from common.planning.costgraph import encoding
 from common.planning.mincut import CutSolver
 
 __all__ = ["Segment", "BandwidthMap", "bandwidth_map"]
@@ -106,8 +106,7 @@ def bandwidth_map(
         if not solver.has_codecs:
             return _Line(edge, a, float(sum(nodes[v]["output_bytes"] for v in crossing)))
         choice = solver.choice(1.0, x, 1.0)
-        chosen = [next(e for e in encodings(g, v, {choice[v]}) if e.name == choice[v])
-                  for v in crossing]
+        chosen = [encoding(g, v, choice[v]) for v in crossing]
         a += sum(e.encode_s + e.decode_s for e in chosen)
         return _Line(edge, a, float(sum(e.bytes for e in chosen)),
                      tuple((v, choice[v]) for v in crossing))

@@ -22,7 +22,7 @@ import networkx as nx
 from common.errors import CostGraphError
 from common.planning.profile import Profile
 
-__all__ = ["NODE_FIELDS", "RAW", "Encoding", "encodings", "codec_names", "allowed", "build",
+__all__ = ["NODE_FIELDS", "RAW", "Encoding", "encoding", "encodings", "codec_names", "allowed", "build",
            "validate", "to_json", "from_json", "load", "save", "describe_mismatch"]
 
 NODE_FIELDS = ("edge_time_s", "cloud_time_s", "output_bytes")
@@ -55,6 +55,14 @@ def encodings(g: nx.DiGraph, v: str, names: Collection[str] = ()) -> list[Encodi
             out.append(Encoding(c["name"], int(c["bytes"]), float(c["encode_s"]),
                                 float(c["decode_s"]), bool(c["lossy"])))
     return out
+
+
+def encoding(g: nx.DiGraph, v: str, name: str) -> Encoding:
+    """The encoding `name` of node v's output (raw always exists); CostGraphError if unlisted."""
+    for e in encodings(g, v, (name,)):
+        if e.name == name:
+            return e
+    raise CostGraphError(f"node {v!r} has no codec {name!r} in the cost graph")
 
 
 def codec_names(g: nx.DiGraph, lossy: bool | None = None) -> frozenset[str]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from common.errors import CostGraphError
 from common.planning import dag
-from common.planning.costgraph import RAW, Encoding, allowed, encodings, validate
+from common.planning.costgraph import RAW, Encoding, allowed, encoding, encodings, validate
 from common.planning.mincut import CutSolver
 
 __all__ = [
@@ -115,18 +115,9 @@ def _check_inputs(g: nx.DiGraph, bandwidth_bps: float, workers: int) -> None:
         raise CostGraphError(f"workers must be a whole number >= 1, got {workers!r}")
 
 
-def _encoding(g: nx.DiGraph, v: str, codec: str) -> Encoding:
-    if codec == RAW:
-        return Encoding(RAW, int(g.nodes[v]["output_bytes"]))
-    for e in encodings(g, v, (codec,)):
-        if e.name == codec:
-            return e
-    raise CostGraphError(f"node {v!r} has no codec {codec!r} in the cost graph")
-
-
 def _crossing(g: nx.DiGraph, edge: frozenset[str],
               codecs: Mapping[str, str] | None) -> list[Encoding]:
-    return [_encoding(g, v, (codecs or {}).get(v, RAW)) for v in dag.transfer(g, edge)]
+    return [encoding(g, v, (codecs or {}).get(v, RAW)) for v in dag.transfer(g, edge)]
 
 
 def evaluate(g: nx.DiGraph, edge: Iterable[str], bandwidth_bps: float, workers: int = 1,
@@ -382,7 +373,7 @@ def neurosurgeon(g: nx.DiGraph, bandwidth_bps: float, workers: int = 1, *,
     inputs = set(dag.inputs_of(g))
     fastest = _fastest(g, bandwidth_bps, codecs)
     spb = 8.0 / bandwidth_bps
-    cross = {v: _encoding(g, v, (fastest or {}).get(v, RAW)).seconds(spb) for v in g}
+    cross = {v: encoding(g, v, (fastest or {}).get(v, RAW)).seconds(spb) for v in g}
     edge: set[str] = set()
     cloud_succ = {v: g.out_degree(v) for v in g}
     edge_s, cloud_s, sent = 0.0, sum(d["cloud_time_s"] for _, d in g.nodes(data=True)), 0.0
