@@ -193,7 +193,8 @@ def measure_live(model: str, photos: Path, table: dict[str, Any], uplinks: list[
         with Live(model, logs / policy.replace("≥", "-"), slowdown, planner_args=args) as live:
             for uplink in uplinks:
                 live.set_uplink(uplink)
-                with live.edge([*LIGHT, "--source", str(photos), "--want-output"]) as edge:
+                with live.edge([*LIGHT, "--source", str(photos), "--loop",
+                                "--want-output"]) as edge:
                     plan = live.pin("dsl")
                     m = edge.latency(plan, frames)
                 p = plan.predicted

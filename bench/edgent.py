@@ -42,10 +42,10 @@ def camera(folder: Path, count: int) -> tuple[Path, list[int]]:
 def run_case(live: Live, uplink: str, photos: Path, labels: list[int], frames: int,
              **keys: Any) -> dict[str, Any]:
     live.set_uplink(uplink)
-    with live.edge([*LIGHT, "--source", str(photos)]) as edge:
+    with live.edge([*LIGHT, "--source", str(photos), "--loop"]) as edge:
         plan = live.pin("auto")  # the planner's own choice: Edgent's exit and cut
         m = edge.latency(plan, frames)
-    right = [x["classes"][0] == labels[x["frame_id"]] for x in m.lines]
+    right = [x["classes"][0] == labels[x["frame_id"] % len(labels)] for x in m.lines]
     rec = {**keys, "uplink": uplink, "exit": plan.exit, "exit_index": None,
            "accuracy_test_split": plan.extra.get("accuracy"), "edge_nodes": len(plan.edge_nodes),
            "tensors": len(plan.transfer), "latency_s": m.latency_s,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import http.server
 import threading
 import time
@@ -88,3 +89,28 @@ def test_a_stream_that_never_sends_is_a_start_up_error() -> None:
             next(stream)
     finally:
         stream.close()
+
+
+def test_loop_repeats_a_video_file_and_an_image_folder(tmp_path: Path) -> None:
+    from PIL import Image
+
+    video = encode_video(tmp_path / "clip.mp4")
+    frames = list(itertools.islice(open_source(str(video), SHAPE, loop=True), 3 * len(LEVELS)))
+    means = [f.float().mean().item() for f in frames]
+    assert means[: len(LEVELS)] == means[len(LEVELS): 2 * len(LEVELS)] == means[2 * len(LEVELS):]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((48, 64, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    levels = [int(f.float().mean().item()) for f in
+              itertools.islice(open_source(str(folder), SHAPE, loop=True), 7)]
+    assert levels == [0, 40, 80, 0, 40, 80, 0]
+    assert len(list(open_source(str(folder), SHAPE))) == 3  # without it, the folder ends
+
+
+def test_loop_of_a_source_that_never_ends_is_a_clear_error() -> None:
+    from common.errors import DadsError
+
+    for spec in ("synthetic", "camera:0", "rtsp://camera.local/stream"):
+        with pytest.raises(DadsError, match="--loop repeats"):
+            open_source(spec, SHAPE, loop=True)

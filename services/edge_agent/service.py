@@ -179,7 +179,7 @@ class EdgeAgent(Service):
         log.info("loading %s", a.model)
         self.graph = await self.compute(self._load)
         self.source_frames, self.source, first = await self.compute(
-            _open_source, a.source, self.shape, a.codec_frames)
+            _open_source, a.source, self.shape, a.codec_frames, a.loop)
         await self.compute(self._measure_codecs, first[: max(0, a.codec_frames)])
         if self.profile.predicted:  # planned on a prediction until this is measured
             self._measuring = asyncio.create_task(self._measure_profile())
@@ -740,12 +740,12 @@ class EdgeAgent(Service):
               f"plans used: {sorted(self.plans_used)}", file=self.out, flush=True)
 
 
-def _open_source(spec: str, shape: tuple[int, ...], peek: int = 1
+def _open_source(spec: str, shape: tuple[int, ...], peek: int = 1, loop: bool = False
                  ) -> tuple[Iterator[torch.Tensor], Any, list[torch.Tensor]]:
     """Open the source and read its first frames, so that a bad one is a start-up error (and
     codecs are measured on real frames); (its frames, the source itself: a live stream counts
     the frames it skipped, the first frames, which the stream still yields)."""
-    source = open_source(spec, shape)
+    source = open_source(spec, shape, loop)
     first = [f for f in itertools.islice(source, max(1, peek)) if f is not None]
     if not first:
         raise DadsError(f"frame source {spec!r} gave no frames")
@@ -791,6 +791,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", default=config.env("DADS_FPS") or "10", metavar="FPS",
                    help="source frame rate; 0 = as fast as the pipeline takes; or a schedule, "
                    "e.g. 2,15@40 (15 fps from the 40th second) (env DADS_FPS, default 10)")
+    p.add_argument("--loop", action="store_true", default=config.env("DADS_LOOP") == "1",
+                   help="repeat a folder of images or a video file from its start when it ends "
+                   "(env DADS_LOOP=1)")
     p.add_argument("--frames", type=int, default=0, help="stop after N frames (0: run until stopped)")
     p.add_argument("--closed-loop", action="store_true",
                    help="capture the next frame only when the last one is done (no frame ever "

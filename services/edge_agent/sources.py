@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -149,8 +149,24 @@ def _synthetic(shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
         i += 1
 
 
-def open_source(spec: str, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
-    """'synthetic', a folder of images, a video file, a stream URL, or 'camera:N'."""
+def _looped(opener: Callable[[], Iterator[torch.Tensor]]) -> Iterator[torch.Tensor]:
+    """A finite source from its start again each time it ends (a fixed camera for benchmarks and
+    demos); one that gives nothing at all ends, rather than spin."""
+    while True:
+        gave = False
+        for frame in opener():
+            gave = True
+            yield frame
+        if not gave:
+            return
+
+
+def open_source(spec: str, shape: tuple[int, ...], loop: bool = False) -> Iterator[torch.Tensor]:
+    """'synthetic', a folder of images, a video file, a stream URL, or 'camera:N'; `loop` repeats a
+    folder or a video file from its start when it ends (live sources never end: it is an error)."""
+    if loop and (spec == "synthetic" or spec.startswith(("camera:", *STREAM_SCHEMES))):
+        raise DadsError(f"--loop repeats a folder of images or a video file; {spec!r} is neither "
+                        "(it does not end)")
     if spec == "synthetic":
         return _synthetic(shape)
     if spec.startswith("camera:"):
@@ -159,8 +175,8 @@ def open_source(spec: str, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
         return LiveStream(spec, shape)
     path = Path(spec)
     if path.is_dir():
-        return _images(path, shape)
+        return _looped(lambda: _images(path, shape)) if loop else _images(path, shape)
     if path.is_file():
-        return _video(str(path), shape)
+        return _looped(lambda: _video(str(path), shape)) if loop else _video(str(path), shape)
     raise DadsError(f"frame source {spec!r}: not 'synthetic', 'camera:N', a folder, a video file "
                     f"or a stream URL ({', '.join(STREAM_SCHEMES)})")
