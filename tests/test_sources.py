@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import http.server
+import itertools
 import threading
 import time
 from pathlib import Path

@@ -10,7 +10,7 @@ import torch
 from common.errors import InvalidCut
 from common.model.graph import trace
 from common.model.models import ZOO, example_input, load_model
-from common.model.split import check_cut, cloud_part, split, split_graph
+from common.model.split import check_cut, cloud_part, split, split_graph, stage_part
 from common.planning import dag
 from tests.toy_models import Branchy, TwoInputs
 
@@ -75,6 +75,50 @@ def test_a_workers_cloud_part_alone_is_the_same_cloud_part() -> None:
         torch.testing.assert_close(alone(*e(*x)), ref, rtol=0, atol=0)
     with pytest.raises(InvalidCut):
         cloud_part(graph, ["nope"])
+
+
+def test_every_pair_of_nested_cuts_runs_exactly_over_three_tiers() -> None:
+    """Scission's middle tier: device part, stage part, cloud part, for every nested pair of
+    cuts of a small DAG (tensors made on the device that the cloud reads pass through)."""
+    model = TwoInputs().eval()
+    x = (torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8))
+    graph = trace(model, x, "two_inputs")
+    with torch.no_grad():
+        ref = model(*x)
+    cuts = list(dag.closed_sets(graph.dag))
+    pairs = 0
+    for before in cuts:
+        for upto in cuts:
+            if not before <= upto:
+                continue
+            edge, _ = split_graph(graph, before)
+            stage = stage_part(graph, before, upto)
+            assert stage.receives == edge.sends
+            with torch.no_grad():
+                out = cloud_part(graph, upto)(*stage(*edge(*x)))
+            torch.testing.assert_close(out, ref, rtol=0, atol=0)
+            pairs += 1
+    assert pairs > len(cuts)
+    a, b = next((a, b) for a in cuts for b in cuts if not a <= b)
+    with pytest.raises(InvalidCut, match="not nested"):
+        stage_part(graph, a, b)
+
+
+@pytest.mark.slow
+def test_googlenet_over_three_tiers_is_exact() -> None:
+    name = "googlenet"
+    graph = trace(load_model(name), example_input(name), name)
+    x = graph.example_inputs
+    with torch.no_grad():
+        ref = graph.module(*x)
+    rng = random.Random(7)
+    for _ in range(4):
+        a, b = dag.random_cut(graph.dag, rng), dag.random_cut(graph.dag, rng)
+        before, upto = a & b, a | b  # closed sets are closed under both
+        edge, _ = split_graph(graph, before)
+        with torch.no_grad():
+            out = cloud_part(graph, upto)(*stage_part(graph, before, upto)(*edge(*x)))
+        assert (out - ref).abs().max().item() <= TOL * max(1.0, ref.abs().max().item())
 
 
 def test_tuple_output_crosses_as_one_tensor_per_element() -> None:

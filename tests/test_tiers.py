@@ -121,3 +121,30 @@ def test_limits_give_the_brute_force_optimum_among_what_fits(p: tiers.TierProble
     got = tiers.best_within(p, limits)
     assert not limits.broken(p, got)
     assert math.isclose(got.latency_s, fits[0].latency_s, rel_tol=1e-7, abs_tol=1e-12)
+
+
+@given(three_tier())
+def test_a_placements_plan_names_it_and_round_trips(p: tiers.TierProblem) -> None:
+    """What the planner publishes: the plan of a placement costs the same placement again
+    (after a trip through its JSON document), and its nodes partition the graph."""
+    try:
+        best = tiers.solve(p)
+    except CostGraphError:
+        return  # the drawn pins conflict (test_conflicting_constraints_are_refused)
+    plan = partition.Plan.from_json(tiers.to_plan(p, best, workers=2).to_json())
+    assert plan.tiers == p.tiers and len(plan.tier_nodes) == len(p.tiers) - 2
+    again = tiers.placement_of(p, plan)
+    assert again.tier_of == best.tier_of and math.isclose(again.latency_s, best.latency_s)
+    assert plan.upto(len(p.tiers) - 2) | set(best.nodes_on(len(p.tiers) - 1)) == set(p.g)
+    assert math.isclose(plan.predicted.latency_s, best.latency_s)
+    assert plan.transfer_bytes == best.link_bytes[0]
+
+
+def test_a_plan_over_tiers_lists_every_middle_tier() -> None:
+    doc = {"algorithm": "tiers", "fingerprint": "f", "edge_nodes": ["x"], "transfer": [],
+           "predicted": {"edge_s": 0, "transfer_s": 0, "cloud_s": 0, "latency_s": 0,
+                         "throughput_fps": 0}, "bandwidth_bps": 1.0,
+           "tiers": ["device", "edge", "cloud"], "tier_nodes": []}
+    with pytest.raises(ValueError, match="middle tiers"):
+        partition.Plan.from_json(doc)
+    assert "tiers" not in partition.Plan.from_json({**doc, "tiers": []}).to_json()

@@ -20,12 +20,13 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from common.errors import InvalidCut
 from common.model.graph import ModelGraph, ValueSpec, trace
 from common.planning import dag
 
 __all__ = [
     "EdgePart", "CloudPart", "split", "split_graph", "cloud_part", "flatten", "unflatten", "relative_error", "check_cut",
-    "wire_names", "wire_layout",
+    "wire_names", "wire_layout", "StagePart", "stage_part",
 ]
 
 _SCALAR_DTYPES = {"int": torch.int64, "float": torch.float64, "bool": torch.bool}
@@ -120,6 +121,27 @@ class CloudPart(nn.Module):
         return self.gm(*values)
 
 
+class StagePart(CloudPart):
+    """A middle tier's part (Scission's edge server): the tensors crossing into it in, the
+    tensors crossing out of it (to the next tier) out, flattened in wire order like EdgePart's.
+    A tensor made before this tier that a later one needs passes through it: the chain of tiers
+    is the network's, so it crosses every link on its way (and the plan pays it on each)."""
+
+    def __init__(self, gm: fx.GraphModule, receives: list[str], specs: list[ValueSpec],
+                 sends: list[str], send_specs: list[ValueSpec]) -> None:
+        super().__init__(gm, receives, specs)
+        self.sends = tuple(sends)
+        self.send_specs = tuple(send_specs)
+        self.send_names = wire_names(sends, send_specs)
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        values = super().forward(*tensors)
+        out: list[torch.Tensor] = []
+        for value, spec in zip(values, self.send_specs, strict=True):
+            flatten(value, spec, out)
+        return tuple(out)
+
+
 def _crossing(graph: ModelGraph, edge_nodes: Iterable[str],
               exit: str | None = None) -> tuple[frozenset[str], list[str]]:
     """The edge set (checked: raises InvalidCut naming the node) and the tensors that cross,
@@ -177,6 +199,29 @@ def cloud_part(graph: ModelGraph, edge_nodes: Iterable[str], exit: str | None = 
     """Only the cloud's side of the cut: what a worker runs (it never needs the edge's)."""
     edge, sends = _crossing(graph, edge_nodes, exit)
     return CloudPart(_cloud_module(graph, edge, sends, exit), sends,
+                     [graph.nodes[v].spec for v in sends])
+
+
+def stage_part(graph: ModelGraph, before: Iterable[str], upto: Iterable[str],
+               exit: str | None = None) -> StagePart:
+    """The part of a tier between two nested cuts: `before` (the nodes of the earlier tiers)
+    and `upto` (those and this tier's). `cloud_part(upto)(*stage_part(before, upto)(*x))` is
+    `cloud_part(before)(*x)`: the same ops on the same weights, in the same order."""
+    edge, receives = _crossing(graph, before, exit)
+    done, sends = _crossing(graph, upto, exit)
+    if not edge <= done:
+        first = sorted(edge - done)[0]
+        raise InvalidCut(f"the tiers are not nested: {first!r} runs before this tier but not "
+                         "up to it", node=first)
+    src, g = graph.module.graph, fx.Graph()
+    by_name = {n.name: n for n in src.nodes}
+    env = {by_name[v]: g.placeholder(v) for v in receives}
+    for n in src.nodes:
+        if n.name in done and n.name not in edge:
+            env[n] = g.node_copy(n, env.__getitem__)
+    g.output(tuple(env[by_name[v]] for v in sends))
+    return StagePart(fx.GraphModule(graph.module, g, class_name="StageGraph"), receives,
+                     [graph.nodes[v].spec for v in receives], sends,
                      [graph.nodes[v].spec for v in sends])
 
 

@@ -65,7 +65,18 @@ class Plan:
     epoch: int = 0  # the issuing planner's run: ids restart with a planner, epochs do not
     codecs: dict[str, str] = field(default_factory=dict)  # crossing node -> codec (none: raw)
     exit: str = ""  # the early exit the plan answers from ("": the model's own output)
+    #: Scission: the tiers a frame crosses, in order (empty: the edge and one pool); the first
+    #: runs `edge_nodes`, each middle one its `tier_nodes` entry, the last the rest
+    tiers: tuple[str, ...] = ()
+    tier_nodes: tuple[tuple[str, ...], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def upto(self, tier: int) -> frozenset[str]:
+        """The nodes run on tiers 0..`tier` (a cut: what crosses the link after `tier`)."""
+        out = set(self.edge_nodes)
+        for nodes in self.tier_nodes[:max(0, tier)]:
+            out.update(nodes)
+        return frozenset(out)
 
     def stamped(self, plan_id: int, created_at: float, epoch: int = 0) -> Plan:
         return replace(self, plan_id=plan_id, created_at=created_at, epoch=epoch)
@@ -79,7 +90,9 @@ class Plan:
         doc = asdict(self)
         doc["edge_nodes"] = list(self.edge_nodes)
         doc["transfer"] = list(self.transfer)
-        for key in ("extra", "codecs", "exit"):
+        doc["tiers"] = list(self.tiers)
+        doc["tier_nodes"] = [list(nodes) for nodes in self.tier_nodes]
+        for key in ("extra", "codecs", "exit", "tiers", "tier_nodes"):
             if not doc[key]:
                 doc.pop(key)
         return doc
@@ -94,6 +107,11 @@ class Plan:
         if not (isinstance(codecs, dict) and all(
                 isinstance(k, str) and isinstance(v, str) for k, v in codecs.items())):
             raise ValueError("a plan's codecs map node ids to codec names")
+        body["tiers"] = tuple(str(t) for t in body.get("tiers", ()))
+        body["tier_nodes"] = tuple(tuple(str(v) for v in nodes)
+                                   for nodes in body.get("tier_nodes", ()))
+        if len(body["tier_nodes"]) != max(0, len(body["tiers"]) - 2):
+            raise ValueError("a plan over T tiers lists the nodes of its T - 2 middle tiers")
         return cls(**body)
 
 

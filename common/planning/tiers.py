@@ -41,9 +41,11 @@ import networkx as nx
 import numpy as np
 
 from common.errors import CostGraphError
+from common.planning import dag
+from common.planning.partition import Plan, Prediction
 
 __all__ = ["TierProblem", "Placement", "Limits", "cost", "solve", "iter_ranked", "ranked",
-           "memory_bytes", "best_within", "brute_force"]
+           "memory_bytes", "best_within", "brute_force", "to_plan", "placement_of"]
 
 _FINITE_TOTAL = 2.0**48
 _INF = 2.0**49
@@ -286,3 +288,40 @@ def brute_force(p: TierProblem, limit: int = 2_000_000) -> Placement:
         raise CostGraphError("the constraints leave no valid placement")
     return best
 
+
+
+def to_plan(p: TierProblem, placement: Placement, algorithm: str = "tiers",
+            workers: int = 1) -> Plan:
+    """The plan document of a placement: the first tier's nodes as `edge_nodes` (what an edge
+    agent runs and sends, as in a two-tier plan), each middle tier's in `tier_nodes`.
+    Throughput: the slowest of the tiers (the last shared by `workers`) and the links."""
+    edge = frozenset(placement.nodes_on(0))
+    links_s = [b * 8.0 / bw for b, bw in zip(placement.link_bytes, p.bandwidths_bps, strict=True)]
+    stages = [*placement.compute_s[:-1], placement.compute_s[-1] / max(1, workers), *links_s]
+    slowest = max(stages, default=0.0)
+    return Plan(
+        algorithm=algorithm,
+        fingerprint=str(p.g.graph.get("fingerprint", "")),
+        edge_nodes=tuple(sorted(edge)),
+        transfer=tuple(dag.transfer(p.g, edge)),
+        predicted=Prediction(placement.compute_s[0], sum(links_s), sum(placement.compute_s[1:]),
+                             placement.latency_s, 1.0 / slowest if slowest > 0 else 0.0),
+        bandwidth_bps=float(p.bandwidths_bps[0]),
+        workers=workers,
+        transfer_bytes=int(placement.link_bytes[0]),
+        tiers=tuple(p.tiers),
+        tier_nodes=tuple(tuple(placement.nodes_on(t)) for t in range(1, len(p.tiers) - 1)),
+        extra={"link_bytes": list(placement.link_bytes),
+               "tier_s": [round(x, 6) for x in placement.compute_s]},
+    )
+
+
+def placement_of(p: TierProblem, plan: Plan) -> Placement:
+    """A plan's placement, costed under `p` (e.g. the plan in force, under today's rates)."""
+    tier_of = {v: len(p.tiers) - 1 for v in p.g}
+    for t, nodes in reversed(list(enumerate([plan.edge_nodes, *plan.tier_nodes]))):
+        for v in nodes:
+            if v not in tier_of:
+                raise CostGraphError(f"the placement names {v!r}, which the model lacks")
+            tier_of[v] = t
+    return cost(p, tier_of)

@@ -36,6 +36,17 @@ ENV: dict[str, tuple[str, str]] = {
     "DADS_LOOP": ("", "edge: 1 repeats a folder of images or a video file when it ends"),
     "DADS_FPS": ("10", "edge: frames per second read from the source (0: as fast as possible; "
                  "or a schedule: 2,15@40)"),
+    "DADS_TIER": ("cloud", "worker: its tier in plans over tiers (Scission), e.g. edge or cloud"),
+    "DADS_NEXT_BROKER": ("", "worker of a middle tier: the next tier's broker frontend, e.g. "
+                         "tcp://cloud:5555"),
+    "DADS_NEXT_KEYS": ("", "worker of a middle tier: keys toward the next tier (default "
+                       "DADS_KEYS): an edge key and the next broker's public key"),
+    "DADS_NEXT_KEY_NAME": ("", "worker of a middle tier: its edge key toward the next tier "
+                           "(default edge)"),
+    "DADS_TIERS": ("", "planner: plan over these tiers, e.g. device,edge,cloud (empty: the "
+                   "edge and one pool)"),
+    "DADS_LINKS": ("", "planner: with DADS_TIERS, the rates of the links after the first "
+                   "(the first is probed), e.g. 1gbit"),
     "DADS_INITIAL_BANDWIDTH": ("4g", "planner: bandwidth assumed before any measurement"),
     "DADS_PREDICTOR": ("", "edge/worker: a latency predictor (`dads predict --save-predictor`): "
                        "with no cached profile, start on a predicted one and measure meanwhile"),

@@ -229,6 +229,7 @@ class CloudProfile:
     worker: str
     fingerprint: str
     profile: dict[str, Any]
+    tier: str = "cloud"  # the worker's tier, for plans over tiers (Scission)
 
 
 @dataclass(frozen=True)
@@ -273,12 +274,15 @@ class Control:
     lifts it). `edge_nodes`: pin this exact cut (an empty list lifts it). Pins are for operators
     and for benchmarks that measure one cut against another on the running system.
     `latency_goal_s`: an early-exit model's latency goal (0: none, the most accurate exit).
+    `tier_nodes`: with `edge_nodes`, pin a placement over the planner's tiers: the nodes of
+    each middle tier (the last runs the rest).
     """
 
     force_bandwidth_bps: float | None = None
     algorithm: str | None = None
     edge_nodes: tuple[str, ...] | None = None
     latency_goal_s: float | None = None
+    tier_nodes: tuple[tuple[str, ...], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,11 @@ time, so frames sent under an earlier plan, or an earlier planner, still finish)
 part once per plan, checks that the tensors are exactly those the plan's cut sends, runs it off
 the event loop and answers with the top classes (and the raw output when asked). Anything it
 cannot serve gets an explicit error reply, never a wrong answer.
+
+A middle tier (Scission: `--tier edge --next-broker ...`) is a worker too: for a plan over
+tiers it runs its tier's nodes and sends what crosses the next link to the next tier's broker,
+as an edge would (an edge key of its own), then relays the answer back. A plan that ends at
+its tier (nothing placed later) it answers itself.
 """
 
 from __future__ import annotations
@@ -27,19 +32,21 @@ from typing import Any
 import torch
 import zmq
 
+from common.errors import DadsError
 from common.model import codecprofile
 from common.model.graph import ModelGraph
 from common.model.hosting import host_model, remeasure, top_k
 from common.model.models import synthetic_frame
-from common.model.split import CloudPart, cloud_part
+from common.model.split import CloudPart, StagePart, cloud_part, stage_part
+from common.planning import dag
 from common.planning.costgraph import describe_mismatch
 from common.planning.partition import Plan
 from common.runtime import config
 from common.runtime.metrics import WorkerMetrics
-from common.runtime.security import from_options
+from common.runtime.security import Keys, from_options
 from common.runtime.service import Service, run_service, sent_first, setup_logging
 from common.runtime.tensorwire import CodecStat, from_frames, to_frames
-from common.runtime.transport import Envelope
+from common.runtime.transport import Channel, Envelope
 from common.runtime.wire import (
     CloudProfile,
     ErrorCode,
@@ -63,7 +70,22 @@ PLAN_WAIT_S = 3.0  # the planner republishes its live plans every second
 @dataclass
 class _Served:
     plan: Plan
-    part: CloudPart | None = None
+    part: CloudPart | None = None  # a StagePart when this tier forwards
+
+
+def stage_of(plan: Plan, tier: str, needed: frozenset[str]
+             ) -> tuple[frozenset[str], frozenset[str] | None]:
+    """What a worker of `tier` runs for `plan`: (the nodes run before it, the nodes run up to
+    and on it) -- None when it answers (the plan places nothing after it; every tier of a
+    two-tier plan answers). Raises ValueError when the plan does not pass through this tier."""
+    if not plan.tiers:
+        return frozenset(plan.edge_nodes), None
+    if tier not in plan.tiers[1:]:
+        raise ValueError(f"plan {plan.plan_id} runs on {', '.join(plan.tiers)}; this worker's "
+                         f"tier is {tier!r} (--tier)")
+    i = plan.tiers.index(tier)
+    upto = plan.upto(i) if i < len(plan.tiers) - 1 else None
+    return plan.upto(i - 1), (None if upto is None or needed <= upto else upto)
 
 
 class CloudWorker(Service):
@@ -81,6 +103,9 @@ class CloudWorker(Service):
         self.profile_sent = ""  # the digest of the profile last handed to the planner
         self._receiver: asyncio.Task[None] | None = None
         self._new_plan = asyncio.Event()
+        self.next: Channel | None = None  # the next tier's broker (a middle tier)
+        self.forwarded: dict[int, asyncio.Future[Envelope]] = {}
+        self._next_id = 0
 
     # -- setup --
     def _load(self) -> ModelGraph:
@@ -101,13 +126,24 @@ class CloudWorker(Service):
         self.plan_sub = self.open(zmq.SUB, a.plans, bind=False, server="planner")
         self.telemetry = self.open(zmq.PUSH, a.telemetry, bind=False, server="planner")
         self._connect()
+        if a.next_broker:
+            keys = (None if self.keys is None else
+                    Keys.load(a.next_keys or a.keys, "edge", a.next_key_name))
+            self.next = Channel.open(zmq.DEALER, a.next_broker, bind=False, keys=keys,
+                                     server="broker")
+            self.channels.append(self.next)
+            log.info("tier %s: forwards to the next tier's broker %s", a.tier, a.next_broker)
         self._measuring = (asyncio.create_task(self._measure_profile())
                            if self.profile.predicted else None)
 
     def tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
-        return {"plans": self.receive(self.plan_sub, {PlanMsg: self._on_plan}),
-                "heartbeat": self.every(1.0, self._heartbeat),
-                "profile": self.every(5.0, self._publish_profile)}
+        out = {"plans": self.receive(self.plan_sub, {PlanMsg: self._on_plan}),
+               "heartbeat": self.every(1.0, self._heartbeat),
+               "profile": self.every(5.0, self._publish_profile)}
+        if self.next is not None:
+            out["next tier"] = self.receive(self.next, {Result: self._on_answer,
+                                                        ErrorReply: self._on_answer})
+        return out
 
     async def close(self) -> None:
         tasks = [*self.serving, *([self._receiver] if self._receiver else []),
@@ -145,7 +181,8 @@ class CloudWorker(Service):
     async def _publish_profile(self) -> None:
         try:
             await self.telemetry.send(CloudProfile(self.worker, self.graph.fingerprint,
-                                                   self.profile.to_json()), nowait=True)
+                                                   self.profile.to_json(), self.args.tier),
+                                      nowait=True)
         except zmq.ZMQError:
             return  # not connected (yet): the next beat tries again
         self.profile_sent = self.profile.digest
@@ -225,9 +262,11 @@ class CloudWorker(Service):
             return
         if served.part is None:
             t = time.perf_counter()
-            part = await self.compute(cloud_part, self.graph, served.plan.edge_nodes,
-                                      served.plan.exit or None)
-            served.part = part
+            try:
+                served.part = await self.compute(self._build, served.plan)
+            except (DadsError, ValueError) as exc:  # not this tier's plan, or not a cut
+                await self._reply_error(req, ErrorCode.UNKNOWN_PLAN, str(exc))
+                return
             self.metrics.split_build.observe(time.perf_counter() - t)
         got = [(m.name, m.dtype, m.shape) for m in req.tensors]
         if got != served.part.wire_frames:
@@ -255,6 +294,9 @@ class CloudWorker(Service):
             self.metrics.codec_bytes.labels(codec, "raw").inc(raw)
             self.metrics.codec_bytes.labels(codec, "encoded").inc(encoded)
             self.metrics.codec_time.labels(codec).observe(seconds)
+        if isinstance(served.part, StagePart):
+            await self._forward(req, served.part, output, t0)
+            return
         classes, scores = top_k(output)
         outputs, frames = ((), [])
         if req.want_output:
@@ -266,6 +308,58 @@ class CloudWorker(Service):
         await self.dealer.send(Result(req.request_id, req.frame_id, req.plan_id, self.worker,
                                       classes, scores, cloud_s, outputs=outputs,
                                       exit=served.plan.exit), frames)
+
+    def _build(self, plan: Plan) -> CloudPart:
+        """This tier's part of a plan: the rest of the model, or (a middle tier with more
+        placed after it) its stage, which forwards."""
+        exit = plan.exit or None
+        needed = frozenset(self.graph.nodes if exit is None else dag.needed_by(self.graph.dag, exit))
+        before, upto = stage_of(plan, self.args.tier, needed)
+        if upto is None:
+            return cloud_part(self.graph, before, exit)
+        if self.next is None:
+            raise DadsError(f"plan {plan.plan_id} places nodes after tier {self.args.tier!r}, "
+                            "and this worker has no --next-broker to send them to")
+        return stage_part(self.graph, before, upto, exit)
+
+    async def _forward(self, req: Request, part: StagePart, tensors: Any, t0: float) -> None:
+        """Send this tier's crossing tensors to the next tier and relay its answer (or its
+        error: the edge retries what may be retried) back, within the edge's deadline."""
+        assert self.next is not None
+        metas, frames = to_frames(part.send_names, list(tensors))
+        self._next_id += 1
+        rid, left = self._next_id, max(0.1, req.deadline_s - (time.perf_counter() - t0))
+        answer: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self.forwarded[rid] = answer
+        try:
+            await self.next.send(Request(rid, req.frame_id, req.plan_id, req.fingerprint, metas,
+                                         time.time(), left, req.want_output, req.attempt,
+                                         req.plan_epoch), frames)
+            env = await asyncio.wait_for(answer, left)
+        except (TimeoutError, zmq.ZMQError) as exc:
+            await self._reply_error(req, ErrorCode.DEADLINE, f"tier {self.args.tier}: the next "
+                                    f"tier did not answer ({type(exc).__name__})", retry=True)
+            return
+        finally:
+            self.forwarded.pop(rid, None)
+        msg = env.msg
+        if isinstance(msg, ErrorReply):
+            await self._reply_error(req, ErrorCode.label(msg.code),
+                                    f"next tier: {clip(msg.message, 400)}", msg.retry)
+            return
+        assert isinstance(msg, Result)
+        took = time.perf_counter() - t0
+        self.metrics.stage.labels("cloud").observe(took)
+        self.metrics.requests.labels("forwarded").inc()
+        await self.dealer.send(replace(msg, request_id=req.request_id, plan_id=req.plan_id,
+                                       worker=clip(f"{self.worker}>{msg.worker}", 200),
+                                       cloud_s=took), env.frames)
+
+    def _on_answer(self, env: Envelope) -> None:
+        """The next tier's answer to a forwarded request (a late or unknown one is dropped)."""
+        answer = self.forwarded.get(env.msg.request_id)  # type: ignore[union-attr]
+        if answer is not None and not answer.done():
+            answer.set_result(env)
 
     async def _plan_for(self, key: tuple[int, int]) -> _Served | None:
         """The plan a request names. One newer than every plan here is on its way (a worker
@@ -298,6 +392,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", default=config.endpoint("DADS_BROKER_HOST", "DADS_BACKEND_PORT"),
                    help="broker backend (env DADS_BROKER_HOST, DADS_BACKEND_PORT)")
     p.add_argument("--id", default="", help="worker name (default host-pid)")
+    p.add_argument("--tier", default=config.env("DADS_TIER"),
+                   help="this worker's tier in a plan over tiers (Scission), e.g. edge or cloud "
+                   "(env DADS_TIER, default cloud)")
+    p.add_argument("--next-broker", default=config.env("DADS_NEXT_BROKER"), metavar="ENDPOINT",
+                   help="a middle tier: the next tier's broker frontend, where this tier sends "
+                   "what crosses the next link, e.g. tcp://cloud:5555 (env DADS_NEXT_BROKER)")
+    p.add_argument("--next-keys", default=config.env("DADS_NEXT_KEYS") or None, metavar="DIR",
+                   help="keys toward the next tier (default --keys): an edge key and the next "
+                   "broker's public key (env DADS_NEXT_KEYS)")
+    p.add_argument("--next-key-name", default=config.env("DADS_NEXT_KEY_NAME"), metavar="NAME",
+                   help="the edge key this tier uses toward the next, e.g. edge-relay "
+                   "(env DADS_NEXT_KEY_NAME; default edge)")
     p.add_argument("--metrics-port", type=int,
                    default=int(config.env("DADS_METRICS_PORT") or 9103), help="default 9103")
     p.add_argument("--broker-liveness", type=float, default=3.0, metavar="S",

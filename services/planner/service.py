@@ -9,6 +9,12 @@ logged (bounded) and dropped; nothing a peer sends stops the inbox. Each tick it
 graph when its inputs changed, reads the bandwidth (operator override, else the probe's estimate,
 else the configured initial value), decides the load regime (DSL light, DSH heavy, k = workers
 ready) and publishes a new plan id only when the predicted gain beats the threshold.
+
+With `--tiers device,edge,cloud` (Scission) it places the model over the chain of tiers
+instead: the edge agent is the first tier, the workers of each later tier (their `--tier`) the
+others; the first link's rate is the probe's, the later ones are `--links`. Each tick solves the
+layered minimum cut (`common.planning.tiers`) for the lowest latency; a placement pinned by an
+operator (`Control.edge_nodes` + `tier_nodes`) replaces it.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import zmq
 
 from common.codec.codecs import NAMES as CODEC_NAMES
 from common.errors import DadsError
-from common.planning import costgraph, dag, fidelity, partition
+from common.planning import costgraph, dag, fidelity, partition, tiers
 from common.planning.costgraph import describe_mismatch
 from common.planning.mincut import CutSolver
 from common.planning.probe import BandwidthEstimator
@@ -92,6 +98,10 @@ class Planner(Service):
         self.repin = False  # a new pin takes effect at the next tick, whatever it predicts
         self.edge: tuple[nx.DiGraph, Profile] | None = None
         self.clouds: dict[str, tuple[float, Profile]] = {}
+        self.tier_of: dict[str, str] = {}  # worker -> its tier (plans over tiers)
+        self.tiers, self.links_bps = _tier_chain(args.tiers, args.links)
+        self.pin_tiers: tuple[tuple[str, ...], ...] | None = None
+        self.tier_wait = ""  # the tier a plan over tiers waits for (logged once)
         self.workers_ready: int | None = None
         self.telemetry: Telemetry | None = None
         # measured always (dads_calibration_ratio); applied to the cost graph only with
@@ -152,6 +162,7 @@ class Planner(Service):
                                 describe_mismatch(self.edge[1].fingerprint, msg.fingerprint))
             before = msg.worker in self.clouds and self.clouds[msg.worker][1].predicted
             self.clouds[msg.worker] = (now, profile)
+            self.tier_of[msg.worker] = msg.tier
             self._prune_clouds(now)
             self._profile_news(f"worker {clip(msg.worker, 64)}", before, profile)
         elif isinstance(msg, Telemetry):
@@ -180,6 +191,8 @@ class Planner(Service):
                 del self.clouds[worker]
         while len(self.clouds) > MAX_WORKERS:  # a flood of made-up names: the oldest go
             del self.clouds[min(self.clouds, key=lambda w: self.clouds[w][0])]
+        for worker in set(self.tier_of) - set(self.clouds):
+            del self.tier_of[worker]
 
     def _control(self, msg: Control) -> None:
         check_control(msg.force_bandwidth_bps, msg.algorithm, msg.latency_goal_s)
@@ -199,8 +212,13 @@ class Planner(Service):
             self.pin_algorithm = None if msg.algorithm == "auto" else msg.algorithm
             self.repin = True
             log.info("operator: algorithm %s", self.pin_algorithm or "by load regime (auto)")
+        if msg.tier_nodes is not None and len(msg.tier_nodes) != max(0, len(self.tiers) - 2):
+            raise ValueError(f"a placement over {len(self.tiers)} tiers pins the nodes of "
+                             f"{max(0, len(self.tiers) - 2)} middle tier(s), not "
+                             f"{len(msg.tier_nodes)} (planner --tiers)")
         if msg.edge_nodes is not None:
             self.pin_cut = frozenset(msg.edge_nodes) or None
+            self.pin_tiers = msg.tier_nodes if self.pin_cut else None
             self.repin = True
             log.info("operator: %s", f"cut pinned ({len(self.pin_cut)} nodes on the edge)"
                      if self.pin_cut else "cut unpinned")
@@ -267,7 +285,82 @@ class Planner(Service):
             self._graph, self._graph_key = (g, CutSolver(g, names)), key
         return self._graph
 
+    def _tier_problem(self, bw: float) -> tiers.TierProblem | None:
+        """Today's placement problem: the edge's times, each later tier's (its workers'
+        profiles merged), the links' rates; None while a tier has no worker."""
+        if self.edge is None:
+            return None
+        graph, edge = self.edge
+        self._prune_clouds(time.monotonic())
+        times = [edge.node_times_s]
+        for name in self.tiers[1:]:
+            mine = [p for w, (_, p) in sorted(self.clouds.items())
+                    if self.tier_of.get(w) == name and p.fingerprint == edge.fingerprint]
+            if not mine:
+                if self.tier_wait != name:
+                    log.info("no worker of tier %s yet (--tier %s): no plan over tiers", name, name)
+                self.tier_wait = name
+                return None
+            times.append(merge_cloud_profiles(mine).node_times_s)
+        self.tier_wait = ""
+        return tiers.TierProblem(graph, self.tiers, tuple(times), (bw, *self.links_bps))
+
+    async def _tick_tiers(self) -> None:
+        """Scission on the running system: the best placement over the tiers (or the pinned
+        one), published when it beats the plan in force by the threshold."""
+        bw = self.planned_bps = self._bandwidth(time.monotonic())
+        problem = self._tier_problem(bw)
+        if problem is None:
+            return
+        k = max(1, sum(1 for w in self.clouds if self.tier_of.get(w) == self.tiers[-1]))
+        try:
+            if self.pin_cut is not None:
+                pinned = partition.Plan("pinned", "", tuple(self.pin_cut), (), self._no_prediction,
+                                        bw, tier_nodes=self.pin_tiers or ())
+                best, algorithm = tiers.placement_of(problem, pinned), "pinned"
+            else:
+                best, algorithm = tiers.solve(problem), "tiers"
+        except (DadsError, ValueError) as exc:
+            log.error("pin dropped: %s", exc)
+            self.metrics.errors.labels("bad_input").inc()
+            self.pin_cut = self.pin_tiers = None
+            return
+        cand = tiers.to_plan(problem, best, algorithm, k)
+        repin, self.repin = self.repin, False
+        current = None
+        if self.plan is not None and self.plan.tiers == self.tiers:
+            with contextlib.suppress(DadsError, ValueError):
+                current = tiers.placement_of(problem, self.plan)
+        if (repin or current is None or self.plan.fingerprint != cand.fingerprint
+                or best.latency_s < current.latency_s * (1 - self.args.threshold)):
+            self.plan = self.book.issue(cand, time.time())
+            self.metrics.plan_changes.inc()
+            log.info("plan %d: %s over %s, nodes per tier %s, bytes per link %s; links %s; "
+                     "predicted latency %.1f ms", self.plan.plan_id, algorithm,
+                     "->".join(self.tiers), [len(best.nodes_on(t)) for t in range(len(self.tiers))],
+                     list(best.link_bytes), ", ".join(format_bandwidth(b)
+                                                      for b in problem.bandwidths_bps),
+                     best.latency_s * 1e3)
+        assert self.plan is not None
+        p = self.plan.predicted
+        self.metrics.bandwidth.set(bw / 8.0)
+        self.metrics.workers.set(k)
+        self.metrics.plan_id.set(self.plan.plan_id)
+        self.metrics.plan.info({"plan_id": str(self.plan.plan_id),
+                                "algorithm": self.plan.algorithm, "regime": "tiers"})
+        for stage, value in (("edge", p.edge_s), ("transfer", p.transfer_s), ("cloud", p.cloud_s)):
+            self.metrics.predicted.labels(stage).set(value)
+        self.book.publish(self.plan.key, PlanMsg(self.plan.to_json(), "tiers", bw,
+                                                 f"placement over {'->'.join(self.tiers)}"))
+        if self.plan.created_at >= time.time() - self.args.tick:
+            await self._republish()
+
+    _no_prediction = partition.Prediction(0.0, 0.0, 0.0, 0.0, 0.0)
+
     async def _tick(self) -> None:
+        if self.tiers:
+            await self._tick_tiers()
+            return
         built = self._cost_graph()
         if built is None:
             return
@@ -365,6 +458,25 @@ def _evaluate(g: nx.DiGraph, plan: partition.Plan, bw: float, k: int) -> partiti
         return partition.evaluate(g, plan.edge_nodes, bw, k)
 
 
+def _tier_chain(names: str | None, links: str | None) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """--tiers and --links: the tiers in data-flow order, the rates of the links after the first
+    (the edge's uplink is probed); () for a plain edge-and-pool planner."""
+    chain = tuple(t.strip() for t in (names or "").split(",") if t.strip())
+    if not chain:
+        return (), ()
+    if len(chain) < 3 or len(set(chain)) != len(chain):
+        raise DadsError("--tiers: three or more distinct tiers in data-flow order, e.g. "
+                        "device,edge,cloud (two tiers are the plain planner)")
+    try:
+        rates = tuple(parse_bandwidth(x) for x in (links or "").split(",") if x.strip())
+    except ValueError as exc:
+        raise DadsError(f"--links: {exc}") from None
+    if len(rates) != len(chain) - 2:
+        raise DadsError(f"--links: {len(chain) - 2} rate(s) for the links after the first "
+                        f"(the first, {chain[0]}->{chain[1]}, is probed), e.g. 1gbit")
+    return chain, rates
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     config.add_security_arguments(p)
     p.add_argument("--plans", default=config.endpoint("", "DADS_PLAN_PORT", bind=True),
@@ -392,6 +504,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-goal", default=config.env("DADS_LATENCY_GOAL") or None,
                    metavar="DURATION", help="an early-exit model: the most accurate exit whose "
                    "best cut meets this, e.g. 200ms (env DADS_LATENCY_GOAL)")
+    p.add_argument("--tiers", default=config.env("DADS_TIERS") or None, metavar="LIST",
+                   help="place the model over a chain of tiers (Scission), e.g. device,edge,cloud:"
+                   " the edge agent is the first, workers say theirs with --tier (env DADS_TIERS)")
+    p.add_argument("--links", default=config.env("DADS_LINKS") or None, metavar="RATES",
+                   help="with --tiers: the rates of the links after the first, e.g. 1gbit (the "
+                   "first is probed) (env DADS_LINKS)")
     p.add_argument("--calibrate", action="store_true",
                    help="scale the cost model by measured / predicted stage times (experimental)")
     p.add_argument("--metrics-port", type=int,

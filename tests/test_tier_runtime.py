@@ -1,0 +1,161 @@
+"""Scission's middle tier, for real: device -> edge server -> cloud, each frame exact.
+
+Real processes on loopback: the planner plans over three tiers (`--tiers device,edge,cloud`);
+the edge agent (the device) sends to the edge tier's broker; a worker of the edge tier
+(`--tier edge --next-broker ...`) runs its nodes and forwards what crosses the next link to
+the cloud tier's broker, where a cloud worker finishes the frame. Every placement, the
+planner's own and the operator's pins (several tensors on each link, an empty middle tier, an
+empty cloud tier), answers every frame exactly as the unsplit model does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import networkx as nx
+import pytest
+import zmq
+
+from common.model.graph import trace
+from common.model.models import input_shape_for, load_served, synthetic_frame
+from common.planning.dag import transfer
+from common.planning.partition import Plan
+from common.runtime.wire import PlanMsg, decode
+from services.up import Ports, free_base, start_service, stop_system
+from tests.system import MODEL, System, assert_exact, read_lines
+
+pytestmark = pytest.mark.timeout(600)
+
+
+class ThreeTiers(System):
+    """System's broker, planner (over three tiers) and one edge-tier worker, plus the cloud
+    tier: its own broker and one cloud worker."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.cloud = Ports(free_base(2), free_base(4))
+        super().__init__(tmp, workers=0, planner_args=[
+            "--tiers", "device,edge,cloud", "--links", "1gbit", "--tick", "0.2",
+            "--initial-bandwidth", "100mbit"])
+        p, c = self.ports, self.cloud
+        self.procs["broker-cloud"] = start_service(
+            "broker", ["--frontend", c.frontend, "--backend", c.backend, "--planner", p.telemetry,
+                       "--metrics-port", str(c.metrics_base)], tmp / "broker-cloud.log", env=self.env)
+        common = ["--model", MODEL, "--threads", "1", "--plans", p.plans, "--telemetry", p.telemetry]
+        self.procs["worker-e"] = start_service(
+            "cloud_worker", [*common, "--broker", p.backend, "--id", "worker-e", "--tier", "edge",
+                             "--next-broker", c.frontend, "--metrics-port",
+                             str(c.metrics_base + 1)], tmp / "worker-e.log", env=self.env)
+        self.procs["worker-c"] = start_service(
+            "cloud_worker", [*common, "--broker", c.backend, "--id", "worker-c", "--tier", "cloud",
+                             "--metrics-port", str(c.metrics_base + 2)],
+            tmp / "worker-c.log", env=self.env)
+        for name in ("worker-e", "worker-c"):
+            self.wait_log(name, "ready on")
+        self.plans = self.socket(zmq.SUB, p.plans, "operator", "planner")
+        self.plans.setsockopt(zmq.SUBSCRIBE, b"")
+
+    def pin(self, edge_nodes: set[str], tier_nodes: list[set[str]], timeout: float = 60) -> Plan:
+        """Pin a placement; the planner's plan for it."""
+        self.control_tiers(tuple(sorted(edge_nodes)), tuple(tuple(sorted(t)) for t in tier_nodes))
+        want = (tuple(sorted(edge_nodes)), tuple(tuple(sorted(t)) for t in tier_nodes))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.plans.poll(500):
+                msg, _ = decode(self.plans.recv_multipart())
+                if isinstance(msg, PlanMsg):
+                    plan = Plan.from_json(msg.plan)
+                    if (plan.edge_nodes, plan.tier_nodes) == want:
+                        return plan
+        raise AssertionError(self.log("planner")[-3000:])
+
+    def control_tiers(self, edge_nodes: tuple[str, ...], tier_nodes: tuple[tuple[str, ...], ...]
+                      ) -> None:
+        from common.runtime.wire import Control, encode
+
+        sock = self.socket(zmq.PUSH, self.ports.telemetry, "operator", "planner")
+        sock.setsockopt(zmq.LINGER, 2000)
+        sock.send_multipart(encode(Control(edge_nodes=edge_nodes, tier_nodes=tier_nodes)))
+        sock.close()
+
+    def close(self) -> None:
+        self.plans.close(linger=0)
+        stop_system(self.procs)
+
+
+@pytest.fixture(scope="module")
+def tiers(tmp_path_factory: pytest.TempPathFactory):
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("DADS_CACHE")
+    os.environ["DADS_CACHE"] = str(cache)
+    system = ThreeTiers(tmp_path_factory.mktemp("tiers"))
+    try:
+        yield system
+    finally:
+        system.close()
+        if old is None:
+            os.environ.pop("DADS_CACHE", None)
+        else:
+            os.environ["DADS_CACHE"] = old
+
+
+def placements() -> dict[str, tuple[set[str], list[set[str]]]]:
+    """Nested prefixes of googlenet's graph order: several tensors on both links; the
+    middle tier empty; the cloud tier empty."""
+    graph = trace(load_served(MODEL).eval(), synthetic_frame(0, input_shape_for(MODEL)), MODEL)
+    order = list(nx.topological_sort(graph.dag))
+    wide = [i for i in range(1, len(order)) if len(transfer(graph.dag, set(order[:i]))) >= 2]
+    a, b = wide[len(wide) // 4], wide[3 * len(wide) // 4]
+    assert b > a
+    return {"both links carry several tensors": (set(order[:a]), [set(order[a:b])]),
+            "nothing on the edge server": (set(order[:a]), [set()]),
+            "nothing in the cloud": (set(order[:a]), [set(order[a:])])}
+
+
+def test_three_tiers_every_placement_exact(tiers: ThreeTiers, reference) -> None:
+    """The planner's own placement first, then each pin in turn, while one edge streams."""
+    frames = 40
+    proc, out = tiers.start_edge("device", frames=frames, fps=3, extra=["--queue", "64"])
+    seen: dict[str, int] = {}
+    deadline = time.monotonic() + 240
+
+    def wait_for(plan_id: int, count: int) -> None:
+        while sum(1 for x in read_lines(out) if x["plan_id"] == plan_id) < count:
+            assert time.monotonic() < deadline and proc.poll() is None, (
+                tiers.log("device")[-2000:] + tiers.log("worker-e")[-2000:])
+            time.sleep(0.1)
+
+    while not any(x["algorithm"] == "tiers" for x in read_lines(out)):  # the planner's own
+        assert time.monotonic() < deadline and proc.poll() is None, tiers.log("planner")[-3000:]
+        time.sleep(0.1)
+    for name, (device, middle) in placements().items():
+        plan = tiers.pin(device, middle)
+        assert plan.tiers == ("device", "edge", "cloud") and plan.algorithm == "pinned"
+        wait_for(plan.plan_id, 3)
+        seen[name] = plan.plan_id
+    proc.wait(240)
+    assert proc.returncode == 0, tiers.log("device")[-3000:]
+    lines = read_lines(out)
+    assert_exact(lines, reference, frames)
+    by_plan = {x["plan_id"]: x["worker"] for x in lines}
+    assert by_plan[seen["both links carry several tensors"]] == "worker-e>worker-c"
+    assert by_plan[seen["nothing on the edge server"]] == "worker-e>worker-c"  # passed through
+    assert by_plan[seen["nothing in the cloud"]] == "worker-e"  # the edge server answers
+    assert "pinned over device->edge->cloud" in tiers.log("planner")
+
+
+def test_each_tier_runs_its_stage_of_the_plan() -> None:
+    """The stage each tier runs, from the plan alone (no tier of the plan: a clear error)."""
+    from services.cloud_worker.service import stage_of
+
+    plan = Plan("t", "", ("a",), (), None, 1.0, tiers=("device", "edge", "cloud"),  # type: ignore[arg-type]
+                tier_nodes=(("b",),))
+    everything = frozenset("abc")
+    assert stage_of(plan, "edge", everything) == (frozenset("a"), frozenset("ab"))
+    assert stage_of(plan, "cloud", everything) == (frozenset("ab"), None)
+    assert stage_of(plan, "edge", frozenset("ab")) == (frozenset("a"), None)  # nothing after
+    with pytest.raises(ValueError, match="this worker's tier is 'fog'"):
+        stage_of(plan, "fog", everything)
+    two = Plan("t", "", ("a",), (), None, 1.0)  # type: ignore[arg-type]
+    assert stage_of(two, "anything", everything) == (frozenset("a"), None)
