@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -20,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from common.planning.units import PRESETS, format_bandwidth, parse_bandwidth
-from services.up import security_env, start_service, stop_system
+from services.up import security_env, start_service, stop_system, wait_log
 
-__all__ = ["Testbed", "add_arguments", "main", "CLOUD_IP", "EDGE_IP", "CLOUD_MGMT_IP", "available"]
+__all__ = ["Testbed", "ChainBed", "add_arguments", "main", "CLOUD_IP", "EDGE_IP", "CLOUD_MGMT_IP",
+           "available"]
 
 CLOUD_IP, EDGE_IP = "10.77.0.1", "10.77.0.2"
 #: The management network (unshaped): this host's side, and the cloud's address on it.
@@ -153,6 +155,159 @@ class Testbed:
         if out.returncode != 0:
             raise RuntimeError(out.stderr.strip())
         return out.stdout
+
+
+class ChainBed:
+    """Hosts in a chain (Scission's device -> edge server -> cloud), one network namespace each;
+    link j joins host j and j+1 (10.80.j.0/24: host j is .2, host j+1 is .1) and is shaped by
+    `tc tbf` in its forward direction (on host j's side). The middle hosts route, so every host
+    reaches every other (a device's plans come from the cloud's planner through the edge
+    server, over both links, as they would on a real chain)."""
+
+    def __init__(self, log_dir: Path, hosts: int = 3, tag: str | None = None) -> None:
+        if hosts < 2:
+            raise ValueError("a chain has two hosts or more")
+        tag = tag or str(os.getpid() % 100000)
+        self.ns = [f"dads{tag}h{i}" for i in range(hosts)]
+        self.ifs = [(f"d{tag}l{j}a", f"d{tag}l{j}b") for j in range(hosts - 1)]
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.rates_bps: list[float | None] = [None] * (hosts - 1)
+        self.security: dict[str, str] = {}
+
+    def __enter__(self) -> ChainBed:
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def address(self, host: int) -> str:
+        """An address of `host` (the one on its link toward the device)."""
+        return "10.80.0.2" if host == 0 else f"10.80.{host - 1}.1"
+
+    def up(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.security = self.security or security_env(self.log_dir)
+        for ns in self.ns:
+            _run("ip", "netns", "add", ns)
+            _run("ip", "-n", ns, "link", "set", "lo", "up")
+        for j, (a, b) in enumerate(self.ifs):
+            _run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+            for ns, dev, ip in ((self.ns[j], a, f"10.80.{j}.2"), (self.ns[j + 1], b, f"10.80.{j}.1")):
+                _run("ip", "link", "set", dev, "netns", ns)
+                _run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+                _run("ip", "-n", ns, "link", "set", dev, "up")
+        last = len(self.ns) - 1
+        for i, ns in enumerate(self.ns):
+            if 0 < i < last:
+                _run("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+            for j in range(len(self.ifs)):  # the links not on this host: forward or back
+                if j > i:
+                    _run("ip", "-n", ns, "route", "add", f"10.80.{j}.0/24", "via", f"10.80.{i}.1")
+                elif j < i - 1:
+                    _run("ip", "-n", ns, "route", "add", f"10.80.{j}.0/24", "via",
+                         f"10.80.{i - 1}.2")
+
+    def shape(self, link: int, rate: str | float) -> float:
+        """Shape link `link` (host link -> link + 1); returns bit/s."""
+        bps = parse_bandwidth(rate)
+        burst = max(4096, int(bps / 8 * 0.004))
+        _run("ip", "netns", "exec", self.ns[link], "tc", "qdisc", "replace", "dev",
+             self.ifs[link][0], "root", "tbf", "rate", f"{int(bps)}bit", "burst", str(burst),
+             "latency", "2s")
+        self.rates_bps[link] = bps
+        return bps
+
+    def start(self, host: int, name: str, service: str, args: list[str],
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        proc = start_service(service, args, self.log_dir / f"{name}.log",
+                             env={**self.security, **(env or {})},
+                             prefix=["ip", "netns", "exec", self.ns[host]])
+        self.procs[name] = proc
+        return proc
+
+    # -- services: a broker and a worker per host after the first, the planner on the last --
+    def endpoint(self, host: int, port: int) -> str:
+        return f"tcp://{self.address(host)}:{port}"
+
+    def start_tiers(self, model: str, tiers: list[str], planner_args: list[str],
+                    worker_args: dict[int, list[str]] | None = None,
+                    env: dict[str, str] | None = None) -> None:
+        """The services of every host but the device's: the planner over `tiers` on the last
+        host, a broker and a worker (`--tier`) on each, the middle ones forwarding to the next
+        host's broker. Returns when every worker is ready."""
+        last = len(self.ns) - 1
+        plans, telemetry = self.endpoint(last, 5557), self.endpoint(last, 5558)
+        self.start(last, "planner", "planner", ["--tiers", ",".join(tiers), *planner_args], env)
+        for host in range(1, last + 1):
+            tier = tiers[host]
+            self.start(host, f"broker-{tier}", "broker", ["--planner", telemetry], env)
+            forward = ["--next-broker", self.endpoint(host + 1, 5555)] if host < last else []
+            self.start(host, f"worker-{tier}", "cloud_worker", [
+                "--model", model, "--threads", "1", "--id", f"worker-{tier}", "--tier", tier,
+                "--broker", "tcp://127.0.0.1:5556", "--plans", plans, "--telemetry", telemetry,
+                *forward, *(worker_args or {}).get(host, [])], env)
+        for tier in tiers[1:]:
+            wait_log(self.log_dir / f"worker-{tier}.log", "ready on", self.procs[f"worker-{tier}"],
+                     timeout=300)
+
+    def start_device(self, name: str, args: list[str], env: dict[str, str] | None = None
+                     ) -> subprocess.Popen[bytes]:
+        """An edge agent on the first host, sending to the second host's broker."""
+        last = len(self.ns) - 1
+        return self.start(0, name, "edge_agent", [
+            "--broker", self.endpoint(1, 5555), "--plans", self.endpoint(last, 5557),
+            "--telemetry", self.endpoint(last, 5558), *args], env)
+
+    def pin(self, edge_nodes: list[str], tier_nodes: list[list[str]], timeout: float = 60) -> dict:
+        """Pin a placement at the planner (as an operator, on the planner's host); the plan it
+        publishes for it (its JSON document)."""
+        code = f"""
+import json, time, zmq
+from common.runtime.security import Keys, client_socket
+from common.runtime.wire import Control, PlanMsg, decode, encode
+keys, ctx = Keys.load({str(self.security["DADS_KEYS"])!r}, "operator"), zmq.Context.instance()
+sub = client_socket(ctx, zmq.SUB, "tcp://127.0.0.1:5557", keys, "planner")
+sub.setsockopt(zmq.SUBSCRIBE, b"")
+push = client_socket(ctx, zmq.PUSH, "tcp://127.0.0.1:5558", keys, "planner")
+want = {sorted(edge_nodes)!r}, {[sorted(t) for t in tier_nodes]!r}
+push.send_multipart(encode(Control(edge_nodes=tuple(want[0]),
+                                   tier_nodes=tuple(tuple(t) for t in want[1]))))
+deadline = time.monotonic() + {timeout}
+while time.monotonic() < deadline:
+    if sub.poll(500):
+        msg, _ = decode(sub.recv_multipart())
+        plan = msg.plan if isinstance(msg, PlanMsg) else {{}}
+        if (plan.get("edge_nodes"), plan.get("tier_nodes", [])) == want:
+            print(json.dumps(plan))
+            break
+push.close(linger=2000)
+"""
+        out = self.python(len(self.ns) - 1, code, timeout=timeout + 10).strip()
+        if not out:
+            raise TimeoutError(f"the planner published no plan for the pin; see "
+                               f"{self.log_dir}/planner.log")
+        return json.loads(out)
+
+    def python(self, host: int, code: str, timeout: float = 30) -> str:
+        """Run a snippet on a host, with this bed's keys (e.g. an operator's Control)."""
+        out = subprocess.run(["ip", "netns", "exec", self.ns[host], sys.executable, "-c", code],
+                             capture_output=True, text=True, timeout=timeout,
+                             env={**os.environ, **self.security})
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr.strip())
+        return out.stdout
+
+    def down(self) -> None:
+        stop_system(self.procs, timeout=10)
+        for ns in self.ns:
+            with contextlib.suppress(RuntimeError):
+                _run("ip", "netns", "del", ns)  # also removes its veth pairs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

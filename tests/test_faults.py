@@ -239,6 +239,7 @@ def test_a_worker_slower_than_its_liveness_answers_every_frame(
     """Finding 1: compute taking over twice the broker's 3 s liveness starves nothing."""
     with shared_cache_system(tmp_path_factory, workers=1, worker_args=["--slowdown", "120"],
                              planner_args=["--initial-bandwidth", "1gbit"]) as slow:
+        slow.control(algorithm="cloud_only")  # the planner knows it is slow: pin it there
         lines = slow.stream("edge-slow", frames=3, fps=1)
         assert_exact(lines, reference, 3)
         assert all(line["worker"] == "worker-0" for line in lines)

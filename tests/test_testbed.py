@@ -179,3 +179,41 @@ def test_a_real_prometheus_scrapes_every_service(bed: testbed.Testbed, tmp_path:
         prom.wait(30)
         edge.send_signal(2)
         edge.wait(200)
+
+
+def test_three_tiers_over_two_shaped_links_answer_exactly(tmp_path: Path, reference) -> None:
+    """Scission on real links: device -> edge server -> cloud, three hosts, both links shaped
+    (tc tbf). The planner's own placement, then a pinned one with several tensors on each link
+    and nodes on every tier: every frame exact, the pinned frames through both workers."""
+    import networkx as nx
+
+    from common.planning.dag import transfer
+
+    graph = trace(load_served(MODEL).eval(), synthetic_frame(0, input_shape_for(MODEL)), MODEL)
+    order = list(nx.topological_sort(graph.dag))
+    wide = [i for i in range(1, len(order)) if len(transfer(graph.dag, set(order[:i]))) >= 2]
+    a, b = wide[len(wide) // 3], wide[2 * len(wide) // 3]
+    with testbed.ChainBed(tmp_path, tag=f"c{os.getpid() % 10000}") as chain:
+        chain.shape(0, "4g")
+        chain.shape(1, "50mbit")
+        env = {"DADS_CACHE": str(tmp_path / "cache")}
+        chain.start_tiers(MODEL, ["device", "edge", "cloud"],
+                          ["--links", "50mbit", "--tick", "0.2", "--initial-bandwidth", "4g"],
+                          {1: ["--slowdown", "4"]}, env)  # the edge server: slower than the cloud
+        out = tmp_path / "device.jsonl"
+        device = chain.start_device("device", [*edge_args(out, 30, fps=2), "--queue", "64"], env)
+        wait_for(lambda: any(x["algorithm"] == "tiers" for x in read_lines(out)), 240,
+                 "a plan over tiers in force")
+        plan = chain.pin(order[:a], [order[a:b]])
+        assert plan["tiers"] == ["device", "edge", "cloud"]
+        assert len(plan["transfer"]) >= 2 and plan["extra"]["link_bytes"][1] > 0
+        wait_for(lambda: device.poll() is not None, 300, "the device's 30 frames")
+        assert device.returncode == 0, (tmp_path / "device.log").read_text()[-3000:]
+        lines = read_lines(out)
+    assert sorted(x["frame_id"] for x in lines) == list(range(30))
+    for line in lines:
+        assert not line["dropped"]
+        got = torch.tensor(line["output"]).reshape(1, -1)
+        assert relative_error(got, reference(line["frame_id"])) <= 1e-5
+    pinned = [x for x in lines if x["plan_id"] == plan["plan_id"]]
+    assert pinned and all(x["worker"] == "worker-edge>worker-cloud" for x in pinned)

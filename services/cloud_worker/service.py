@@ -40,6 +40,7 @@ from common.model.models import synthetic_frame
 from common.model.split import CloudPart, StagePart, cloud_part, stage_part
 from common.planning import dag
 from common.planning.costgraph import describe_mismatch
+from common.planning.profile import scaled
 from common.planning.partition import Plan
 from common.runtime import config
 from common.runtime.metrics import WorkerMetrics
@@ -111,6 +112,8 @@ class CloudWorker(Service):
     def _load(self) -> ModelGraph:
         hosted = host_model(self.args)
         self.device, self.profile = hosted.device, hosted.profile
+        if self.args.slowdown > 1:  # the planner must see the emulated device, not this one
+            self.profile = scaled(self.profile, 1.0 / self.args.slowdown)
         if self.args.codec_frames > 0:  # decode times on this machine (sizes are the edge's)
             frames = [(synthetic_frame(i, hosted.shape),) for i in range(self.args.codec_frames)]
             self.profile = replace(self.profile,
@@ -193,7 +196,7 @@ class CloudWorker(Service):
         await sent_first(lambda: self.profile_sent == self.profile.digest)
         try:
             self.profile = await asyncio.to_thread(remeasure, self.profile, self.graph,
-                                                   self.device, self.args)
+                                                   self.device, self.args, self.args.slowdown)
         except Exception:
             log.exception("profiling failed: the planner keeps the predicted profile")
             return
