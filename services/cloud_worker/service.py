@@ -40,8 +40,8 @@ from common.model.models import synthetic_frame
 from common.model.split import CloudPart, StagePart, cloud_part, stage_part
 from common.planning import dag
 from common.planning.costgraph import describe_mismatch
-from common.planning.profile import scaled
 from common.planning.partition import Plan
+from common.planning.profile import scaled
 from common.runtime import config
 from common.runtime.metrics import WorkerMetrics
 from common.runtime.security import Keys, from_options
