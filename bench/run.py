@@ -24,6 +24,7 @@ PARTS: list[tuple[str, list[str]]] = [
     ("paper", []),
     ("codecs", []),
     ("edgent", []),
+    ("tiers", []),
     ("predictors", []),
     ("quality", []),
     ("transport", []),
