@@ -223,8 +223,15 @@ The three-tier placement beats the best two-tier one in {len(wins)} of {len(plan
 (by up to {max(r["gain"] for r in plan_rows):.2f}x) and computes on both the edge server and the
 cloud in {len(split)}. Against a fixed two-tier deployment it gains {fixed["device+cloud"]:.2f}x
 over device + cloud and {fixed["device+edge"]:.2f}x over device + edge server (geometric means
-over every model and link pair): mostly by choosing, per link pair, where the model runs. Geometric mean over the models of
-(best two-tier latency / three-tier latency):
+over every model and link pair): mostly by choosing, per link pair, where the model runs.
+
+Why so rarely split: a camera frame crosses as uint8, smaller than almost every activation
+(fp32, and wider early on), so a cut inside the model seldom sends less than the frame; where
+one does (alexnet's convolutional features, 37 kB against a 151 kB frame) and the backhaul is
+slow, the edge server computes up to it and the cloud does the rest. Codecs (docs/codecs.md)
+change that balance; plans over tiers do not use them yet.
+
+Geometric mean over the models of (best two-tier latency / three-tier latency):
 
 {markdown_table(["device -> edge", *LINK2], [[l1, *(f"{geo[(l1, l2)]:.2f}x" for l2 in LINK2)] for l1 in LINK1])}
 
@@ -246,7 +253,9 @@ Per model at wifi + 5mbit (ms):
  f"slower, the links shaped to 1/{args.cloud_speedup:g} of their rates (`tc tbf` on veth pairs "
  "between three network namespaces). So the placements are the planned ones and the "
  f"predictions {args.cloud_speedup:g}x the planned latencies. Closed loop, median of the "
- "answers after a warm one." if meas else
+ "answers after a warm one. The device's emulation is the least faithful part: its real "
+ "compute, stretched 100x, is stretched with whatever the other services' threads cost it on "
+ "this 2-core machine." if meas else
  "Not run (needs root for the test bed, or `--no-measured`)."}
 
 {markdown_table(["placement", "computes on", "nodes per tier", "bytes per link", "predicted ms",
