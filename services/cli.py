@@ -365,6 +365,9 @@ def cmd_tiers(args: argparse.Namespace) -> int:
         link_bytes={int(i): _byte_count(b) for i, b in _pairs(args.link_budget,
                                                               "--link-budget").items()})
     problem = tiering.TierProblem(g, tuple(names), tuple(times), tuple(links), pins, excluded)
+    if args.throughput:
+        return _tiers_throughput(tiering, problem, limits, max(1, args.workers), args.json,
+                                 graph.name)
     found: list = []
     for tried, placement in enumerate(tiering.iter_ranked(problem), start=1):  # latency order
         if not limits.broken(problem, placement):
@@ -398,6 +401,39 @@ def cmd_tiers(args: argparse.Namespace) -> int:
     for i, name in enumerate(names):
         print(f"  best on {name}: {_share(found[0], i)}")
     print("  binding: " + ("; ".join(binding) if binding else "nothing (the unconstrained optimum)"))
+    return 0
+
+
+def _tiers_throughput(tiering, problem, limits, workers: int, as_json: bool, name: str) -> int:
+    """--throughput: DSH over tiers; limits are checked, not optimised for."""
+    from common.planning.units import format_bytes
+
+    best = tiering.max_throughput(problem, workers)
+    period = tiering.bottleneck_s(problem, best, workers)
+    broken = limits.broken(problem, best)
+    if broken:
+        raise DadsError("the highest-throughput placement breaks the limits ("
+                        + "; ".join(broken) + "); --throughput does not search within them")
+    names = problem.tiers
+    stages = [*(f"{n} {c * 1e3:.2f} ms" for n, c in zip(names, best.compute_s, strict=True)),
+              *(f"{names[i]}->{names[i + 1]} {b * 8e3 / bw:.2f} ms ({format_bytes(b)})"
+                for i, (b, bw) in enumerate(zip(best.link_bytes, problem.bandwidths_bps,
+                                                strict=True)))]
+    if as_json:
+        json.dump({"tiers": list(names), "workers": workers, "bottleneck_s": period,
+                   "throughput_fps": 1.0 / period if period else None,
+                   "latency_s": best.latency_s, "compute_s": list(best.compute_s),
+                   "link_bytes": list(best.link_bytes),
+                   "placement": {n: best.nodes_on(i) for i, n in enumerate(names)}},
+                  sys.stdout, indent=1)
+        print()
+        return 0
+    print(f"{name}: the highest-throughput placement over {' -> '.join(names)} "
+          f"({workers} worker(s) on {names[-1]}): {1.0 / period if period else float('inf'):.2f} "
+          f"frames/s (bottleneck {period * 1e3:.2f} ms), latency {best.latency_s * 1e3:.2f} ms")
+    print("  stages: " + ", ".join(stages))
+    for i, n in enumerate(names):
+        print(f"  on {n}: {_share(best, i)}")
     return 0
 
 
@@ -864,6 +900,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--tier-speedup", action="append", metavar="TIER=F",
                    help="model a tier without a profile as F times faster than this machine")
     t.add_argument("--top", type=int, default=10, metavar="N", help="placements to list (10)")
+    t.add_argument("--throughput", action="store_true",
+                   help="the placement with the most frames per second (DSH over tiers: the "
+                   "slowest tier or link, the last tier shared by --workers) instead of a ranking")
     t.add_argument("--pin", action="append", metavar="NODE=TIER",
                    help="keep a node on a tier, e.g. frame=device (privacy); repeatable")
     t.add_argument("--exclude", action="append", metavar="TIER", help="use no node on this tier")

@@ -224,3 +224,9 @@ def test_tiers_rank_placements_and_honour_constraints(tmp_path: Path,
     assert "best placement(s) over device -> edge -> cloud" in out and "binding: nothing" in out
     assert main([*base, "--pin", "nope=edge"]) == 2
     assert "no node 'nope'" in capsys.readouterr().err
+    assert main([*base, "--throughput", "--workers", "2", "--json"]) == 0
+    fast = json.loads(capsys.readouterr().out)
+    assert fast["throughput_fps"] == pytest.approx(1.0 / fast["bottleneck_s"])
+    assert fast["bottleneck_s"] <= ranks[0]["latency_s"] + 1e-12  # a stage is at most the sum
+    assert sorted(v for vs in fast["placement"].values() for v in vs) == sorted(
+        v for vs in ranks[0]["tiers"].values() for v in vs)  # every node placed once

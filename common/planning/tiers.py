@@ -45,7 +45,8 @@ from common.planning import dag
 from common.planning.partition import Plan, Prediction
 
 __all__ = ["TierProblem", "Placement", "Limits", "cost", "solve", "iter_ranked", "ranked",
-           "memory_bytes", "best_within", "brute_force", "to_plan", "placement_of"]
+           "memory_bytes", "best_within", "brute_force", "to_plan", "placement_of",
+           "bottleneck_s", "max_throughput", "brute_force_throughput"]
 
 _FINITE_TOTAL = 2.0**48
 _INF = 2.0**49
@@ -325,3 +326,68 @@ def placement_of(p: TierProblem, plan: Plan) -> Placement:
                 raise CostGraphError(f"the placement names {v!r}, which the model lacks")
             tier_of[v] = t
     return cost(p, tier_of)
+
+
+def bottleneck_s(p: TierProblem, placement: Placement, workers: int = 1) -> float:
+    """A pipelined chain's period: its slowest stage, every tier and every link (the last
+    tier shared by `workers`); 1 / throughput."""
+    compute = list(placement.compute_s)
+    compute[-1] /= max(1, workers)
+    links = [b * 8.0 / bw for b, bw in zip(placement.link_bytes, p.bandwidths_bps, strict=True)]
+    return max(compute + links)
+
+
+def _scaled(p: TierProblem, scales: tuple[float, ...]) -> TierProblem:
+    import dataclasses
+
+    return dataclasses.replace(p, times=tuple({v: t * s for v, t in times.items()}
+                                              for times, s in zip(p.times, scales, strict=True)))
+
+
+def max_throughput(p: TierProblem, workers: int = 1, grid: int = 7, span_log2: float = 6.0,
+                   rounds: int = 4) -> Placement:
+    """DSH over tiers: the placement with the smallest bottleneck (`bottleneck_s`) that scaled
+    minimum cuts find. The seed is the latency solve with the last tier's times over `workers`:
+    its sum of stages is minimal, and the bottleneck is at least the sum over the 2T - 1
+    stages, so it is a (2T - 1)-approximation; the plain latency placement is a seed too, so
+    the result is never worse than it. Then coordinate search over each tier's scale (log2
+    grid, narrowed each round), every candidate judged unscaled; the best one found is
+    returned (`tests/test_tiers.py` checks both bounds against brute force)."""
+    t = len(p.tiers)
+    base = [1.0] * (t - 1) + [1.0 / max(1, workers)]
+    def unscaled(scales: tuple[float, ...]) -> Placement:  # judged on the real times
+        return cost(p, solve(_scaled(p, scales)).tier_of)
+
+    best = min((unscaled(tuple(base)), solve(p)),
+               key=lambda x: (bottleneck_s(p, x, workers), x.latency_s))
+    logs = [0.0] * t
+    span = span_log2
+    offsets = np.linspace(-1.0, 1.0, grid) if grid > 1 else np.zeros(1)
+    for _ in range(rounds):
+        for dim in range(t):
+            centre = logs[dim]
+            for off in offsets:
+                trial = list(logs)
+                trial[dim] = centre + off * span
+                cand = unscaled(tuple(b * 2.0**x for b, x in zip(base, trial, strict=True)))
+                if (bottleneck_s(p, cand, workers), cand.latency_s) < (
+                        bottleneck_s(p, best, workers), best.latency_s):
+                    best, logs = cand, trial
+        span /= 2.0
+    return best
+
+
+def brute_force_throughput(p: TierProblem, workers: int = 1) -> float:
+    """The smallest bottleneck over every placement (small graphs only: tests)."""
+    pins = _pinned(p)
+    nodes = list(nx.topological_sort(p.g))
+    allowed = [t for t in range(len(p.tiers)) if t not in p.excluded]
+    best = float("inf")
+    for combo in itertools.product(allowed, repeat=len(nodes)):
+        tier_of = dict(zip(nodes, combo, strict=True))
+        if any(tier_of[v] != t for v, t in pins.items()) or any(
+                (v, t) in p.forbidden for v, t in tier_of.items()) or any(
+                tier_of[u] > tier_of[w] for u, w in p.g.edges):
+            continue
+        best = min(best, bottleneck_s(p, cost(p, tier_of), workers))
+    return best
