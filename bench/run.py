@@ -25,6 +25,7 @@ PARTS: list[tuple[str, list[str]]] = [
     ("codecs", []),
     ("edgent", []),
     ("tiers", []),
+    ("many_edges", []),
     ("predictors", []),
     ("quality", []),
     ("transport", []),

@@ -776,7 +776,7 @@ def cmd_ctl(args: argparse.Namespace) -> int:
             goal = 0.0 if args.latency_goal in ("0", "none") else parse_duration(args.latency_goal)
         except ValueError as exc:
             raise SystemExit(f"dads ctl: --latency-goal: {exc}") from None
-    msg = Control(args.bandwidth, args.algorithm, cut, goal)
+    msg = Control(args.bandwidth, args.algorithm, cut, goal, edge=args.edge)
     if msg == Control():
         raise SystemExit("dads ctl: nothing to send; give --bandwidth, --algorithm, "
                          "--latency-goal or a cut")
@@ -1041,6 +1041,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    metavar="RATE", help="a rate, or 'probe' to lift the override")
     from common.planning.partition import ALGORITHMS
 
+    p.add_argument("--edge", default="", metavar="NAME",
+                   help="with --bandwidth: for this edge alone (its --name; default every edge)")
     p.add_argument("--algorithm", choices=["auto", *ALGORITHMS],
                    help="plan with this algorithm only ('auto': DSL or DSH by load, the default)")
     pin = p.add_mutually_exclusive_group()

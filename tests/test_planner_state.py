@@ -138,6 +138,18 @@ def test_the_live_set_is_bounded_and_current_first() -> None:
     assert book.items() == ["plan 5, republished", "plan 4", "plan 3"]
 
 
+def test_each_edge_keeps_its_live_plans_and_a_departed_edge_none() -> None:
+    book: PlanBook[str] = PlanBook(epoch=1, max_live=2)
+    for i in range(1, 5):
+        book.publish((1, 2 * i), f"a{i}", "cam-a")
+        book.publish((1, 2 * i + 1), f"b{i}", "cam-b")
+    assert book.items() == ["b4", "a4", "b3", "a3"]  # two each, newest first
+    book.drop("cam-a")
+    assert book.items() == ["b4", "b3"]
+    book.drop("nobody")  # forgetting an unknown edge is harmless
+    assert book.items() == ["b4", "b3"]
+
+
 @pytest.mark.parametrize("bandwidth", [math.inf, -1.0, math.nan])
 def test_control_refuses_rates_no_tick_could_use(bandwidth: float) -> None:
     with pytest.raises(ValueError, match="finite rate"):

@@ -81,3 +81,26 @@ def test_a_busy_pool_moves_work_back_to_the_edges() -> None:
     assert any(len(o.edge_nodes) > 1 for o in shared.choice.values())
     want = pool.brute_force(loads, {x.name: every_cut(g, x.bandwidth_bps) for x in loads}, 1)
     assert math.isclose(shared.worst_latency_s, want)
+
+
+@PROPS
+@given(fleets())
+def test_an_overloaded_fleet_gets_the_least_overload(fleet) -> None:
+    """Nothing keeps up: the choice minimises the overload (the pool's demand over capacity,
+    or an edge's own load), the brute-force minimum over every edge's options."""
+    import itertools
+
+    loads, k = fleet
+    loads = [pool.EdgeLoad(x.name, x.g, x.bandwidth_bps, x.fps * 50 + 50) for x in loads]
+    opts = {x.name: pool.all_options(x.g, x.bandwidth_bps) for x in loads}
+    cap = pool.HEADROOM * k
+    want = min(max(sum(o.demand(x.fps) for o, x in zip(c, loads, strict=True)) / cap,
+                   max(x.fps * o.own_s for o, x in zip(c, loads, strict=True)))
+               for c in itertools.product(*(opts[x.name] for x in loads)))
+    rho, choice = pool.least_overload(loads, opts, cap)
+    got = max(sum(o.demand(x.fps) for x in loads for o in [choice[x.name]]) / cap,
+              max(x.fps * choice[x.name].own_s for x in loads))
+    assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12)
+    assert got <= rho + 1e-12
+    if want > 1 + 1e-9:
+        assert pool.share(loads, opts, k).overloaded

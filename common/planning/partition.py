@@ -69,6 +69,7 @@ class Plan:
     #: runs `edge_nodes`, each middle one its `tier_nodes` entry, the last the rest
     tiers: tuple[str, ...] = ()
     tier_nodes: tuple[tuple[str, ...], ...] = ()
+    edge: str = ""  # the edge agent this plan is for (many edges, one pool); "": any edge
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def upto(self, tier: int) -> frozenset[str]:
@@ -92,7 +93,7 @@ class Plan:
         doc["transfer"] = list(self.transfer)
         doc["tiers"] = list(self.tiers)
         doc["tier_nodes"] = [list(nodes) for nodes in self.tier_nodes]
-        for key in ("extra", "codecs", "exit", "tiers", "tier_nodes"):
+        for key in ("extra", "codecs", "exit", "tiers", "tier_nodes", "edge"):
             if not doc[key]:
                 doc.pop(key)
         return doc

@@ -41,7 +41,7 @@ from common.planning import dag, partition
 from common.planning.mincut import CutSolver
 
 __all__ = ["EdgeLoad", "Option", "SharedPlan", "options", "all_options", "share",
-           "independent", "brute_force", "HEADROOM"]
+           "least_overload", "independent", "brute_force", "HEADROOM"]
 
 #: the pool's share of its capacity a shared plan may use (a queue at 100% grows without bound)
 HEADROOM = 0.9
@@ -165,16 +165,13 @@ def share(loads: list[EdgeLoad], opts: Mapping[str, list[Option]], workers: int,
             hi = mid
         else:
             lo = mid + 1
-    if lo == len(bounds):  # nothing fits: the least demand each edge can make, and say so
-        choice = {x.name: min(opts[x.name], key=lambda o, f=x.fps: (o.demand(f), o.latency_s))
-                  for x in loads}
+    if lo == len(bounds):  # nothing keeps up: the least overload, and say so
+        load, choice = least_overload(loads, opts, capacity)
         worst = max((o.latency_s for o in choice.values()), default=0.0)
-        own = [n for n, o in choice.items() if not o.keeps_up(fps[n])]
-        reason = (f"overloaded: the edges' least cloud demand is {demand(choice):.2f} "
-                  f"worker-s/s for {capacity:.2f} available (add workers or lower the rates)"
-                  if demand(choice) > capacity + 1e-12 else
-                  f"overloaded: edge(s) {', '.join(sorted(own))} cannot keep up on their own")
-        return SharedPlan(choice, worst, demand(choice), capacity, True, reason)
+        return SharedPlan(choice, worst, demand(choice), capacity, True,
+                          f"overloaded: the best the pool and the edges can do runs at "
+                          f"{load:.0%} of what keeps up (about {1 / load:.0%} of the frames "
+                          f"answered); add workers or lower the rates")
     choice = pick(bounds[lo])
     assert choice is not None
     worst = bounds[lo]
@@ -183,6 +180,34 @@ def share(loads: list[EdgeLoad], opts: Mapping[str, list[Option]], workers: int,
                       demand(choice), capacity, False,
                       f"shared pool: worst edge {worst * 1e3:.1f} ms at "
                       f"{demand(choice) / max(workers, 1):.0%} of {workers} worker(s)")
+
+
+def least_overload(loads: list[EdgeLoad], opts: Mapping[str, list[Option]], capacity: float
+                   ) -> tuple[float, dict[str, Option]]:
+    """When nothing keeps up: the choice with the least overload ρ, the larger of the pool's
+    demand over its capacity and every edge's own fps · bottleneck (ρ frames arrive for every
+    one that can be served). For a bound r on the edges' own load each edge takes its least
+    cloud demand S(r) among the options within r; S falls as r grows and changes only at the
+    options' own loads r_1 < ... < r_m, so ρ* = min_j max(r_j, S(r_j) / capacity) over the j
+    where that stays below r_{j+1}: exact over the options."""
+    rates = {x.name: x.fps for x in loads}
+    levels = sorted({x.fps * o.own_s for x in loads for o in opts[x.name]})
+    best: tuple[float, dict[str, Option]] | None = None
+    for j, r in enumerate(levels):
+        choice = {}
+        for x in loads:
+            fit = [o for o in opts[x.name] if x.fps * o.own_s <= r + 1e-15]
+            if not fit:
+                break
+            choice[x.name] = min(fit, key=lambda o, f=x.fps: (o.demand(f), o.latency_s))
+        else:
+            s = sum(o.demand(rates[n]) for n, o in choice.items())
+            rho = max(r, s / capacity)
+            nxt = levels[j + 1] if j + 1 < len(levels) else math.inf
+            if rho < nxt + 1e-15 and (best is None or rho < best[0] - 1e-15):
+                best = (rho, choice)
+    assert best is not None  # the largest level admits every option
+    return best
 
 
 def _improve(choice: dict[str, Option], opts: Mapping[str, list[Option]],

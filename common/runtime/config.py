@@ -33,6 +33,8 @@ ENV: dict[str, tuple[str, str]] = {
     "DADS_SOURCE": ("synthetic", "edge: frames from 'synthetic', an image folder, a video file, "
                     "a stream URL (rtsp://, http://, ...: the newest frame, reconnected when it "
                     "breaks), or camera:N"),
+    "DADS_EDGE_NAME": ("", "edge: its name at the planner, which plans for each edge (default "
+                       "the host name)"),
     "DADS_LOOP": ("", "edge: 1 repeats a folder of images or a video file when it ends"),
     "DADS_FPS": ("10", "edge: frames per second read from the source (0: as fast as possible; "
                  "or a schedule: 2,15@40)"),

@@ -150,6 +150,15 @@ class PlannerMetrics:
             "shapes, not measured (side: edge or cloud)", ["side"], registry=reg)
         self.calibration = Gauge("dads_calibration_ratio", "Measured / predicted stage time",
                                  ["stage"], registry=reg)
+        self.edges = Gauge("dads_edges", "Edge agents planned for (silent ones expire)",
+                           registry=reg)
+        self.edge_latency = Gauge("dads_edge_predicted_latency_seconds",
+                                  "Each edge's plan, its predicted latency (one series per live "
+                                  "edge, removed when it expires; at most the planner's cap)",
+                                  ["edge"], registry=reg)
+        self.pool_demand = Gauge("dads_pool_demand",
+                                 "The edges' cloud demand over the workers (worker-seconds per "
+                                 "second per worker; joint plans above 0.9)", registry=reg)
         self.errors = _errors(reg)
         self.loop_beat = _loop_beat(reg)
         self.auth_failures = _auth_failures(reg)

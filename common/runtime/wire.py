@@ -275,7 +275,8 @@ class Control:
     and for benchmarks that measure one cut against another on the running system.
     `latency_goal_s`: an early-exit model's latency goal (0: none, the most accurate exit).
     `tier_nodes`: with `edge_nodes`, pin a placement over the planner's tiers: the nodes of
-    each middle tier (the last runs the rest).
+    each middle tier (the last runs the rest). `edge`: the bandwidth for this edge alone (its
+    name); "" for every edge.
     """
 
     force_bandwidth_bps: float | None = None
@@ -283,6 +284,7 @@ class Control:
     edge_nodes: tuple[str, ...] | None = None
     latency_goal_s: float | None = None
     tier_nodes: tuple[tuple[str, ...], ...] | None = None
+    edge: str = ""
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,8 @@ from common.runtime.wire import (
 __all__ = ["CloudWorker", "add_arguments", "main"]
 
 log = logging.getLogger("cloud_worker")
-PLANS_KEPT = 8
+PLANS_KEPT = 1024  # plans are small; many edges each have a few live ones
+PARTS_KEPT = 32  # built parts, by cut: edges with the same cut share one
 PLAN_WAIT_S = 3.0  # the planner republishes its live plans every second
 
 
@@ -98,6 +99,7 @@ class CloudWorker(Service):
         self.args = args
         self.worker = args.id or f"{socket.gethostname()}-{os.getpid()}"
         self.plans: OrderedDict[tuple[int, int], _Served] = OrderedDict()
+        self.parts: OrderedDict[tuple, CloudPart] = OrderedDict()
         self.epoch = 0  # the newest planner epoch seen: a new one gets our profile at once
         self.broker_seen = 0.0
         self.serving: set[asyncio.Task[None]] = set()
@@ -264,13 +266,21 @@ class CloudWorker(Service):
                                     retry=True)
             return
         if served.part is None:
-            t = time.perf_counter()
-            try:
-                served.part = await self.compute(self._build, served.plan)
-            except (DadsError, ValueError) as exc:  # not this tier's plan, or not a cut
-                await self._reply_error(req, ErrorCode.UNKNOWN_PLAN, str(exc))
-                return
-            self.metrics.split_build.observe(time.perf_counter() - t)
+            plan = served.plan
+            key = (plan.edge_nodes, plan.tiers, plan.tier_nodes, plan.exit)
+            served.part = self.parts.get(key)
+            if served.part is None:
+                t = time.perf_counter()
+                try:
+                    served.part = await self.compute(self._build, plan)
+                except (DadsError, ValueError) as exc:  # not this tier's plan, or not a cut
+                    await self._reply_error(req, ErrorCode.UNKNOWN_PLAN, str(exc))
+                    return
+                self.metrics.split_build.observe(time.perf_counter() - t)
+                self.parts[key] = served.part
+                while len(self.parts) > PARTS_KEPT:
+                    self.parts.popitem(last=False)
+            self.parts.move_to_end(key)
         got = [(m.name, m.dtype, m.shape) for m in req.tensors]
         if got != served.part.wire_frames:
             want = served.part.wire_frames

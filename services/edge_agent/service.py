@@ -24,6 +24,7 @@ import contextlib
 import itertools
 import json
 import logging
+import socket
 import statistics
 import sys
 import time
@@ -571,12 +572,14 @@ class EdgeAgent(Service):
     # -- planner side --
     async def _on_plan(self, env: Envelope) -> None:
         msg: PlanMsg = env.msg  # type: ignore[assignment]
-        self.plan_heard = time.monotonic()
         try:
             plan = Plan.from_json(msg.plan)
         except (KeyError, TypeError, ValueError):
             self.metrics.errors.labels(ErrorCode.SCHEMA).inc()
             return
+        if plan.edge and plan.edge != self.args.name:
+            return  # another edge's plan (many edges, one planner)
+        self.plan_heard = time.monotonic()
         if plan.epoch > self.epoch:  # a (re)started planner: give it our profile now
             if self.epoch:
                 log.info("planner epoch %d (was %d): a new planner run", plan.epoch, self.epoch)
@@ -624,7 +627,7 @@ class EdgeAgent(Service):
     async def _send_profile(self) -> None:
         dag_json = costgraph.to_json(self.graph.dag)
         try:
-            await self.telemetry.send(EdgeProfile("edge", self.args.model, self.graph.fingerprint,
+            await self.telemetry.send(EdgeProfile(self.args.name, self.args.model, self.graph.fingerprint,
                                                   dag_json, self.profile.to_json()), nowait=True)
         except zmq.ZMQError:
             return  # not connected (yet, or again): the next refresh tries again
@@ -638,7 +641,7 @@ class EdgeAgent(Service):
         self.last_telemetry = now
         _, stalled_bytes, stalled_s = self._stalled(now) or (-1, 0, 0.0)
         msg = Telemetry(
-            "edge", self.cut.plan.plan_id if self.cut else -1, fps, self.frames.qsize(),
+            self.args.name, self.cut.plan.plan_id if self.cut else -1, fps, self.frames.qsize(),
             len(self.in_flight), _median(self.edge_times), _median(self.cloud_times),
             _median(self.rtts), tuple((int(b), float(s)) for b, s in samples[-64:]),
             stalled_bytes, stalled_s)
@@ -810,6 +813,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "profile sent to the planner is scaled to match; default 1)")
     p.add_argument("--wait-plan", type=float, default=30.0, metavar="S",
                    help="wait this long for a first plan before computing locally (default 30)")
+    p.add_argument("--name", default=config.env("DADS_EDGE_NAME") or socket.gethostname(),
+                   help="this edge's name at the planner, which plans for each edge on its own "
+                   "(env DADS_EDGE_NAME; default the host name)")
     p.add_argument("--output", metavar="FILE", help="write one JSON line per frame here")
     p.add_argument("--want-output", action="store_true",
                    help="fetch the raw model output too (and write it in --output)")

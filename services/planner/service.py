@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 import networkx as nx
@@ -32,10 +33,9 @@ import zmq
 
 from common.codec.codecs import NAMES as CODEC_NAMES
 from common.errors import DadsError
-from common.planning import costgraph, dag, fidelity, partition, tiers
+from common.planning import costgraph, dag, fidelity, partition, pool, tiers
 from common.planning.costgraph import describe_mismatch
 from common.planning.mincut import CutSolver
-from common.planning.probe import BandwidthEstimator
 from common.planning.profile import Profile
 from common.planning.regime import Hysteresis, Regime, RegimeState, decide, decide_exit
 from common.planning.units import format_bandwidth, parse_bandwidth, parse_duration
@@ -55,6 +55,7 @@ from common.runtime.wire import (
 )
 from services.planner.state import (
     Calibration,
+    EdgeSlot,
     PlanBook,
     check_control,
     cost_graph,
@@ -72,6 +73,8 @@ SENDERS: dict[type, tuple[str, ...]] = {
     BrokerStats: ("broker",), Control: ("operator",),
 }
 MAX_WORKERS = 4096  # cloud profiles kept at most (one per worker name; expired ones pruned)
+MAX_EDGES = 256  # edges planned for at most (the longest silent makes room)
+LEAVE_SHARED = 0.7  # joint plans end when the edges' own plans would use less of the pool
 
 
 class Planner(Service):
@@ -86,38 +89,25 @@ class Planner(Service):
         self.wanted = fidelity.parse_codecs(args.codecs, CODEC_NAMES)
         self.fidelity_table = (fidelity.load_table(args.fidelity_table)
                                if args.fidelity_table else None)
-        self.codecs: frozenset[str] = frozenset()  # those the current cost graph may use
         try:
             self.latency_goal_s = parse_duration(args.latency_goal) if args.latency_goal else 0.0
         except ValueError as exc:
             raise DadsError(f"--latency-goal: {exc}") from None
-        self.estimator = BandwidthEstimator()
         self.force_bps = 0.0
         self.pin_algorithm: str | None = None  # operator pins (Control), else the regime decides
         self.pin_cut: frozenset[str] | None = None
-        self.repin = False  # a new pin takes effect at the next tick, whatever it predicts
-        self.edge: tuple[nx.DiGraph, Profile] | None = None
+        self.edges: dict[str, EdgeSlot] = {}  # by name: bounded (MAX_EDGES), expiring
         self.clouds: dict[str, tuple[float, Profile]] = {}
         self.tier_of: dict[str, str] = {}  # worker -> its tier (plans over tiers)
         self.tiers, self.links_bps = _tier_chain(args.tiers, args.links)
         self.pin_tiers: tuple[tuple[str, ...], ...] | None = None
         self.tier_wait = ""  # the tier a plan over tiers waits for (logged once)
         self.workers_ready: int | None = None
-        self.telemetry: Telemetry | None = None
-        # measured always (dads_calibration_ratio); applied to the cost graph only with
-        # --calibrate: start-up transients can poison it, and once the plan stops using a stage
-        # nothing corrects that stage's ratio (see the issue note)
-        self.calibration = Calibration() if args.calibrate else Calibration(min_samples=10**9)
-        self.regime = RegimeState()
         self.cfg = Hysteresis(min_dwell_s=args.dwell)
-        self.plan: partition.Plan | None = None
         self.book: PlanBook[PlanMsg] = PlanBook(epoch=int(time.time() * 1000))
-        self._graph_key: tuple | None = None
-        self._graph: tuple[nx.DiGraph, CutSolver] | None = None
-        self._solving: asyncio.Future[Any] | None = None
+        self.shared = False  # the edges' plans are chosen together (the pool is contended)
         self.controls = 0  # operator controls taken so far
         self.replan = asyncio.Event()  # news that should not wait for the next tick
-        self.planned_bps = 0.0  # the bandwidth the last tick planned with
 
     async def start(self) -> None:
         self.pub = self.open(zmq.PUB, self.args.plans, bind=True, domain="planner-out")
@@ -130,6 +120,34 @@ class Planner(Service):
                 "tick": self.every(self.args.tick, self._tick, wake=self.replan),
                 "republish": self.every(1.0, self._republish)}
 
+    # -- the edges --
+    def _slot(self, name: str, now: float) -> EdgeSlot:
+        """The edge's slot, made on first word from it; the longest silent goes when full."""
+        slot = self.edges.get(name)
+        if slot is None:
+            while len(self.edges) >= MAX_EDGES:
+                self._forget(min(self.edges.values(), key=lambda e: e.seen).name, "make room")
+            calibration = Calibration() if self.args.calibrate else Calibration(min_samples=10**9)
+            slot = self.edges[name] = EdgeSlot(name, calibration=calibration)
+            self.metrics.edges.set(len(self.edges))
+        slot.seen = now
+        return slot
+
+    def _forget(self, name: str, why: str) -> None:
+        slot = self.edges.pop(name, None)
+        if slot is None:
+            return
+        log.info("edge %s %s: its plans are withdrawn", clip(name, 64), why)
+        self.book.drop(name)
+        with contextlib.suppress(KeyError):
+            self.metrics.edge_latency.remove(name)
+        self.metrics.edges.set(len(self.edges))
+
+    def _expire(self, now: float) -> None:
+        for slot in list(self.edges.values()):
+            if now - slot.seen > self.args.edge_ttl:
+                self._forget(slot.name, f"silent for {self.args.edge_ttl:.0f} s: expired")
+
     # -- inputs --
     def _take(self, env: Envelope) -> None:
         """One input; whatever in it cannot be used raises, and `receive` counts and logs it."""
@@ -141,34 +159,38 @@ class Planner(Service):
             if dag.graph.get("fingerprint") != msg.fingerprint:
                 raise DadsError("the edge's graph and profile disagree on the fingerprint")
             costgraph.build(dag, profile, profile)  # refuse now what would fail every tick
-            if self.edge is None or self.edge[1].fingerprint != msg.fingerprint:
-                log.info("edge profile of %s (%d nodes, fingerprint %s)", clip(msg.model, 64),
-                         len(dag), clip(msg.fingerprint, 32))
+            slot = self._slot(msg.sender, now)
+            if slot.profile is None or slot.profile.fingerprint != msg.fingerprint:
+                log.info("edge profile of %s from %s (%d nodes, fingerprint %s)",
+                         clip(msg.model, 64), clip(msg.sender, 64), len(dag),
+                         clip(msg.fingerprint, 32))
                 others = {p.fingerprint for _, p in self.clouds.values()}
                 if others and msg.fingerprint not in others:
                     log.warning("no worker serves the edge's model: %s",
                                 describe_mismatch(msg.fingerprint, others.pop()))
-            before = self.edge is not None and self.edge[1].predicted
-            self.edge = (dag, profile)
-            self._profile_news("the edge", before, profile)
+            before = slot.profile is not None and slot.profile.predicted
+            slot.dag, slot.profile = dag, profile
+            self._profile_news(f"edge {clip(msg.sender, 64)}", before, profile)
         elif isinstance(msg, CloudProfile):
             profile = Profile.from_json(msg.profile)
             profile.check(msg.fingerprint)
             if msg.worker not in self.clouds:
                 log.info("cloud profile from %s (%s)", clip(msg.worker, 64), clip(profile.device.name, 64))
-                if self.edge is not None and msg.fingerprint != self.edge[1].fingerprint:
-                    log.warning("worker %s serves another model than the edge: %s",
+                served = {e.profile.fingerprint for e in self.edges.values() if e.profile}
+                if served and msg.fingerprint not in served:
+                    log.warning("worker %s serves another model than the edges: %s",
                                 clip(msg.worker, 64),
-                                describe_mismatch(self.edge[1].fingerprint, msg.fingerprint))
+                                describe_mismatch(served.pop(), msg.fingerprint))
             before = msg.worker in self.clouds and self.clouds[msg.worker][1].predicted
             self.clouds[msg.worker] = (now, profile)
             self.tier_of[msg.worker] = msg.tier
             self._prune_clouds(now)
             self._profile_news(f"worker {clip(msg.worker, 64)}", before, profile)
         elif isinstance(msg, Telemetry):
-            self.telemetry = msg
-            self._link_news(msg, now)
-            self._calibrate(msg)
+            slot = self._slot(msg.sender, now)
+            slot.telemetry = msg
+            self._link_news(slot, msg, now)
+            self._calibrate(slot, msg)
         elif isinstance(msg, BrokerStats):
             self.workers_ready = msg.workers_ready
         elif isinstance(msg, Control):
@@ -180,8 +202,8 @@ class Planner(Service):
             log.info("%s has not profiled yet: planning with its predicted profile", who)
         elif was_predicted and not profile.predicted:
             log.info("%s measured its profile: it replaces the predicted one", who)
-        edge = self.edge is not None and self.edge[1].predicted
-        self.metrics.profiles_predicted.labels("edge").set(int(edge))
+        self.metrics.profiles_predicted.labels("edge").set(
+            sum(bool(e.profile and e.profile.predicted) for e in self.edges.values()))
         self.metrics.profiles_predicted.labels("cloud").set(
             sum(p.predicted for _, p in self.clouds.values()))
 
@@ -196,101 +218,243 @@ class Planner(Service):
 
     def _control(self, msg: Control) -> None:
         check_control(msg.force_bandwidth_bps, msg.algorithm, msg.latency_goal_s)
+        if msg.edge and msg.edge not in self.edges:
+            raise ValueError(f"no edge named {msg.edge!r} (known: "
+                             f"{', '.join(sorted(self.edges)[:8]) or 'none yet'})")
         self.controls += 1
-        if msg.edge_nodes and self.edge is not None:
-            dag.check_cut(self.edge[0], msg.edge_nodes)  # refuse it now, not at every tick
-        if msg.force_bandwidth_bps is not None:
-            self.force_bps = msg.force_bandwidth_bps
-            log.info("operator: bandwidth %s", format_bandwidth(self.force_bps)
-                     if self.force_bps else "from the probe again")
-        if msg.latency_goal_s is not None:
-            self.latency_goal_s = msg.latency_goal_s
-            self.repin = True  # a new goal: a new choice of exit at the next tick
-            log.info("operator: latency goal %s", f"{msg.latency_goal_s * 1e3:g} ms"
-                     if msg.latency_goal_s else "none (the most accurate exit)")
-        if msg.algorithm is not None:
-            self.pin_algorithm = None if msg.algorithm == "auto" else msg.algorithm
-            self.repin = True
-            log.info("operator: algorithm %s", self.pin_algorithm or "by load regime (auto)")
+        for slot in self.edges.values():
+            if msg.edge_nodes and slot.dag is not None and (not msg.edge or slot.name == msg.edge):
+                dag.check_cut(slot.dag, msg.edge_nodes)  # refuse it now, not at every tick
         if msg.tier_nodes is not None and len(msg.tier_nodes) != max(0, len(self.tiers) - 2):
             raise ValueError(f"a placement over {len(self.tiers)} tiers pins the nodes of "
                              f"{max(0, len(self.tiers) - 2)} middle tier(s), not "
                              f"{len(msg.tier_nodes)} (planner --tiers)")
+        if msg.force_bandwidth_bps is not None:
+            if msg.edge:
+                self.edges[msg.edge].force_bps = msg.force_bandwidth_bps
+            else:
+                self.force_bps = msg.force_bandwidth_bps
+            log.info("operator: bandwidth %s%s", format_bandwidth(msg.force_bandwidth_bps)
+                     if msg.force_bandwidth_bps else "from the probe again",
+                     f" for edge {clip(msg.edge, 64)}" if msg.edge else "")
+        if msg.latency_goal_s is not None:
+            self.latency_goal_s = msg.latency_goal_s
+            self._repin()  # a new goal: a new choice of exit at the next tick
+            log.info("operator: latency goal %s", f"{msg.latency_goal_s * 1e3:g} ms"
+                     if msg.latency_goal_s else "none (the most accurate exit)")
+        if msg.algorithm is not None:
+            self.pin_algorithm = None if msg.algorithm == "auto" else msg.algorithm
+            self._repin()
+            log.info("operator: algorithm %s", self.pin_algorithm or "by load regime (auto)")
         if msg.edge_nodes is not None:
             self.pin_cut = frozenset(msg.edge_nodes) or None
             self.pin_tiers = msg.tier_nodes if self.pin_cut else None
-            self.repin = True
+            self._repin()
             log.info("operator: %s", f"cut pinned ({len(self.pin_cut)} nodes on the edge)"
                      if self.pin_cut else "cut unpinned")
 
-    def _link_news(self, t: Telemetry, now: float) -> None:
-        """Transfers into the estimator; a stalled transfer's bound beside it. A step, or an
-        estimate 1.5x away from the one the plan in force was made with, re-plans at once."""
-        was_bounded = self.estimator.bounded(now)
+    def _repin(self) -> None:
+        for slot in self.edges.values():
+            slot.repin = True
+
+    def _link_news(self, slot: EdgeSlot, t: Telemetry, now: float) -> None:
+        """Transfers into the edge's estimator; a stalled transfer's bound beside it. A step, or
+        an estimate 1.5x away from the one the plan in force was made with, re-plans at once."""
+        est = slot.estimator
+        was_bounded = est.bounded(now)
         for nbytes, seconds in t.samples:
-            if self.estimator.add(nbytes, seconds):
+            if est.add(nbytes, seconds):
                 self.metrics.bandwidth_steps.inc()
-                log.info("bandwidth step: the uplink now measures %s",
-                         format_bandwidth(self.estimator.bps or 0.0))
+                log.info("bandwidth step: the uplink of %s now measures %s", clip(slot.name, 64),
+                         format_bandwidth(est.bps or 0.0))
         if t.stalled_bytes > 0 and t.stalled_s > 0:
-            self.estimator.bound(t.stalled_bytes, t.stalled_s, now)
-        bounded, bw = self.estimator.bounded(now), self._bandwidth(now)
+            est.bound(t.stalled_bytes, t.stalled_s, now)
+        bounded, bw = est.bounded(now), self._bandwidth(slot, now)
         if bounded and not was_bounded:
-            log.info("a transfer of %d B has been on the uplink for %.2f s: planning for at "
+            log.info("a transfer of %d B has been on the uplink of %s for %.2f s: planning for at "
                      "most %s until transfers show the link's rate", t.stalled_bytes,
-                     t.stalled_s, format_bandwidth(bw))
-        self.metrics.bandwidth_bounded.set(1 if bounded else 0)
-        if self.planned_bps and not self.planned_bps / 1.5 <= bw <= self.planned_bps * 1.5:
+                     clip(slot.name, 64), t.stalled_s, format_bandwidth(bw))
+        self.metrics.bandwidth_bounded.set(
+            sum(e.estimator.bounded(now) for e in self.edges.values()))
+        if slot.planned_bps and not slot.planned_bps / 1.5 <= bw <= slot.planned_bps * 1.5:
             self.replan.set()
 
-    def _calibrate(self, t: Telemetry) -> None:
-        if self.plan is None or t.plan_id != self.plan.plan_id:
+    def _calibrate(self, slot: EdgeSlot, t: Telemetry) -> None:
+        if slot.plan is None or t.plan_id != slot.plan.plan_id:
             return
-        e, c = self.calibration.factor("edge"), self.calibration.factor("cloud")
-        pred = self.plan.predicted
+        cal = slot.calibration
+        e, c = cal.factor("edge"), cal.factor("cloud")
+        pred = slot.plan.predicted
         if pred.edge_s:
-            self.calibration.observe("edge", t.edge_s, pred.edge_s / e)
-        if pred.cloud_s and self.plan.transfer:
-            self.calibration.observe("cloud", t.cloud_s, pred.cloud_s / c)
+            cal.observe("edge", t.edge_s, pred.edge_s / e)
+        if pred.cloud_s and slot.plan.transfer:
+            cal.observe("cloud", t.cloud_s, pred.cloud_s / c)
         for stage in ("edge", "cloud"):
-            self.metrics.calibration.labels(stage).set(self.calibration.ratio[stage])
+            self.metrics.calibration.labels(stage).set(cal.ratio[stage])
 
     # -- deciding --
-    def _bandwidth(self, now: float) -> float:
-        if self.force_bps:
-            return self.force_bps
-        rate = self.estimator.estimate(now)
+    def _bandwidth(self, slot: EdgeSlot, now: float) -> float:
+        if slot.force_bps or self.force_bps:
+            return slot.force_bps or self.force_bps
+        rate = slot.estimator.estimate(now)
         return rate * 8.0 if rate else self.initial_bps
 
-    def _cost_graph(self) -> tuple[nx.DiGraph, CutSolver] | None:
-        if self.edge is None:
+    def _workers(self) -> int:
+        return max(1, self.workers_ready if self.workers_ready is not None else len(self.clouds))
+
+    def _cost_graph(self, slot: EdgeSlot) -> tuple[nx.DiGraph, CutSolver] | None:
+        if slot.dag is None or slot.profile is None:
             return None
-        dag, edge = self.edge
+        edge = slot.profile
         self._prune_clouds(time.monotonic())
         clouds = sorted((w, p) for w, (_, p) in self.clouds.items()
                         if p.fingerprint == edge.fingerprint)
         if not clouds:
             return None
-        key = (edge.digest, tuple((w, p.digest) for w, p in clouds),
-               self.calibration.factor("edge"), self.calibration.factor("cloud"))
-        if key != self._graph_key:
-            g = cost_graph(dag, edge, merge_cloud_profiles([p for _, p in clouds]), self.calibration)
+        cal = slot.calibration
+        key = (edge.digest, tuple((w, p.digest) for w, p in clouds), cal.factor("edge"),
+               cal.factor("cloud"))
+        if key != slot.graph_key:
+            g = cost_graph(slot.dag, edge, merge_cloud_profiles([p for _, p in clouds]), cal)
             names = fidelity.select(costgraph.codec_names(g), costgraph.codec_names(g, lossy=True),
                                     self.wanted, self.budget, self.fidelity_table,
                                     edge.fingerprint)
-            if names != self.codecs:
-                log.info("codecs a plan may use (%s, fidelity %s): %s", self.args.codecs,
-                         self.budget, ", ".join(sorted(names)) or "none (raw tensors)")
-            self.codecs = names
-            self._graph, self._graph_key = (g, CutSolver(g, names)), key
-        return self._graph
+            if names != slot.codecs:
+                log.info("codecs a plan for %s may use (%s, fidelity %s): %s", clip(slot.name, 64),
+                         self.args.codecs, self.budget, ", ".join(sorted(names))
+                         or "none (raw tensors)")
+            slot.codecs = names
+            slot.graph, slot.graph_key = (g, CutSolver(g, names)), key
+        return slot.graph
 
-    def _tier_problem(self, bw: float) -> tiers.TierProblem | None:
-        """Today's placement problem: the edge's times, each later tier's (its workers'
-        profiles merged), the links' rates; None while a tier has no worker."""
-        if self.edge is None:
+    async def _tick(self) -> None:
+        self._expire(time.monotonic())
+        if self.tiers:
+            for slot in list(self.edges.values()):
+                await self._tick_tiers(slot)
+            return
+        decided = []
+        for slot in list(self.edges.values()):
+            got = await self._decide(slot)
+            if got is not None:
+                decided.append(got)
+        if (len(decided) > 1 and self.pin_cut is None and self.pin_algorithm is None
+                and not self.args.independent):
+            decided = await self._share(decided)
+        for slot, g, bw, k, decision, cand, reason in decided:
+            self._issue(slot, g, bw, k, decision, cand, reason)
+        if any(slot.plan is not None and slot.plan.created_at >= time.time() - self.args.tick
+               for slot in self.edges.values()):
+            await self._republish()
+
+    async def _decide(self, slot: EdgeSlot) -> tuple | None:
+        """One edge's candidate plan this tick: its regime's (or the operator's pin)."""
+        built = self._cost_graph(slot)
+        if built is None:
             return None
-        graph, edge = self.edge
+        g, solver = built
+        bw = slot.planned_bps = self._bandwidth(slot, time.monotonic())
+        t = slot.telemetry
+        fps = t.arrival_fps if t else 0.0
+        queue = t.queue_depth if t else 0
+        k = self._workers()
+        if slot.solving is not None and not slot.solving.done():
+            return None  # the last solve is still running (slow or stuck): not a second one
+        controls = self.controls  # an operator control during the solve makes its result stale
+        slot.solving = asyncio.get_running_loop().run_in_executor(
+            None, _solve, g, solver, bw, fps, k, queue, time.monotonic(), slot.regime, self.cfg,
+            self.pin_cut, self.pin_algorithm, slot.codecs, self.latency_goal_s)
+        try:  # off the loop, bounded: the inbox and republishing go on while it runs
+            decision, slot.regime, cand, reason, pin_error = await asyncio.wait_for(
+                asyncio.shield(slot.solving), self.args.solve_timeout)
+        except TimeoutError:
+            log.error("planning took over %.0f s; the plan in force stays (--solve-timeout)",
+                      self.args.solve_timeout)
+            self.metrics.errors.labels("solve_timeout").inc()
+            return None
+        if self.controls != controls:
+            return None  # solved for settings the operator has changed since: re-plan next tick
+        if pin_error:  # e.g. a pinned cut of another model
+            log.error("pin dropped: %s", pin_error)
+            self.metrics.errors.labels("bad_input").inc()
+            self.pin_cut = self.pin_algorithm = None
+        return slot, g, bw, k, decision, cand, reason
+
+    async def _share(self, decided: list[tuple]) -> list[tuple]:
+        """Several edges, one pool: while their own plans would ask more of the pool than it
+        has (enter above HEADROOM x workers, leave below LEAVE_SHARED x workers), the plans are
+        chosen together (`pool.share`: the least worst latency within capacity)."""
+        k = self._workers()
+        own = sum((s.telemetry.arrival_fps if s.telemetry else 0.0) * cand.predicted.cloud_s
+                  for s, _, _, _, _, cand, _ in decided)
+        self.metrics.pool_demand.set(own / k)
+        was = self.shared
+        self.shared = own > pool.HEADROOM * k if not was else own > LEAVE_SHARED * k
+        if self.shared != was:
+            log.info("the edges' own plans ask %.2f worker-s/s of %d worker(s): %s", own, k,
+                     "choosing their plans together" if self.shared else "each plans alone again")
+        if not self.shared:
+            return decided
+        loads, opts = [], {}
+        for slot, g, bw, *_ in decided:
+            fps = slot.telemetry.arrival_fps if slot.telemetry else 0.0
+            loads.append(pool.EdgeLoad(slot.name, g, bw, fps))
+            opts[slot.name] = pool.options(g, bw, slot.graph[1] if slot.graph else None)
+        joint = await asyncio.get_running_loop().run_in_executor(None, pool.share, loads, opts, k)
+        self.metrics.pool_demand.set(joint.demand / k)
+        out = []
+        for slot, g, bw, k_, decision, _, _ in decided:
+            o = joint.choice[slot.name]
+            cand = partition.make_plan(g, o.edge_nodes, bw, "shared", k_, dict(o.codecs) or None)
+            out.append((slot, g, bw, k_, decision, cand, joint.reason))
+        return out
+
+    def _issue(self, slot: EdgeSlot, g: nx.DiGraph, bw: float, k: int, decision: Any,
+               cand: partition.Plan, reason: str) -> None:
+        """Publish the edge's candidate when it beats the plan in force (or was pinned)."""
+        cand = replace(cand, edge=slot.name)
+        pinned, slot.repin = slot.repin, False
+        self.metrics.bandwidth.set(bw / 8.0)
+        fps = slot.telemetry.arrival_fps if slot.telemetry else 0.0
+        self.metrics.arrival_rate.set(fps)
+        self.metrics.workers.set(k)
+        self.metrics.regime_heavy.set(1 if decision.regime is Regime.HEAVY or self.shared else 0)
+        now_shared = slot.plan is not None and slot.plan.algorithm == "shared"
+        joint = cand.algorithm == "shared"  # the pool's choice: taken as it is, when it differs
+        if (pinned or joint != now_shared
+                or (joint and slot.plan is not None
+                    and set(cand.edge_nodes) != set(slot.plan.edge_nodes))
+                or (not joint and should_switch(slot.plan, cand, g, bw, k, decision.regime,
+                                                self.args.threshold))):
+            slot.plan = self.book.issue(cand, time.time())
+            self.metrics.plan_changes.inc()
+            log.info("plan %d for %s: %s, %d/%d nodes on the edge, %d tensor(s) (%d B) cross; "
+                     "bandwidth %s, %.2f fps, %d worker(s); predicted latency %.1f ms, %.2f fps; "
+                     "%s", slot.plan.plan_id, clip(slot.name, 64), slot.plan.algorithm,
+                     len(slot.plan.edge_nodes), len(g), len(slot.plan.transfer),
+                     slot.plan.transfer_bytes, format_bandwidth(bw), fps, k,
+                     slot.plan.predicted.latency_s * 1e3, slot.plan.predicted.throughput_fps,
+                     reason)
+        plan = slot.plan
+        assert plan is not None
+        current = _evaluate(g, plan, bw, k)
+        self.metrics.plan_id.set(plan.plan_id)
+        self.metrics.plan.info({"plan_id": str(plan.plan_id), "algorithm": plan.algorithm,
+                                "regime": str(decision.regime)})
+        for stage, value in (("edge", current.edge_s), ("transfer", current.transfer_s),
+                             ("cloud", current.cloud_s)):
+            self.metrics.predicted.labels(stage).set(value)
+        self.metrics.edge_latency.labels(slot.name).set(current.latency_s)
+        self.metrics.load_factor.set(fps * current.bottleneck_s)
+        self.book.publish(plan.key, PlanMsg(plan.to_json(), str(decision.regime), bw, reason),
+                          slot.name)
+
+    def _tier_problem(self, slot: EdgeSlot, bw: float) -> tiers.TierProblem | None:
+        """Today's placement problem for an edge: its times, each later tier's (its workers'
+        profiles merged), the links' rates; None while a tier has no worker."""
+        if slot.dag is None or slot.profile is None:
+            return None
+        edge = slot.profile
         self._prune_clouds(time.monotonic())
         times = [edge.node_times_s]
         for name in self.tiers[1:]:
@@ -303,19 +467,19 @@ class Planner(Service):
                 return None
             times.append(merge_cloud_profiles(mine).node_times_s)
         self.tier_wait = ""
-        return tiers.TierProblem(graph, self.tiers, tuple(times), (bw, *self.links_bps))
+        return tiers.TierProblem(slot.dag, self.tiers, tuple(times), (bw, *self.links_bps))
 
-    async def _tick_tiers(self) -> None:
-        """Scission on the running system: the best placement over the tiers (or the pinned
-        one), published when it beats the plan in force by the threshold."""
-        bw = self.planned_bps = self._bandwidth(time.monotonic())
-        problem = self._tier_problem(bw)
+    async def _tick_tiers(self, slot: EdgeSlot) -> None:
+        """Scission on the running system: the best placement over the tiers for this edge (or
+        the pinned one), published when it beats the plan in force by the threshold."""
+        bw = slot.planned_bps = self._bandwidth(slot, time.monotonic())
+        problem = self._tier_problem(slot, bw)
         if problem is None:
             return
         k = max(1, sum(1 for w in self.clouds if self.tier_of.get(w) == self.tiers[-1]))
         try:
             if self.pin_cut is not None:
-                pinned = partition.Plan("pinned", "", tuple(self.pin_cut), (), self._no_prediction,
+                pinned = partition.Plan("pinned", "", tuple(self.pin_cut), (), _NO_PREDICTION,
                                         bw, tier_nodes=self.pin_tiers or ())
                 best, algorithm = tiers.placement_of(problem, pinned), "pinned"
             else:
@@ -325,102 +489,46 @@ class Planner(Service):
             self.metrics.errors.labels("bad_input").inc()
             self.pin_cut = self.pin_tiers = None
             return
-        cand = tiers.to_plan(problem, best, algorithm, k)
-        repin, self.repin = self.repin, False
+        cand = replace(tiers.to_plan(problem, best, algorithm, k), edge=slot.name)
+        repin, slot.repin = slot.repin, False
         current = None
-        if self.plan is not None and self.plan.tiers == self.tiers:
+        if slot.plan is not None and slot.plan.tiers == self.tiers:
             with contextlib.suppress(DadsError, ValueError):
-                current = tiers.placement_of(problem, self.plan)
-        if (repin or current is None or self.plan.fingerprint != cand.fingerprint
+                current = tiers.placement_of(problem, slot.plan)
+        if (repin or current is None or slot.plan is None
+                or slot.plan.fingerprint != cand.fingerprint
                 or best.latency_s < current.latency_s * (1 - self.args.threshold)):
-            self.plan = self.book.issue(cand, time.time())
+            slot.plan = self.book.issue(cand, time.time())
             self.metrics.plan_changes.inc()
-            log.info("plan %d: %s over %s, nodes per tier %s, bytes per link %s; links %s; "
-                     "predicted latency %.1f ms", self.plan.plan_id, algorithm,
-                     "->".join(self.tiers), [len(best.nodes_on(t)) for t in range(len(self.tiers))],
+            log.info("plan %d for %s: %s over %s, nodes per tier %s, bytes per link %s; links %s; "
+                     "predicted latency %.1f ms", slot.plan.plan_id, clip(slot.name, 64),
+                     algorithm, "->".join(self.tiers),
+                     [len(best.nodes_on(t)) for t in range(len(self.tiers))],
                      list(best.link_bytes), ", ".join(format_bandwidth(b)
                                                       for b in problem.bandwidths_bps),
                      best.latency_s * 1e3)
-        assert self.plan is not None
-        p = self.plan.predicted
+        plan = slot.plan
+        p = plan.predicted
         self.metrics.bandwidth.set(bw / 8.0)
         self.metrics.workers.set(k)
-        self.metrics.plan_id.set(self.plan.plan_id)
-        self.metrics.plan.info({"plan_id": str(self.plan.plan_id),
-                                "algorithm": self.plan.algorithm, "regime": "tiers"})
+        self.metrics.plan_id.set(plan.plan_id)
+        self.metrics.plan.info({"plan_id": str(plan.plan_id), "algorithm": plan.algorithm,
+                                "regime": "tiers"})
         for stage, value in (("edge", p.edge_s), ("transfer", p.transfer_s), ("cloud", p.cloud_s)):
             self.metrics.predicted.labels(stage).set(value)
-        self.book.publish(self.plan.key, PlanMsg(self.plan.to_json(), "tiers", bw,
-                                                 f"placement over {'->'.join(self.tiers)}"))
-        if self.plan.created_at >= time.time() - self.args.tick:
-            await self._republish()
-
-    _no_prediction = partition.Prediction(0.0, 0.0, 0.0, 0.0, 0.0)
-
-    async def _tick(self) -> None:
-        if self.tiers:
-            await self._tick_tiers()
-            return
-        built = self._cost_graph()
-        if built is None:
-            return
-        g, solver = built
-        bw = self.planned_bps = self._bandwidth(time.monotonic())
-        fps = self.telemetry.arrival_fps if self.telemetry else 0.0
-        queue = self.telemetry.queue_depth if self.telemetry else 0
-        k = max(1, self.workers_ready if self.workers_ready is not None else len(self.clouds))
-        if self._solving is not None and not self._solving.done():
-            return  # the last solve is still running (slow or stuck): not a second one
-        controls = self.controls  # an operator control during the solve makes its result stale
-        self._solving = asyncio.get_running_loop().run_in_executor(
-            None, _solve, g, solver, bw, fps, k, queue, time.monotonic(), self.regime, self.cfg,
-            self.pin_cut, self.pin_algorithm, self.codecs, self.latency_goal_s)
-        try:  # off the loop, bounded: the inbox and republishing go on while it runs
-            decision, self.regime, cand, reason, pin_error = await asyncio.wait_for(
-                asyncio.shield(self._solving), self.args.solve_timeout)
-        except TimeoutError:
-            log.error("planning took over %.0f s; the plan in force stays (--solve-timeout)",
-                      self.args.solve_timeout)
-            self.metrics.errors.labels("solve_timeout").inc()
-            return
-        if self.controls != controls:
-            return  # solved for settings the operator has changed since: the next tick re-plans
-        if pin_error:  # e.g. a pinned cut of another model
-            log.error("pin dropped: %s", pin_error)
-            self.metrics.errors.labels("bad_input").inc()
-            self.pin_cut = self.pin_algorithm = None
-        pinned, self.repin = self.repin, False
-        self.metrics.bandwidth.set(bw / 8.0)
-        self.metrics.arrival_rate.set(fps)
-        self.metrics.workers.set(k)
-        self.metrics.regime_heavy.set(1 if decision.regime is Regime.HEAVY else 0)
-        if pinned or should_switch(self.plan, cand, g, bw, k, decision.regime, self.args.threshold):
-            self.plan = self.book.issue(cand, time.time())
-            self.metrics.plan_changes.inc()
-            log.info("plan %d: %s, %d/%d nodes on the edge, %d tensor(s) (%d B) cross; "
-                     "bandwidth %s, %.2f fps, %d worker(s); predicted latency %.1f ms, %.2f fps; %s",
-                     self.plan.plan_id, self.plan.algorithm, len(self.plan.edge_nodes), len(g),
-                     len(self.plan.transfer), self.plan.transfer_bytes, format_bandwidth(bw), fps,
-                     k, self.plan.predicted.latency_s * 1e3, self.plan.predicted.throughput_fps,
-                     reason)
-        assert self.plan is not None
-        current = _evaluate(g, self.plan, bw, k)
-        self.metrics.plan_id.set(self.plan.plan_id)
-        self.metrics.plan.info({"plan_id": str(self.plan.plan_id),
-                                "algorithm": self.plan.algorithm, "regime": str(decision.regime)})
-        for stage, value in (("edge", current.edge_s), ("transfer", current.transfer_s),
-                             ("cloud", current.cloud_s)):
-            self.metrics.predicted.labels(stage).set(value)
-        self.metrics.load_factor.set(fps * current.bottleneck_s)
-        self.book.publish(self.plan.key, PlanMsg(self.plan.to_json(), str(decision.regime), bw,
-                                                 reason))
-        if self.plan.created_at >= time.time() - self.args.tick:
+        self.metrics.edge_latency.labels(slot.name).set(p.latency_s)
+        self.book.publish(plan.key, PlanMsg(plan.to_json(), "tiers", bw,
+                                            f"placement over {'->'.join(self.tiers)}"), slot.name)
+        if plan.created_at >= time.time() - self.args.tick:
             await self._republish()
 
     async def _republish(self) -> None:
         for msg in self.book.items():
             with contextlib.suppress(zmq.ZMQError):
                 await self.pub.send(msg, nowait=True)
+
+
+_NO_PREDICTION = partition.Prediction(0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def _solve(g: nx.DiGraph, solver: CutSolver, bw: float, fps: float, k: int, queue: int,
@@ -510,6 +618,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--links", default=config.env("DADS_LINKS") or None, metavar="RATES",
                    help="with --tiers: the rates of the links after the first, e.g. 1gbit (the "
                    "first is probed) (env DADS_LINKS)")
+    p.add_argument("--independent", action="store_true",
+                   help="plan each edge alone, blind to the others' use of the pool (the "
+                   "baseline of bench.many_edges)")
+    p.add_argument("--edge-ttl", type=float, default=30.0, metavar="S",
+                   help="forget an edge (and withdraw its plans) silent this long (30)")
     p.add_argument("--calibrate", action="store_true",
                    help="scale the cost model by measured / predicted stage times (experimental)")
     p.add_argument("--metrics-port", type=int,

@@ -16,11 +16,12 @@ import networkx as nx
 
 from common.errors import CostGraphError
 from common.planning import costgraph, dag, partition
+from common.planning.probe import BandwidthEstimator
 from common.planning.profile import Profile
-from common.planning.regime import Regime
+from common.planning.regime import Regime, RegimeState
 
-__all__ = ["Calibration", "merge_cloud_profiles", "cost_graph", "should_switch", "PlanBook",
-           "check_control"]
+__all__ = ["Calibration", "EdgeSlot", "merge_cloud_profiles", "cost_graph", "should_switch",
+           "PlanBook", "check_control"]
 
 T = TypeVar("T")
 
@@ -54,6 +55,29 @@ class Calibration:
             return 1.0
         lo, hi = self.bounds
         return min(max(self.ratio[stage], lo), hi)
+
+
+@dataclass
+class EdgeSlot:
+    """What the planner knows of one edge agent, and the plan it publishes for it: each edge
+    has its own model, uplink, camera rate and load regime (the pool is what they share)."""
+
+    name: str
+    dag: nx.DiGraph | None = None  # with `profile`, from the edge's EdgeProfile
+    profile: Profile | None = None
+    seen: float = 0.0  # monotonic time of its last message
+    estimator: BandwidthEstimator = field(default_factory=BandwidthEstimator)
+    telemetry: Any = None  # its last Telemetry
+    calibration: Calibration = field(default_factory=Calibration)
+    regime: RegimeState = field(default_factory=RegimeState)
+    plan: partition.Plan | None = None
+    force_bps: float = 0.0  # an operator's rate for this edge alone (0: none)
+    repin: bool = False  # a pin or goal changed: its next plan is published whatever it predicts
+    planned_bps: float = 0.0  # the bandwidth its last plan was made with
+    graph_key: tuple | None = None
+    graph: tuple[nx.DiGraph, Any] | None = None  # its cost graph and CutSolver
+    codecs: frozenset[str] = frozenset()  # those its cost graph may use
+    solving: Any = None  # the solve in flight (a future)
 
 
 def merge_cloud_profiles(profiles: list[Profile]) -> Profile:
@@ -117,25 +141,36 @@ class PlanBook(Generic[T]):
     """
 
     epoch: int
-    max_live: int = 4
+    max_live: int = 4  # per edge
     next_id: int = 1
     live: OrderedDict[tuple[int, int], T] = field(default_factory=OrderedDict)
+    owner: dict[tuple[int, int], str] = field(default_factory=dict)  # key -> its edge
 
     def issue(self, plan: partition.Plan, now: float) -> partition.Plan:
         stamped = plan.stamped(self.next_id, now, self.epoch)
         self.next_id += 1
         return stamped
 
-    def publish(self, key: tuple[int, int], item: T) -> None:
-        """Record (or refresh) what is published for the plan `key`; the oldest falls out."""
+    def publish(self, key: tuple[int, int], item: T, edge: str = "") -> None:
+        """Record (or refresh) what is published for the plan `key` of `edge`; that edge's
+        oldest falls out past `max_live`."""
         self.live[key] = item
         self.live.move_to_end(key)
-        while len(self.live) > self.max_live:
-            self.live.popitem(last=False)
+        self.owner[key] = edge
+        mine = [k for k in self.live if self.owner.get(k) == edge]
+        for old in mine[: max(0, len(mine) - self.max_live)]:
+            del self.live[old]
+            self.owner.pop(old, None)
+
+    def drop(self, edge: str) -> None:
+        """Withdraw an edge's plans (it left)."""
+        for key in [k for k, e in self.owner.items() if e == edge]:
+            self.live.pop(key, None)
+            del self.owner[key]
 
     def items(self) -> list[T]:
-        """The current plan first: a new subscriber applies it and then ignores the older ones
-        (they do not supersede it), while workers cache them all."""
+        """The newest plans first: a new subscriber applies its edge's current plan and then
+        ignores the older ones (they do not supersede it), while workers cache them all."""
         return list(reversed(self.live.values()))
 
 
