@@ -195,7 +195,7 @@ class Live:
         else:
             p = self.ports
             args += ["--plans", p.plans, "--telemetry", p.telemetry, "--broker", p.frontend,
-                     "--metrics-port", str(p.metrics_base + 15),
+                     "--metrics-port", "0",  # any free port: several edges may run
                      "--uplink", uplink or str(self.uplink_bps)]
             proc = start_service("edge_agent", args, self.log_dir / f"{name}.log", env=self.env)
             self.procs[name] = proc

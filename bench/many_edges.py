@@ -36,9 +36,20 @@ def fleet(n: int, graphs: dict[str, nx.DiGraph], seed: int) -> list[Any]:
     from common.planning.units import PRESETS, parse_bandwidth
 
     rng = random.Random(seed)
-    return [pool.EdgeLoad(f"edge{i}", graphs[rng.choice(MODELS)],
-                          parse_bandwidth(rng.choice([*PRESETS, "50mbit"])), rng.choice(RATES))
-            for i in range(n)]
+    out = []
+    for i in range(n):  # a camera set to a rate its own device and link can carry (80%)
+        g, bw = graphs[rng.choice(MODELS)], parse_bandwidth(rng.choice([*PRESETS, "50mbit"]))
+        fastest = min(o.own_s for o in pool.options(g, bw))
+        out.append(pool.EdgeLoad(f"edge{i}", g, bw, min(rng.choice(RATES), 0.8 / fastest)))
+    return out
+
+
+def slowed(g: nx.DiGraph, factor: float) -> nx.DiGraph:
+    """The cost graph with the edge's times `factor` times longer (a camera's SoC)."""
+    g = g.copy()
+    for _, d in g.nodes(data=True):
+        d["edge_time_s"] *= factor
+    return g
 
 
 def planned(ns: list[int], graphs: dict[str, nx.DiGraph]) -> list[dict[str, Any]]:
@@ -49,21 +60,29 @@ def planned(ns: list[int], graphs: dict[str, nx.DiGraph]) -> list[dict[str, Any]
         loads = fleet(n, graphs, seed=n)
         alone = pool.independent(loads)
         demand = sum(alone[x.name].demand(x.fps) for x in loads)
-        k = max(1, round(demand / 1.5))
         t0 = time.perf_counter()
         opts = {x.name: pool.options(x.g, x.bandwidth_bps) for x in loads}
+        least = sum(min(o.demand(x.fps) for o in opts[x.name] if o.keeps_up(x.fps))
+                    for x in loads)
+        # the pool: halfway between the least the edges can ask of it and what their own
+        # plans ask, in workers' time (a fraction is a share of one worker)
+        k = (least + demand) / 2 / pool.HEADROOM
         joint = pool.share(loads, opts, k)
         took = time.perf_counter() - t0
         lat_alone = sorted(o.latency_s for o in alone.values())
         lat_joint = sorted(o.latency_s for o in joint.choice.values())
-        out.append({"edges": n, "workers": k, "alone_load": demand / k,
+        out.append({"edges": n, "workers": round(k, 3), "alone_load": demand / k,
                     "joint_load": joint.demand / k, "alone_worst_s": lat_alone[-1],
                     "alone_median_s": statistics.median(lat_alone),
                     "joint_worst_s": joint.worst_latency_s,
                     "joint_median_s": statistics.median(lat_joint), "overloaded": joint.overloaded,
+                    "least_load": least / k,
                     "moved": sum(joint.choice[x.name].edge_nodes != alone[x.name].edge_nodes
-                                 for x in loads), "plan_s": took})
-        print(f"  planned {n} edges: load {demand / k:.2f} -> {joint.demand / k:.2f}, "
+                                 for x in loads), "plan_s": took,
+                    "hopeless": sum(not any(o.keeps_up(x.fps) for o in opts[x.name])
+                                    for x in loads)})
+        print(f"  planned {n} edges: load {demand / k:.2f} -> {joint.demand / k:.2f} "
+              f"(least {least / k:.2f}), "
               f"{took * 1e3:.0f} ms", file=sys.stderr, flush=True)
     return out
 
@@ -168,12 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--edges", default="1,10,50,100", help="fleet sizes (1,10,50,100)")
     ap.add_argument("--cloud-speedup", type=float, default=10.0, metavar="F",
                     help="a worker: F times a core of this CPU; the edges: a core (default 10)")
+    ap.add_argument("--edge-slowdown", type=float, default=10.0, metavar="F",
+                    help="the edges: a core of this CPU F times slower (default 10)")
     ap.add_argument("--gap-cases", type=int, default=200, help="random fleets for the gap (200)")
     ap.add_argument("--frames", type=int, default=60, help="frames per edge, live (60)")
     ap.add_argument("--fps", type=float, default=12.0, help="each live camera's rate (12)")
     args = ap.parse_args(argv)
     ns = [1, 10] if args.quick else [int(x) for x in args.edges.split(",")]
-    graphs = {m: zoo_costs(m, args.cloud_speedup)[0] for m in MODELS}
+    graphs = {m: slowed(zoo_costs(m, args.cloud_speedup)[0], args.edge_slowdown) for m in MODELS}
     plan_rows = planned(ns, graphs)
     g = gap(20 if args.quick else args.gap_cases)
     meas = live(10 if args.quick else args.frames, args.fps)
@@ -184,17 +205,24 @@ def main(argv: list[str] | None = None) -> int:
 ### Planned
 
 Each edge: a zoo model ({", ".join(MODELS)}), a DADS uplink or 50 Mbit/s, a camera at
-{", ".join(f"{r:g}" for r in RATES)} fps (seeded); the edge is a core of this CPU, a worker
-{args.cloud_speedup:g}x one; the pool sized so that the edges' own plans ask 1.5x its capacity.
+{", ".join(f"{r:g}" for r in RATES)} fps, or less where its own device and link could not keep up
+with it in any plan (seeded); the edge is a core of this CPU
+{args.edge_slowdown:g}x slower, a worker
+{args.cloud_speedup:g}x one; the pool sized halfway between the least the edges can ask of it
+(keeping up with their cameras) and what their own DSL plans ask, over 0.9 (in workers' time:
+a fraction is a share of one worker). Alone, the edges ask more than the 90% it may run at; together they fit.
 Latencies predicted per frame, without queueing: the alone plans' queue grows without bound.
+An edge no plan keeps up with (its camera too fast for its own device and link, pool or not)
+gets its fastest plan, and its worst latency is the same either way; the shared plan's worst
+is over all edges.
 
 {markdown_table(["edges", "workers", "pool load alone", "pool load together", "worst ms alone",
                  "worst ms together", "median ms alone", "median ms together", "edges moved",
-                 "plan time ms"],
-                [[r["edges"], r["workers"], f"{r['alone_load']:.2f}", f"{r['joint_load']:.2f}",
+                 "edges no plan keeps up with", "plan time ms"],
+                [[r["edges"], f"{r['workers']:.2f}", f"{r['alone_load']:.2f}", f"{r['joint_load']:.2f}",
                   f"{r['alone_worst_s'] * 1e3:.1f}", f"{r['joint_worst_s'] * 1e3:.1f}",
                   f"{r['alone_median_s'] * 1e3:.1f}", f"{r['joint_median_s'] * 1e3:.1f}",
-                  r["moved"], f"{r['plan_s'] * 1e3:.0f}"] for r in plan_rows])}
+                  r["moved"], r["hopeless"], f"{r['plan_s'] * 1e3:.0f}"] for r in plan_rows])}
 
 ### The heuristic's gap
 
@@ -206,7 +234,10 @@ at worst ({g["infeasible"]} found no plan within capacity where one exists).
 ### Measured
 
 Three edge agents (googlenet, emulated 1 Gbit/s uplinks, a core of this CPU each) at
-{args.fps:g} fps, one worker: together they ask more of it than it has.
+{args.fps:g} fps, one worker: together they ask more of it than it has. On this 2-core
+machine the edges and the worker share the same cores, so moving work from the pool to the
+edges adds no capacity: what this shows is the running system choosing shared plans, every
+answer exact, and the edges served alike (Jain's index of answers), not a speedup.
 
 {markdown_table(["planner", "answers/s", "Jain", *[f"{e} p50 / p95 ms (answered, dropped)"
                                                      for e in ("cam-a", "cam-b", "cam-c")]],

@@ -45,7 +45,28 @@ def available() -> bool:
     return os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("tc") is not None
 
 
-class Testbed:
+class _Bed:
+    """`with bed:` builds it (and tears down what was built if that fails); leaving removes it."""
+
+    def up(self) -> None:
+        raise NotImplementedError
+
+    def down(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):  # noqa: ANN204 - the subclass
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+
+class Testbed(_Bed):
     def __init__(self, log_dir: Path, tag: str | None = None, manage: bool = False) -> None:
         """`manage`: also link this host to the cloud namespace (CLOUD_MGMT_IP, unshaped), so
         a controller here can reach the planner and metrics, as an operator's network would."""
@@ -61,17 +82,6 @@ class Testbed:
         self.security: dict[str, str] = {}  # CURVE keys of this bed's services (made in up())
 
     # -- the link --
-    def __enter__(self) -> Testbed:
-        try:
-            self.up()
-        except BaseException:
-            self.down()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.down()
-
     def up(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if not self.security and "DADS_KEYS" not in self.extra_env:  # a caller's keys win
@@ -157,7 +167,7 @@ class Testbed:
         return out.stdout
 
 
-class ChainBed:
+class ChainBed(_Bed):
     """Hosts in a chain (Scission's device -> edge server -> cloud), one network namespace each;
     link j joins host j and j+1 (10.80.j.0/24: host j is .2, host j+1 is .1) and is shaped by
     `tc tbf` in its forward direction (on host j's side). The middle hosts route, so every host
@@ -174,17 +184,6 @@ class ChainBed:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.rates_bps: list[float | None] = [None] * (hosts - 1)
         self.security: dict[str, str] = {}
-
-    def __enter__(self) -> ChainBed:
-        try:
-            self.up()
-        except BaseException:
-            self.down()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.down()
 
     def address(self, host: int) -> str:
         """An address of `host` (the one on its link toward the device)."""

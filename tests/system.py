@@ -115,22 +115,30 @@ class System:
 
 
 @contextlib.contextmanager
-def shared_cache_system(factory, workers: int = 2, planner_args: list[str] | None = None,
-                        worker_args: list[str] | None = None, model: str = MODEL):
-    """A System whose processes share one profile cache (each model is profiled once)."""
-    cache = factory.mktemp("cache")
+def shared_cache(factory):
+    """One profile cache for every process started inside (each model is profiled once)."""
     old = os.environ.get("DADS_CACHE")
-    os.environ["DADS_CACHE"] = str(cache)  # shared by every process of the module
-    system = System(factory.mktemp("system"), workers=workers, planner_args=planner_args,
-                    worker_args=worker_args, model=model)
+    os.environ["DADS_CACHE"] = str(factory.mktemp("cache"))
     try:
-        yield system
+        yield
     finally:
-        system.close()
         if old is None:
             os.environ.pop("DADS_CACHE", None)
         else:
             os.environ["DADS_CACHE"] = old
+
+
+@contextlib.contextmanager
+def shared_cache_system(factory, workers: int = 2, planner_args: list[str] | None = None,
+                        worker_args: list[str] | None = None, model: str = MODEL):
+    """A System whose processes share one profile cache (each model is profiled once)."""
+    with shared_cache(factory):
+        system = System(factory.mktemp("system"), workers=workers, planner_args=planner_args,
+                        worker_args=worker_args, model=model)
+        try:
+            yield system
+        finally:
+            system.close()
 
 
 def read_lines(path: Path) -> list[dict]:

@@ -104,3 +104,23 @@ def test_an_overloaded_fleet_gets_the_least_overload(fleet) -> None:
     assert got <= rho + 1e-12
     if want > 1 + 1e-9:
         assert pool.share(loads, opts, k).overloaded
+
+
+def test_an_edge_no_plan_keeps_up_with_does_not_sink_the_others() -> None:
+    """A camera too fast for its own device and link, whatever the plan, gets its fastest
+    plan; the others share what the pool has left, as they would without it."""
+    g = nx.DiGraph(model="m", fingerprint="f" * 32, inputs=["x"])
+    g.add_node("x", op="in", edge_time_s=0.0, cloud_time_s=0.0, output_bytes=1000)
+    g.add_node("a", op="conv", edge_time_s=0.02, cloud_time_s=0.01, output_bytes=100)
+    g.add_node("b", op="fc", edge_time_s=0.05, cloud_time_s=0.05, output_bytes=10)
+    g.add_edge("x", "a")
+    g.add_edge("a", "b")
+    calm = [pool.EdgeLoad(f"cam{i}", g, bw, 8.0) for i, bw in enumerate((1e8, 1e7))]
+    wild = pool.EdgeLoad("wild", g, 1e3, 100.0)  # 1 kbit/s at 100 fps: hopeless
+    opts = {x.name: pool.options(g, x.bandwidth_bps) for x in [*calm, wild]}
+    both = pool.share([*calm, wild], opts, 2)
+    assert both.overloaded and "wild" in both.reason
+    assert both.choice["wild"].own_s == min(o.own_s for o in opts["wild"])
+    left = 2 - both.choice["wild"].demand(100.0) / pool.HEADROOM
+    alone = pool.share(calm, opts, left)
+    assert {n: both.choice[n] for n in ("cam0", "cam1")} == alone.choice

@@ -10,7 +10,6 @@ empty cloud tier), answers every frame exactly as the unsplit model does.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from common.planning.dag import transfer
 from common.planning.partition import Plan
 from common.runtime.wire import PlanMsg, decode
 from services.up import Ports, free_base, start_service, stop_system
-from tests.system import MODEL, System, assert_exact, read_lines
+from tests.system import MODEL, System, assert_exact, read_lines, shared_cache
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -86,18 +85,12 @@ class ThreeTiers(System):
 
 @pytest.fixture(scope="module")
 def tiers(tmp_path_factory: pytest.TempPathFactory):
-    cache = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("DADS_CACHE")
-    os.environ["DADS_CACHE"] = str(cache)
-    system = ThreeTiers(tmp_path_factory.mktemp("tiers"))
-    try:
-        yield system
-    finally:
-        system.close()
-        if old is None:
-            os.environ.pop("DADS_CACHE", None)
-        else:
-            os.environ["DADS_CACHE"] = old
+    with shared_cache(tmp_path_factory):
+        system = ThreeTiers(tmp_path_factory.mktemp("tiers"))
+        try:
+            yield system
+        finally:
+            system.close()
 
 
 def placements() -> dict[str, tuple[set[str], list[set[str]]]]:

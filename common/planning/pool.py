@@ -11,7 +11,8 @@ pool's capacity.
 
 **Options.** Each edge's candidate cuts (`options`): the minimum cut under a price λ on cloud
 time, i.e. DSL with the cloud's times weighted 1 + λ, for λ on a log grid from 0 (DSL itself) up
-to where the cut is all on the edge; plus edge-only. Every price gives a point on the lower
+to where the cut is all on the edge; the same with the price on the edge's compute or on its
+link instead (cuts that keep a fast camera up); plus edge-only. Every price gives a point on the lower
 convex hull of (latency, cloud demand), so the options are the efficient trades of latency for
 pool time that a minimum cut can find; those another option beats on latency, cloud time and
 the edge's own bottleneck at once are dropped. (`all_options`: every cut, small graphs.)
@@ -115,10 +116,14 @@ def options(g: nx.DiGraph, bandwidth_bps: float, solver: CutSolver | None = None
     solver = solver or CutSolver(g)
     spb = 8.0 / bandwidth_bps
     seen: dict[frozenset[str], Option] = {}
-    for price in PRICES:
-        cut = solver.solve(1.0, spb, 1.0 + price)
-        codecs = solver.choice(1.0, spb, 1.0 + price) if solver.has_codecs else None
+    weights = [(1.0, spb, 1.0 + p) for p in PRICES]  # pool time priced: toward the edge
+    # and the edge's own stages priced (its compute, its link): what keeps a camera up
+    weights += [(1.0 + p, spb, 1.0) for p in PRICES[1:]] + [(1.0, spb * (1.0 + p), 1.0)
+                                                             for p in PRICES[1:]]
+    for a, b, c in weights:
+        cut = solver.solve(a, b, c)
         if cut not in seen:
+            codecs = solver.choice(a, b, c) if solver.has_codecs else None
             seen[cut] = _option(g, cut, bandwidth_bps, codecs)
     everything = frozenset(g.nodes)
     seen.setdefault(everything, _option(g, everything, bandwidth_bps))
@@ -136,13 +141,19 @@ def _cheapest(opts: list[Option], fps: float, bound: float) -> Option | None:
     return min(fit, key=lambda o: (o.cloud_s, o.latency_s)) if fit else None
 
 
-def share(loads: list[EdgeLoad], opts: Mapping[str, list[Option]], workers: int,
+def share(loads: list[EdgeLoad], opts: Mapping[str, list[Option]], workers: float,
           headroom: float = HEADROOM) -> SharedPlan:
-    """Each edge's cut: the least worst latency within the pool's capacity (module doc)."""
-    if workers < 1:
+    """Each edge's cut: the least worst latency within the pool's capacity (module doc).
+    `workers` may be fractional: a pool's capacity in workers' time."""
+    if not workers > 0:
         raise ValueError("the pool needs a worker")
     capacity = headroom * workers
     fps = {x.name: x.fps for x in loads}
+    beyond = {x.name: min(opts[x.name], key=lambda o, f=x.fps: (f * o.own_s, o.demand(f),
+                                                                o.latency_s))
+              for x in loads if not any(o.keeps_up(x.fps) for o in opts[x.name])}
+    if beyond:  # no plan keeps up with these cameras: their fastest, the rest share what is left
+        return _past_themselves(loads, opts, workers, headroom, beyond)
 
     def pick(bound: float) -> dict[str, Option] | None:
         out = {}
@@ -179,7 +190,29 @@ def share(loads: list[EdgeLoad], opts: Mapping[str, list[Option]], workers: int,
     return SharedPlan(choice, max(o.latency_s for o in choice.values()) if choice else 0.0,
                       demand(choice), capacity, False,
                       f"shared pool: worst edge {worst * 1e3:.1f} ms at "
-                      f"{demand(choice) / max(workers, 1):.0%} of {workers} worker(s)")
+                      f"{demand(choice) / workers:.0%} of {workers:g} worker(s)")
+
+
+def _past_themselves(loads: list[EdgeLoad], opts: Mapping[str, list[Option]], workers: float,
+                     headroom: float, beyond: dict[str, Option]) -> SharedPlan:
+    """Edges no plan keeps up with (their own stages too slow for their cameras, pool or not)
+    get their fastest plan; the others share what the pool has left."""
+    fps = {x.name: x.fps for x in loads}
+    left = headroom * workers - sum(o.demand(fps[n]) for n, o in beyond.items())
+    rest = [x for x in loads if x.name not in beyond]
+    choice = dict(beyond)
+    why = f"edge(s) {', '.join(sorted(beyond)[:5])} cannot keep up whatever the plan: their fastest"
+    if rest and left > 0:
+        sub = share(rest, opts, left / headroom, headroom)
+        choice.update(sub.choice)
+        why += f"; the others: {sub.reason}"
+    elif rest:
+        choice.update({x.name: min(opts[x.name], key=lambda o, f=x.fps: (o.demand(f), o.latency_s))
+                       for x in rest})
+        why += "; they fill the pool, the others ask it least"
+    return SharedPlan(choice, max(o.latency_s for o in choice.values()),
+                      sum(o.demand(fps[n]) for n, o in choice.items()), headroom * workers, True,
+                      "overloaded: " + why)
 
 
 def least_overload(loads: list[EdgeLoad], opts: Mapping[str, list[Option]], capacity: float
@@ -244,7 +277,7 @@ def independent(loads: list[EdgeLoad], solvers: Mapping[str, CutSolver] | None =
     return out
 
 
-def brute_force(loads: list[EdgeLoad], opts: Mapping[str, list[Option]], workers: int,
+def brute_force(loads: list[EdgeLoad], opts: Mapping[str, list[Option]], workers: float,
                 headroom: float = HEADROOM) -> float:
     """The least worst latency over every combination of the edges' options (small only);
     inf when none fits."""
