@@ -15,6 +15,7 @@ from tests.system import System, assert_exact, metric, read_lines, shared_cache_
 
 pytestmark = pytest.mark.timeout(600)
 
+FRAMES = 90  # 7.5 s a camera: time for the planner to see them all and share
 UPLINKS = {"cam-fiber": "1gbit", "cam-4g": "4g", "cam-cat1": "cat1"}
 
 
@@ -44,7 +45,7 @@ def test_three_edges_on_three_uplinks_get_their_own_plans(system: System, refere
         assert_exact(lines[name], reference, 12)
     planner = system.log("planner")
     for name in UPLINKS:
-        assert f" for {name}: " in planner  # a plan of its own
+        assert f" for {name}, " in planner  # a plan of its own
     last = {name: sorted(ls, key=lambda x: x["frame_id"])[-1] for name, ls in lines.items()}
     assert last["cam-fiber"]["worker"].startswith("worker-")  # fast link: the pool computes
     assert last["cam-cat1"]["worker"] == "edge"  # a trickle of a link: all on the camera
@@ -61,16 +62,16 @@ def test_edges_that_together_overload_the_pool_share_it(system: System, referenc
     at this rate ask more of the one worker than it has: the planner chooses their plans
     together ("shared"), and still every frame is exact."""
     names = ["cam-a", "cam-b", "cam-c"]
-    edges = {name: system.start_edge(name, frames=40, fps=12, extra=[
+    edges = {name: system.start_edge(name, frames=FRAMES, fps=12, extra=[
         "--name", name, "--uplink", "1gbit", "--metrics-port", "0", "--queue", "256",
         "--edge-slowdown", "1"]) for name in names}
     for name, (proc, _) in edges.items():
         proc.wait(400)
         assert proc.returncode == 0, system.log(name)[-3000:]
     for _, out in edges.values():
-        assert_exact(read_lines(out), reference, 40)
+        assert_exact(read_lines(out), reference, FRAMES)
     planner = system.log("planner")
     assert "choosing their plans together" in planner, planner[-3000:]
-    assert ": shared, " in planner
+    assert ": shared for cam-" in planner
     used = {x["algorithm"] for _, out in edges.values() for x in read_lines(out)}
     assert "shared" in used

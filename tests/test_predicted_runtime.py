@@ -30,16 +30,16 @@ def test_planned_on_a_prediction_until_measured(tmp_path_factory: pytest.TempPat
         # (a tiny model is measured in under a second, before the socket is even up: with
         # few passes the prediction would never need to be sent)
         lines = s.stream("edge-predicted", frames=8, fps=2,
-                         extra=[*extra, "--threads", "2", *slow])
+                         extra=[*extra, "--threads", "2", *slow, "--name", "cam"])
         assert len(lines) == 8 and not any(x["dropped"] for x in lines)
         deadline = time.monotonic() + 60
-        while "the edge measured its profile" not in s.log("planner"):
+        while "edge cam measured its profile" not in s.log("planner"):
             assert time.monotonic() < deadline, s.log("planner")[-3000:]
             time.sleep(0.2)
         planner = s.log("planner")
         text = s.scrape(s.ports.metrics_base + 1)
     assert "worker worker-0 has not profiled yet: planning with its predicted profile" in planner
     assert "worker worker-0 measured its profile: it replaces the predicted one" in planner
-    assert "the edge has not profiled yet" in planner
+    assert "edge cam has not profiled yet" in planner
     assert metric(text, "dads_profiles_predicted", side="cloud") == 0
     assert metric(text, "dads_profiles_predicted", side="edge") == 0

@@ -428,9 +428,9 @@ class Planner(Service):
                                                 self.args.threshold))):
             slot.plan = self.book.issue(cand, time.time())
             self.metrics.plan_changes.inc()
-            log.info("plan %d for %s: %s, %d/%d nodes on the edge, %d tensor(s) (%d B) cross; "
+            log.info("plan %d: %s for %s, %d/%d nodes on the edge, %d tensor(s) (%d B) cross; "
                      "bandwidth %s, %.2f fps, %d worker(s); predicted latency %.1f ms, %.2f fps; "
-                     "%s", slot.plan.plan_id, clip(slot.name, 64), slot.plan.algorithm,
+                     "%s", slot.plan.plan_id, slot.plan.algorithm, clip(slot.name, 64),
                      len(slot.plan.edge_nodes), len(g), len(slot.plan.transfer),
                      slot.plan.transfer_bytes, format_bandwidth(bw), fps, k,
                      slot.plan.predicted.latency_s * 1e3, slot.plan.predicted.throughput_fps,
@@ -500,9 +500,9 @@ class Planner(Service):
                 or best.latency_s < current.latency_s * (1 - self.args.threshold)):
             slot.plan = self.book.issue(cand, time.time())
             self.metrics.plan_changes.inc()
-            log.info("plan %d for %s: %s over %s, nodes per tier %s, bytes per link %s; links %s; "
-                     "predicted latency %.1f ms", slot.plan.plan_id, clip(slot.name, 64),
-                     algorithm, "->".join(self.tiers),
+            log.info("plan %d: %s over %s for %s, nodes per tier %s, bytes per link %s; links %s; "
+                     "predicted latency %.1f ms", slot.plan.plan_id, algorithm,
+                     "->".join(self.tiers), clip(slot.name, 64),
                      [len(best.nodes_on(t)) for t in range(len(self.tiers))],
                      list(best.link_bytes), ", ".join(format_bandwidth(b)
                                                       for b in problem.bandwidths_bps),
