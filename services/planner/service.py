@@ -74,6 +74,7 @@ SENDERS: dict[type, tuple[str, ...]] = {
 }
 MAX_WORKERS = 4096  # cloud profiles kept at most (one per worker name; expired ones pruned)
 MAX_EDGES = 256  # edges planned for at most (the longest silent makes room)
+MAX_EDGE_NAME = 128
 LEAVE_SHARED = 0.7  # joint plans end when the edges' own plans would use less of the pool
 
 
@@ -125,6 +126,9 @@ class Planner(Service):
         """The edge's slot, made on first word from it; the longest silent goes when full."""
         slot = self.edges.get(name)
         if slot is None:
+            if not name or len(name) > MAX_EDGE_NAME:  # a key in a dict and a metric label
+                raise DadsError(f"an edge name is 1 to {MAX_EDGE_NAME} characters, not "
+                                f"{len(name)}")
             while len(self.edges) >= MAX_EDGES:
                 self._forget(min(self.edges.values(), key=lambda e: e.seen).name, "make room")
             calibration = Calibration() if self.args.calibrate else Calibration(min_samples=10**9)
