@@ -26,6 +26,7 @@ PARTS: list[tuple[str, list[str]]] = [
     ("edgent", []),
     ("tiers", []),
     ("many_edges", []),
+    ("edges_load", []),
     ("predictors", []),
     ("quality", []),
     ("transport", []),
