@@ -64,15 +64,21 @@ def test_the_price_sweep_never_beats_the_optimum_and_idles_into_dsl(fleet) -> No
                             rel_tol=1e-9, abs_tol=1e-12)
 
 
-def test_a_busy_pool_moves_work_back_to_the_edges() -> None:
-    """Three edges, one model: alone each would send everything to the pool (DSL), together
-    they would need more than it has, so the shared plan keeps part of the work on them."""
+def three_nodes() -> nx.DiGraph:
+    """x -> a -> b: a cheap conv that shrinks the frame, then a heavier head."""
     g = nx.DiGraph(model="m", fingerprint="f" * 32, inputs=["x"])
     g.add_node("x", op="in", edge_time_s=0.0, cloud_time_s=0.0, output_bytes=1000)
     g.add_node("a", op="conv", edge_time_s=0.02, cloud_time_s=0.01, output_bytes=100)
     g.add_node("b", op="fc", edge_time_s=0.05, cloud_time_s=0.05, output_bytes=10)
     g.add_edge("x", "a")
     g.add_edge("a", "b")
+    return g
+
+
+def test_a_busy_pool_moves_work_back_to_the_edges() -> None:
+    """Three edges, one model: alone each would send everything to the pool (DSL), together
+    they would need more than it has, so the shared plan keeps part of the work on them."""
+    g = three_nodes()
     loads = [pool.EdgeLoad(f"cam{i}", g, bw, 8.0) for i, bw in enumerate((1e8, 1e7, 1e6))]
     alone = pool.independent(loads)
     assert sum(o.demand(8.0) for o in alone.values()) > pool.HEADROOM * 1  # 1.44 > 0.9
@@ -109,12 +115,7 @@ def test_an_overloaded_fleet_gets_the_least_overload(fleet) -> None:
 def test_an_edge_no_plan_keeps_up_with_does_not_sink_the_others() -> None:
     """A camera too fast for its own device and link, whatever the plan, gets its fastest
     plan; the others share what the pool has left, as they would without it."""
-    g = nx.DiGraph(model="m", fingerprint="f" * 32, inputs=["x"])
-    g.add_node("x", op="in", edge_time_s=0.0, cloud_time_s=0.0, output_bytes=1000)
-    g.add_node("a", op="conv", edge_time_s=0.02, cloud_time_s=0.01, output_bytes=100)
-    g.add_node("b", op="fc", edge_time_s=0.05, cloud_time_s=0.05, output_bytes=10)
-    g.add_edge("x", "a")
-    g.add_edge("a", "b")
+    g = three_nodes()
     calm = [pool.EdgeLoad(f"cam{i}", g, bw, 8.0) for i, bw in enumerate((1e8, 1e7))]
     wild = pool.EdgeLoad("wild", g, 1e3, 100.0)  # 1 kbit/s at 100 fps: hopeless
     opts = {x.name: pool.options(g, x.bandwidth_bps) for x in [*calm, wild]}
