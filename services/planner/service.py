@@ -335,18 +335,18 @@ class Planner(Service):
         self._expire(time.monotonic())
         if self.tiers:
             for slot in list(self.edges.values()):
-                await self._tick_tiers(slot)
-            return
-        decided = []
-        for slot in list(self.edges.values()):
-            got = await self._decide(slot)
-            if got is not None:
-                decided.append(got)
-        if (len(decided) > 1 and self.pin_cut is None and self.pin_algorithm is None
-                and not self.args.independent):
-            decided = await self._share(decided)
-        for slot, g, bw, k, decision, cand, reason in decided:
-            self._issue(slot, g, bw, k, decision, cand, reason)
+                self._tick_tiers(slot)
+        else:
+            decided = []
+            for slot in list(self.edges.values()):
+                got = await self._decide(slot)
+                if got is not None:
+                    decided.append(got)
+            if (len(decided) > 1 and self.pin_cut is None and self.pin_algorithm is None
+                    and not self.args.independent):
+                decided = await self._share(decided)
+            for slot, g, bw, k, decision, cand, reason in decided:
+                self._issue(slot, g, bw, k, decision, cand, reason)
         if any(slot.plan is not None and slot.plan.created_at >= time.time() - self.args.tick
                for slot in self.edges.values()):
             await self._republish()
@@ -439,19 +439,24 @@ class Planner(Service):
                      slot.plan.transfer_bytes, format_bandwidth(bw), fps, k,
                      slot.plan.predicted.latency_s * 1e3, slot.plan.predicted.throughput_fps,
                      reason)
+        assert slot.plan is not None
+        current = _evaluate(g, slot.plan, bw, k)
+        self.metrics.load_factor.set(fps * current.bottleneck_s)
+        self._in_force(slot, current, str(decision.regime), bw, reason)
+
+    def _in_force(self, slot: EdgeSlot, predicted: partition.Prediction, regime: str, bw: float,
+                  reason: str) -> None:
+        """The edge's plan in force: its metrics, and its place in the republished set."""
         plan = slot.plan
         assert plan is not None
-        current = _evaluate(g, plan, bw, k)
         self.metrics.plan_id.set(plan.plan_id)
         self.metrics.plan.info({"plan_id": str(plan.plan_id), "algorithm": plan.algorithm,
-                                "regime": str(decision.regime)})
-        for stage, value in (("edge", current.edge_s), ("transfer", current.transfer_s),
-                             ("cloud", current.cloud_s)):
+                                "regime": regime})
+        for stage, value in (("edge", predicted.edge_s), ("transfer", predicted.transfer_s),
+                             ("cloud", predicted.cloud_s)):
             self.metrics.predicted.labels(stage).set(value)
-        self.metrics.edge_latency.labels(slot.name).set(current.latency_s)
-        self.metrics.load_factor.set(fps * current.bottleneck_s)
-        self.book.publish(plan.key, PlanMsg(plan.to_json(), str(decision.regime), bw, reason),
-                          slot.name)
+        self.metrics.edge_latency.labels(slot.name).set(predicted.latency_s)
+        self.book.publish(plan.key, PlanMsg(plan.to_json(), regime, bw, reason), slot.name)
 
     def _tier_problem(self, slot: EdgeSlot, bw: float) -> tiers.TierProblem | None:
         """Today's placement problem for an edge: its times, each later tier's (its workers'
@@ -473,7 +478,7 @@ class Planner(Service):
         self.tier_wait = ""
         return tiers.TierProblem(slot.dag, self.tiers, tuple(times), (bw, *self.links_bps))
 
-    async def _tick_tiers(self, slot: EdgeSlot) -> None:
+    def _tick_tiers(self, slot: EdgeSlot) -> None:
         """Scission on the running system: the best placement over the tiers for this edge (or
         the pinned one), published when it beats the plan in force by the threshold."""
         bw = slot.planned_bps = self._bandwidth(slot, time.monotonic())
@@ -511,20 +516,10 @@ class Planner(Service):
                      list(best.link_bytes), ", ".join(format_bandwidth(b)
                                                       for b in problem.bandwidths_bps),
                      best.latency_s * 1e3)
-        plan = slot.plan
-        p = plan.predicted
         self.metrics.bandwidth.set(bw / 8.0)
         self.metrics.workers.set(k)
-        self.metrics.plan_id.set(plan.plan_id)
-        self.metrics.plan.info({"plan_id": str(plan.plan_id), "algorithm": plan.algorithm,
-                                "regime": "tiers"})
-        for stage, value in (("edge", p.edge_s), ("transfer", p.transfer_s), ("cloud", p.cloud_s)):
-            self.metrics.predicted.labels(stage).set(value)
-        self.metrics.edge_latency.labels(slot.name).set(p.latency_s)
-        self.book.publish(plan.key, PlanMsg(plan.to_json(), "tiers", bw,
-                                            f"placement over {'->'.join(self.tiers)}"), slot.name)
-        if plan.created_at >= time.time() - self.args.tick:
-            await self._republish()
+        self._in_force(slot, slot.plan.predicted, "tiers", bw,
+                       f"placement over {'->'.join(self.tiers)}")
 
     async def _republish(self) -> None:
         for msg in self.book.items():
