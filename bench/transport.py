@@ -133,6 +133,114 @@ def _minimal_broker(frontend: str, backend: str) -> None:
             back.send_multipart([w, *parts], copy=False)
 
 
+def _sync_socket(kind: int, endpoint: str, keys_dir: str, role: str,
+                 identity: bytes | None = None) -> Any:
+    """A plain (not asyncio) socket set up as the services' channels are (options, CURVE)."""
+    import zmq
+
+    from common.runtime.transport import Channel
+
+    return Channel.open(kind, endpoint, bind=False, identity=identity, ctx=zmq.Context.instance(),
+                        keys=_keys(keys_dir, role), server="broker").sock
+
+
+def _fast_worker(backend: str, name: str, keys_dir: str) -> None:
+    """A stand-in worker for the capacity run: a plain poll loop that reads only the request id
+    and answers a Result encoded once per id, so that the broker, not its workers, is what
+    saturates (a real worker validates everything and runs a model)."""
+    import msgpack
+    import zmq
+
+    from common.runtime.wire import Heartbeat, Kind, Ready, Result, encode
+
+    sock = _sync_socket(zmq.DEALER, backend, keys_dir, "worker", name.encode())
+    sock.send_multipart(encode(Ready(name, FINGERPRINT, "cpu")))
+    answers: dict[int, list[Any]] = {}
+    beat = time.monotonic()
+    request = bytes([Kind.REQUEST])
+    while True:
+        if sock.poll(200):
+            while sock.get(zmq.EVENTS) & zmq.POLLIN:
+                kind, header, *_ = sock.recv_multipart()
+                if kind == request:
+                    rid = msgpack.unpackb(header)["request_id"]
+                    reply = answers.get(rid)
+                    if reply is None:
+                        reply = answers[rid] = encode(Result(rid, rid, 1, name, (), (), 0.0))
+                    sock.send_multipart(reply)
+        if time.monotonic() - beat > 0.5:
+            beat = time.monotonic()
+            sock.send_multipart(encode(Heartbeat(name, time.time())))
+
+
+CAPACITY_WORKERS = 3  # enough that the broker, not a worker's turn-around, sets the pace
+CAPACITY_WINDOW = 256  # requests in flight from the one saturating edge
+
+
+def capacity(broker: str, seconds: float) -> dict[str, Any]:
+    """Saturate one broker ("plaintext", "CURVE" or "minimal") with 1 KiB requests from a plain
+    poll-loop edge (requests encoded once, `CAPACITY_WINDOW` in flight) and stand-in workers
+    (`_fast_worker`): requests/s and the broker's CPU per request (every thread) at saturation.
+
+    On this 2-core machine the edge and workers take CPU the broker could use, so the rate is a
+    floor of the broker's capacity; the CPU per request is the broker's own."""
+    import torch
+    import zmq
+
+    from common.runtime.tensorwire import to_frames
+    from common.runtime.wire import Request, encode
+    from services.up import Ports, free_base, security_env, start_service, stop_system
+
+    ports = Ports(free_base(4), free_base(2))
+    log_dir = Path(tempfile.mkdtemp(prefix="dads-capacity-"))
+    env = security_env(log_dir, insecure=broker != "CURVE")
+    keys_dir = env["DADS_KEYS"]
+    spawn = mp.get_context("spawn")
+    procs, helpers = {}, []
+    if broker == "minimal":
+        helpers.append(spawn.Process(target=_minimal_broker, args=(ports.frontend, ports.backend),
+                                     daemon=True))
+        helpers[-1].start()
+        pid = helpers[-1].pid
+    else:
+        procs["broker"] = start_service(
+            "broker", ["--frontend", ports.frontend, "--backend", ports.backend, "--planner", "",
+                       "--metrics-port", str(ports.metrics_base), "--max-queue",
+                       str(2 * CAPACITY_WINDOW)], log_dir / "broker.log", env=env)
+        pid = procs["broker"].pid
+    for i in range(CAPACITY_WORKERS):
+        helpers.append(spawn.Process(target=_fast_worker, args=(ports.backend, f"fast-{i}", keys_dir),
+                                     daemon=True))
+        helpers[-1].start()
+    sock = _sync_socket(zmq.DEALER, ports.frontend, keys_dir, "edge")
+    metas, frames = to_frames(["x"], [torch.zeros(256)])
+    requests = [encode(Request(i, i, 1, FINGERPRINT, metas, 0.0, 30.0), frames)
+                for i in range(CAPACITY_WINDOW)]
+    try:
+        sock.send_multipart(requests[0])  # the workers are up once this is answered
+        if not sock.poll(60_000):
+            raise RuntimeError(f"no answer through the {broker} broker")
+        sock.recv_multipart()
+        for r in requests:
+            sock.send_multipart(r)
+        answered, cpu0, t0 = 0, _cpu_seconds(pid), time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            if not sock.poll(5000):
+                raise RuntimeError(f"the {broker} broker stopped answering")
+            while sock.get(zmq.EVENTS) & zmq.POLLIN:
+                _, header = sock.recv_multipart()
+                answered += 1
+                sock.send_multipart(requests[answered % CAPACITY_WINDOW])
+        took, cpu = time.perf_counter() - t0, _cpu_seconds(pid) - cpu0
+    finally:
+        sock.close(linger=0)
+        for h in helpers:
+            h.terminate()
+            h.join(5)
+        stop_system(procs)
+    return {"broker": broker, "rate": answered / took, "cpu_s": cpu / answered}
+
+
 def _pickle_server(port: Any) -> None:
     """The reference peer's cloud side: length-prefixed pickles over a blocking TCP socket."""
     import pickle

@@ -7,10 +7,12 @@ set it exports on its own registry, and serves it with `serve()`; handlers only 
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 __all__ = ["LATENCY_BUCKETS", "LOOP_BEAT", "EdgeMetrics", "BrokerMetrics", "WorkerMetrics", "PlannerMetrics",
-           "serve"]
+           "Tally", "serve"]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                    30.0, 60.0)
@@ -162,6 +164,24 @@ class PlannerMetrics:
         self.errors = _errors(reg)
         self.loop_beat = _loop_beat(reg)
         self.auth_failures = _auth_failures(reg)
+
+
+class Tally:
+    """Counter increments held as plain ints on a hot path and added to their counters in one
+    go (`flush`, from the loop's tick or when it idles): a Prometheus counter's `inc` takes a
+    lock and a few Python calls, and the broker counts several things per message. A scrape sees
+    the counts as of the last flush (at most a tick, a second, behind)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[Any, int] = {}  # counter (a labelled child) -> increments held
+
+    def add(self, counter: Any, n: int = 1) -> None:
+        self.counts[counter] = self.counts.get(counter, 0) + n
+
+    def flush(self) -> None:
+        counts, self.counts = self.counts, {}
+        for counter, n in counts.items():
+            counter.inc(n)
 
 
 def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import threading
 import time
@@ -30,7 +29,7 @@ from typing import Any
 import zmq
 
 from common.runtime import config
-from common.runtime.metrics import BrokerMetrics
+from common.runtime.metrics import BrokerMetrics, Tally
 from common.runtime.security import Keys, from_options
 from common.runtime.service import Service, run_service, setup_logging, supervise
 from common.runtime.transport import Blocking, Envelope
@@ -48,6 +47,7 @@ from common.runtime.wire import (
     WireError,
     clip,
     encode,
+    replace,
 )
 from services.broker.state import Action, Answer, BrokerState, Dispatch, Forward
 
@@ -71,6 +71,7 @@ class Broker(Service):
         self.heartbeat_s = heartbeat_s
         self.state = BrokerState(liveness_s=liveness_s, max_queue=max_queue,
                                  dispatch_timeout_s=dispatch_timeout_s)
+        self.tally = Tally()  # counts per message, into the counters at each tick or idle loop
         requests = self.metrics.requests  # children looked up once, off the per-message path
         self._received, self._dispatched, self._answered, self._requeued = (
             requests.labels(e) for e in ("received", "dispatched", "answered", "requeued"))
@@ -115,7 +116,11 @@ class Broker(Service):
             if now >= next_tick:
                 self._tick(now)
                 next_tick = now + self.heartbeat_s
-            ready = dict(poller.poll(int(min(POLL_MS, max(0.0, next_tick - now) * 1e3))))
+            ready = dict(poller.poll(0 if self.tally.counts else
+                                     int(min(POLL_MS, max(0.0, next_tick - now) * 1e3))))
+            if not ready:  # a pause in the traffic: the counts go out now, then wait
+                self.tally.flush()
+                continue
             if self.back.sock in ready:  # answers first: they free workers for the requests
                 for parts in self.back.drain(BATCH):
                     self.deliver(self.back.ch, parts, back, refused=self._refused_worker)
@@ -128,7 +133,7 @@ class Broker(Service):
     def _on_request(self, env: Envelope) -> None:
         msg: Request = env.msg  # type: ignore[assignment]
         edge = self._edge_name(env)
-        self._received.inc()
+        self.tally.add(self._received)
         self._count(edge, "received")
         self._act(self.state.on_request(env.peer, msg.request_id, msg.deadline_s, env.raw,
                                          time.monotonic(), tag=edge))
@@ -144,7 +149,7 @@ class Broker(Service):
         child = self._per_edge.get((edge, event))
         if child is None:
             child = self._per_edge[(edge, event)] = self.metrics.edge_requests.labels(edge, event)
-        child.inc()
+        self.tally.add(child)
 
     def _on_probe(self, env: Envelope) -> None:
         msg: Probe = env.msg  # type: ignore[assignment]
@@ -191,11 +196,11 @@ class Broker(Service):
                 p = action.pending
                 parts = env.raw
                 if isinstance(msg, Result):  # stamp the time it waited here
-                    waited = dataclasses.replace(msg, queue_s=p.dispatched_at - p.received_at)
+                    waited = replace(msg, queue_s=p.dispatched_at - p.received_at)
                     parts = encode(waited, env.frames)
                 try:
                     self.front.send_raw(parts, to=action.edge)
-                    self._answered.inc()
+                    self.tally.add(self._answered)
                     self._count(p.tag, "answered")
                 except zmq.ZMQError:  # the edge is gone (or not reading): its retry will ask again
                     self._undeliverable.inc()
@@ -204,6 +209,7 @@ class Broker(Service):
 
     def _tick(self, now: float) -> None:
         self.metrics.loop_beat.set_to_current_time()
+        self.tally.flush()
         for worker in list(self.state.workers):
             with contextlib.suppress(zmq.ZMQError):  # gone: its liveness runs out below
                 self.back.send(Heartbeat("broker", time.time()), to=worker)
@@ -229,9 +235,9 @@ class Broker(Service):
                     if w is not None:
                         w.last_seen = float("-inf")
                     continue
-                self._dispatched.inc()
+                self.tally.add(self._dispatched)
                 if a.pending.attempts:
-                    self._requeued.inc()
+                    self.tally.add(self._requeued)
                 self.metrics.queue_wait.observe(a.pending.dispatched_at - a.pending.received_at)
             elif isinstance(a, Answer):
                 self.metrics.errors.labels(a.code).inc()
