@@ -222,14 +222,14 @@ class Blocking:
         batch = []
         sock = self.sock
         small = 3 if self.ch.routed else 2  # [id,] kind, header
-        while len(batch) < most and sock.get(_EVENTS) & _POLLIN:
+        while len(batch) < most and _get(sock, _EVENTS) & _POLLIN:
             frame = _recv(sock, _NOW, False, False)  # a Frame: its metadata names the sender
             parts = [frame]
             more = frame.more
             while more:  # a message arrives whole: the rest is there
                 if len(parts) < small:
                     parts.append(_recv(sock, _NOW, True, False))
-                    more = sock.get(_RCVMORE)
+                    more = _get(sock, _RCVMORE)
                 else:
                     frame = _recv(sock, _NOW, False, False)
                     parts.append(frame)
@@ -242,4 +242,4 @@ class Blocking:
 _NOW, _MORE_NOW = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE)
 _EVENTS, _POLLIN, _RCVMORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.RCVMORE)
 _COPY_BELOW = zmq.COPY_THRESHOLD
-_send, _recv = zmq.backend.Socket.send, zmq.backend.Socket.recv  # no Python-level wrapper
+_send, _recv, _get = zmq.backend.Socket.send, zmq.backend.Socket.recv, zmq.backend.Socket.get  # unwrapped

@@ -38,16 +38,15 @@ from common.runtime.wire import (
     ErrorCode,
     ErrorReply,
     Heartbeat,
+    Kind,
     Message,
     Probe,
     ProbeAck,
     Ready,
     Request,
-    Result,
     WireError,
     clip,
-    encode,
-    replace,
+    peek_reply,
 )
 from services.broker.state import Action, Answer, BrokerState, Dispatch, Forward
 
@@ -105,8 +104,7 @@ class Broker(Service):
 
     def _poll(self, halt: threading.Event) -> None:
         front = {Request: self._on_request, Probe: self._on_probe, Heartbeat: _ignore}
-        back = {Ready: self._on_ready, Result: self._on_reply, ErrorReply: self._on_reply,
-                Heartbeat: self._on_heartbeat}
+        back = {Ready: self._on_ready, Heartbeat: self._on_heartbeat}  # replies: `_relay`
         poller = zmq.Poller()
         poller.register(self.front.sock, zmq.POLLIN)
         poller.register(self.back.sock, zmq.POLLIN)
@@ -123,7 +121,8 @@ class Broker(Service):
                 continue
             if self.back.sock in ready:  # answers first: they free workers for the requests
                 for parts in self.back.drain(BATCH):
-                    self.deliver(self.back.ch, parts, back, refused=self._refused_worker)
+                    if not self._relay(parts):
+                        self.deliver(self.back.ch, parts, back, refused=self._refused_worker)
             if self.front.sock in ready:
                 for parts in self.front.drain(BATCH):
                     self.deliver(self.front.ch, parts, front, other=self._on_unexpected,
@@ -186,18 +185,23 @@ class Broker(Service):
             log.info("worker %r is back", worker)
             self._act(self.state.on_ready(worker, now))
 
-    def _on_reply(self, env: Envelope) -> None:
-        msg: Result | ErrorReply = env.msg  # type: ignore[assignment]
-        worker, _, now = self._seen(env)
-        if isinstance(msg, ErrorReply):
-            self.metrics.errors.labels(ErrorCode.label(msg.code)).inc()
-        for action in self.state.on_reply(worker, msg.request_id, now):
+    def _relay(self, parts: list[Any]) -> bool:
+        """A worker's reply, forwarded on its kind and request id (`wire.peek_reply`: the edge
+        validates it whole); False for anything else, which goes through `deliver`."""
+        reply = peek_reply(parts[1:3])
+        if reply is None:
+            return False
+        worker, now = parts[0].bytes, time.monotonic()
+        self.state.on_seen(worker, now)
+        if reply.kind is Kind.ERROR:
+            self.metrics.errors.labels(ErrorCode.label(reply.header.get("code"))).inc()
+        for action in self.state.on_reply(worker, reply.request_id, now):
             if isinstance(action, Forward):
                 p = action.pending
-                parts = env.raw
-                if isinstance(msg, Result):  # stamp the time it waited here
-                    waited = replace(msg, queue_s=p.dispatched_at - p.received_at)
-                    parts = encode(waited, env.frames)
+                parts = parts[1:]
+                if reply.kind is Kind.RESULT:  # stamp the time it waited here
+                    parts = [parts[0], reply.stamped(queue_s=p.dispatched_at - p.received_at),
+                             *parts[2:]]
                 try:
                     self.front.send_raw(parts, to=action.edge)
                     self.tally.add(self._answered)
@@ -206,6 +210,7 @@ class Broker(Service):
                     self._undeliverable.inc()
             else:
                 self._act([action])
+        return True
 
     def _tick(self, now: float) -> None:
         self.metrics.loop_beat.set_to_current_time()
