@@ -88,11 +88,12 @@ class PlannerRecorder(Recorder):
 
 
 def _gauges(text: str) -> dict[str, float]:
-    """The unlabelled samples of a /metrics page, by name (prometheus_client's own parser)."""
+    """The samples of a /metrics page that have no labels but `edge` (the story runs one
+    edge), by name (prometheus_client's own parser)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     return {sample.name: sample.value for family in text_string_to_metric_families(text)
-            for sample in family.samples if not sample.labels}
+            for sample in family.samples if set(sample.labels) <= {"edge"}}
 
 
 @dataclass

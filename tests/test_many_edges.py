@@ -54,7 +54,9 @@ def test_three_edges_on_three_uplinks_get_their_own_plans(system: System, refere
     # they stopped: each expires, and its plans are withdrawn
     wait_for(lambda: all(f"edge {name} silent for 6 s: expired" in system.log("planner")
                          for name in UPLINKS), 60, "the edges' expiry")
-    assert metric(system.scrape(system.ports.metrics_base + 1), "dads_edges") == 0
+    text = system.scrape(system.ports.metrics_base + 1)
+    assert metric(text, "dads_edges") == 0
+    assert 'edge="cam-' not in text  # every per-edge series went with its edge
 
 
 def test_edges_that_together_overload_the_pool_share_it(system: System, reference) -> None:

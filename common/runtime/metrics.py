@@ -7,6 +7,7 @@ set it exports on its own registry, and serves it with `serve()`; handlers only 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
@@ -126,7 +127,8 @@ class PlannerMetrics:
     def __init__(self) -> None:
         self.registry = reg = CollectorRegistry()
         self.bandwidth = Gauge("dads_bandwidth_estimate_bytes_per_second",
-                               "The planner's estimate of the uplink", registry=reg)
+                               "The planner's estimate of each edge's uplink", ["edge"],
+                               registry=reg)
         self.bandwidth_steps = Counter("dads_bandwidth_steps_total",
                                        "Steps of the uplink rate detected by the change test",
                                        registry=reg)
@@ -137,21 +139,23 @@ class PlannerMetrics:
         self.plan_id = Gauge("dads_plan_id", "Id of the plan in force", registry=reg)
         self.plan_changes = Counter("dads_plan_changes_total", "Plans published with a new id",
                                     registry=reg)
-        self.predicted = Gauge("dads_predicted_stage_seconds", "The plan's predicted stage times",
-                               ["stage"], registry=reg)
-        self.load_factor = Gauge("dads_load_factor",
-                                 "Arrival rate x the plan's slowest stage (>= 1: cannot keep up)",
-                                 registry=reg)
-        self.arrival_rate = Gauge("dads_arrival_frames_per_second", "Observed frame arrival rate",
-                                  registry=reg)
+        self.predicted = Gauge("dads_predicted_stage_seconds",
+                               "Each edge's plan, its predicted stage times", ["edge", "stage"],
+                               registry=reg)
+        self.load_factor = Gauge("dads_load_factor", "Each edge's arrival rate x its plan's "
+                                 "slowest stage (>= 1: cannot keep up)", ["edge"], registry=reg)
+        self.arrival_rate = Gauge("dads_arrival_frames_per_second",
+                                  "Each edge's observed frame arrival rate", ["edge"], registry=reg)
         self.workers = Gauge("dads_workers_ready", "Workers the plan is made for", registry=reg)
-        self.regime_heavy = Gauge("dads_regime_heavy", "1 under heavy load (DSH), 0 under light (DSL)",
+        self.regime_heavy = Gauge("dads_regime_heavy", "1 while an edge is under heavy load (DSH, "
+                                  "or the pool shared), 0 under light (DSL)", ["edge"],
                                   registry=reg)
         self.profiles_predicted = Gauge(
             "dads_profiles_predicted", "Profiles in use that are predicted from the model's "
             "shapes, not measured (side: edge or cloud)", ["side"], registry=reg)
-        self.calibration = Gauge("dads_calibration_ratio", "Measured / predicted stage time",
-                                 ["stage"], registry=reg)
+        self.calibration = Gauge("dads_calibration_ratio",
+                                 "Each edge's measured / predicted stage time", ["edge", "stage"],
+                                 registry=reg)
         self.edges = Gauge("dads_edges", "Edge agents planned for (silent ones expire)",
                            registry=reg)
         self.edge_latency = Gauge("dads_edge_predicted_latency_seconds",
@@ -164,6 +168,18 @@ class PlannerMetrics:
         self.errors = _errors(reg)
         self.loop_beat = _loop_beat(reg)
         self.auth_failures = _auth_failures(reg)
+
+    def forget_edge(self, edge: str) -> None:
+        """An expired edge's series go with it (the `edge` label stays bounded by the live
+        edges, at most the planner's cap)."""
+        for gauge in (self.bandwidth, self.load_factor, self.arrival_rate, self.regime_heavy,
+                      self.edge_latency):
+            with contextlib.suppress(KeyError):
+                gauge.remove(edge)
+        for gauge, stages in ((self.predicted, STAGES), (self.calibration, ("edge", "cloud"))):
+            for stage in stages:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(edge, stage)
 
 
 class Tally:

@@ -17,8 +17,8 @@ PANELS: list[tuple[str, list[tuple[str, str]], str]] = [
     ("Stage times (p50)", [
         ("{{stage}}", 'histogram_quantile(0.5, sum by (le, stage) (rate(dads_stage_seconds_bucket[1m])))'),
     ], "s"),
-    ("Predicted stage times", [("{{stage}}", "dads_predicted_stage_seconds")], "s"),
-    ("Bandwidth estimate", [("uplink", "dads_bandwidth_estimate_bytes_per_second * 8")], "bps"),
+    ("Predicted stage times", [("{{edge}} {{stage}}", "dads_predicted_stage_seconds")], "s"),
+    ("Bandwidth estimate", [("{{edge}}", "dads_bandwidth_estimate_bytes_per_second * 8")], "bps"),
     ("Current plan", [("{{algorithm}} / {{regime}}", "dads_plan_info{job=\"planner\"}"),
                       ("plan id", "dads_plan_id")], "none"),
     ("Plan changes", [("changes / 5m", "increase(dads_plan_changes_total{job=\"planner\"}[5m])")],
@@ -30,7 +30,7 @@ PANELS: list[tuple[str, list[tuple[str, str]], str]] = [
         ("{{kind}}", "sum by (kind) (rate(dads_errors_total[1m]))"),
     ], "none"),
     ("Queues", [("{{job}} {{queue}}", "dads_queue_depth"),
-                ("load factor", "dads_load_factor")], "none"),
+                ("load factor {{edge}}", "dads_load_factor")], "none"),
 ]
 
 

@@ -143,8 +143,7 @@ class Planner(Service):
             return
         log.info("edge %s %s: its plans are withdrawn", clip(name, 64), why)
         self.book.drop(name)
-        with contextlib.suppress(KeyError):
-            self.metrics.edge_latency.remove(name)
+        self.metrics.forget_edge(name)
         self.metrics.edges.set(len(self.edges))
 
     def _expire(self, now: float) -> None:
@@ -294,7 +293,7 @@ class Planner(Service):
         if pred.cloud_s and slot.plan.transfer:
             cal.observe("cloud", t.cloud_s, pred.cloud_s / c)
         for stage in ("edge", "cloud"):
-            self.metrics.calibration.labels(stage).set(cal.ratio[stage])
+            self.metrics.calibration.labels(slot.name, stage).set(cal.ratio[stage])
 
     # -- deciding --
     def _bandwidth(self, slot: EdgeSlot, now: float) -> float:
@@ -418,11 +417,12 @@ class Planner(Service):
         """Publish the edge's candidate when it beats the plan in force (or was pinned)."""
         cand = replace(cand, edge=slot.name)
         pinned, slot.repin = slot.repin, False
-        self.metrics.bandwidth.set(bw / 8.0)
+        self.metrics.bandwidth.labels(slot.name).set(bw / 8.0)
         fps = slot.telemetry.arrival_fps if slot.telemetry else 0.0
-        self.metrics.arrival_rate.set(fps)
+        self.metrics.arrival_rate.labels(slot.name).set(fps)
         self.metrics.workers.set(k)
-        self.metrics.regime_heavy.set(1 if decision.regime is Regime.HEAVY or self.shared else 0)
+        self.metrics.regime_heavy.labels(slot.name).set(
+            1 if decision.regime is Regime.HEAVY or self.shared else 0)
         now_shared = slot.plan is not None and slot.plan.algorithm == "shared"
         joint = cand.algorithm == "shared"  # the pool's choice: taken as it is, when it differs
         if (pinned or joint != now_shared
@@ -441,7 +441,7 @@ class Planner(Service):
                      reason)
         assert slot.plan is not None
         current = _evaluate(g, slot.plan, bw, k)
-        self.metrics.load_factor.set(fps * current.bottleneck_s)
+        self.metrics.load_factor.labels(slot.name).set(fps * current.bottleneck_s)
         self._in_force(slot, current, str(decision.regime), bw, reason)
 
     def _in_force(self, slot: EdgeSlot, predicted: partition.Prediction, regime: str, bw: float,
@@ -454,7 +454,7 @@ class Planner(Service):
                                 "regime": regime})
         for stage, value in (("edge", predicted.edge_s), ("transfer", predicted.transfer_s),
                              ("cloud", predicted.cloud_s)):
-            self.metrics.predicted.labels(stage).set(value)
+            self.metrics.predicted.labels(slot.name, stage).set(value)
         self.metrics.edge_latency.labels(slot.name).set(predicted.latency_s)
         self.book.publish(plan.key, PlanMsg(plan.to_json(), regime, bw, reason), slot.name)
 
@@ -516,7 +516,7 @@ class Planner(Service):
                      list(best.link_bytes), ", ".join(format_bandwidth(b)
                                                       for b in problem.bandwidths_bps),
                      best.latency_s * 1e3)
-        self.metrics.bandwidth.set(bw / 8.0)
+        self.metrics.bandwidth.labels(slot.name).set(bw / 8.0)
         self.metrics.workers.set(k)
         self._in_force(slot, slot.plan.predicted, "tiers", bw,
                        f"placement over {'->'.join(self.tiers)}")
