@@ -14,7 +14,11 @@ the host's published ports:
 4. while it streams, `--scale cloud_worker=3`, until the third worker has answered frames;
 5. checks: every frame answered and equal to the model run here (same seed, fp32, relative
    error <= 1e-5); Prometheus scrapes the broker, the planner, the edge and all 3 workers;
-6. teardown, on success or failure: both projects down with their volumes and networks,
+6. three tiers (deploy/three-tiers.yml): the planner again in tiers mode, an edge server (a third
+   project: its broker and a middle-tier worker, forwarding to the cloud's broker through its
+   published port), the device sending to the edge server; a placement with nodes on every tier
+   pinned as an operator would: every frame exact, the pinned ones through both tiers' workers;
+7. teardown, on success or failure: both projects down with their volumes and networks,
    dockerd stopped, iptables restored to what it was before, leftover bridges removed.
 
 Images and the wheelhouse stay in the cache folder (--cache) so a second run skips the builds;
@@ -46,8 +50,10 @@ MODEL = "googlenet"
 PORTS = {"DADS_FRONTEND_PORT": 15555, "DADS_PLAN_PORT": 15557, "DADS_TELEMETRY_PORT": 15558,
          "PROMETHEUS_PORT": 19090, "EDGE_METRICS_PORT": 19104}
 WHEELHOUSE_PORT = 38765
-CLOUD, EDGE = "dadscloud", "dadsedge"  # the two machines: two compose projects
-PROFILE = {CLOUD: "cloud", EDGE: "edge"}
+CLOUD, EDGE, MIDDLE = "dadscloud", "dadsedge", "dadsmiddle"  # machines: compose projects
+PROFILE = {CLOUD: "cloud", EDGE: "edge", MIDDLE: "edge-server"}
+THREE_TIERS = ROOT / "deploy/three-tiers.yml"
+EDGE_SERVER_PORT = 15565  # the edge server's broker, published
 T0 = time.monotonic()
 
 
@@ -338,19 +344,65 @@ def run(cache: Path) -> dict:
                            files=(override,), quiet=True)
             summary["edge_summary"] = next((line.split("| ", 1)[-1] for line in logs.splitlines()
                                             if "summary:" in line), "")
+            summary["three_tiers"] = three_tiers(cfg, work, keys, out)
         except BaseException:
-            for project in (CLOUD, EDGE):
+            for project in (CLOUD, MIDDLE, EDGE):
                 say(f"logs of {project} (last lines):")
                 print(compose(project, env, "logs", "--no-color", "--tail", "40", check=False,
                               quiet=True)[-8000:], file=sys.stderr)
             raise
         finally:
-            for project in (EDGE, CLOUD):
+            for project in (EDGE, MIDDLE, CLOUD):
                 compose(project, env, "down", "-v", "--remove-orphans",
                         "-t", "5", check=False, quiet=True)
             say("both projects down (containers, networks, volumes)")
     summary["seconds"] = round(time.monotonic() - T0, 1)
     return summary
+
+
+def three_tiers(cfg: dict[str, str], work: Path, keys: Path, out: Path) -> dict:
+    """Device -> edge server -> cloud with the three-tier overlay, on the running cloud."""
+    import networkx as nx
+
+    from common.model.graph import trace
+    from common.model.models import input_shape_for, load_served, synthetic_frame
+    from common.planning.dag import transfer
+    from services.testbed import pin_placement
+
+    tiers = (THREE_TIERS,)
+    cfg = {**cfg, "DADS_LINKS": "50mbit", "EDGE_SERVER_FRONTEND_PORT": str(EDGE_SERVER_PORT)}
+    compose(CLOUD, cfg, "up", "-d", "--no-deps", "planner", files=tiers)  # now over tiers
+    wait_healthy(CLOUD, cfg, ["planner"], 1, timeout=120)
+    compose(MIDDLE, cfg, "up", "-d", "edge_server_broker", "edge_server_worker", files=tiers)
+    wait_healthy(MIDDLE, cfg, ["edge_server_broker", "edge_server_worker"], 2, timeout=300)
+    override = work / "device.yml"
+    override.write_text(json.dumps({"services": {"edge_agent": {
+        "command": ["edge-agent", "--fps", "2", "--output", "/out/tiers.jsonl", "--want-output",
+                    "--deadline", "120", "--queue", "512"],
+        "volumes": [f"{out}:/out"]}}}))
+    compose(EDGE, cfg, "up", "-d", "--force-recreate", "edge_agent", files=(*tiers, override))
+    path = out / "tiers.jsonl"
+    _wait(lambda: any(line.get("algorithm") == "tiers" for line in results(path)), 300,
+          "a plan over tiers in force at the device")
+    # a placement with nodes on every tier and several tensors on each link, as an operator pins
+    graph = trace(load_served(MODEL).eval(), synthetic_frame(0, input_shape_for(MODEL)), MODEL)
+    order = list(nx.topological_sort(graph.dag))
+    wide = [i for i in range(1, len(order)) if len(transfer(graph.dag, set(order[:i]))) >= 2]
+    a, b = wide[len(wide) // 3], wide[2 * len(wide) // 3]
+    ports = {k: cfg[k] for k in ("DADS_PLAN_PORT", "DADS_TELEMETRY_PORT")}
+    plan = pin_placement(f"tcp://127.0.0.1:{ports['DADS_PLAN_PORT']}",
+                         f"tcp://127.0.0.1:{ports['DADS_TELEMETRY_PORT']}", str(keys),
+                         order[:a], [order[a:b]], timeout=120)
+    if plan is None:
+        raise RuntimeError("the planner published no plan for the pinned placement")
+    pinned = lambda: [x for x in results(path) if x["plan_id"] == plan["plan_id"]]  # noqa: E731
+    _wait(lambda: len(pinned()) >= 10, 300, "10 frames answered under the pinned placement")
+    compose(EDGE, cfg, "stop", "-t", "60", "edge_agent", files=(*tiers, override))
+    relayed = {x["worker"] for x in pinned()}
+    if not all(">" in w for w in relayed):  # the edge tier's worker > the cloud's
+        raise AssertionError(f"pinned frames not through both tiers' workers: {relayed}")
+    return {"frames": check_exact(results(path)), "pinned_frames": len(pinned()),
+            "link_bytes": plan["extra"]["link_bytes"], "workers": sorted(relayed)}
 
 
 def _workers(lines: list[dict]) -> set[str]:

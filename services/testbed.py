@@ -267,28 +267,14 @@ class ChainBed(_Bed):
         """Pin a placement at the planner (as an operator, on the planner's host); the plan it
         publishes for it (its JSON document)."""
         code = f"""
-import json, time, zmq
-from common.runtime.security import Keys, client_socket
-from common.runtime.wire import Control, PlanMsg, decode, encode
-keys, ctx = Keys.load({str(self.security["DADS_KEYS"])!r}, "operator"), zmq.Context.instance()
-sub = client_socket(ctx, zmq.SUB, "tcp://127.0.0.1:5557", keys, "planner")
-sub.setsockopt(zmq.SUBSCRIBE, b"")
-push = client_socket(ctx, zmq.PUSH, "tcp://127.0.0.1:5558", keys, "planner")
-want = {sorted(edge_nodes)!r}, {[sorted(t) for t in tier_nodes]!r}
-push.send_multipart(encode(Control(edge_nodes=tuple(want[0]),
-                                   tier_nodes=tuple(tuple(t) for t in want[1]))))
-deadline = time.monotonic() + {timeout}
-while time.monotonic() < deadline:
-    if sub.poll(500):
-        msg, _ = decode(sub.recv_multipart())
-        plan = msg.plan if isinstance(msg, PlanMsg) else {{}}
-        if (plan.get("edge_nodes"), plan.get("tier_nodes", [])) == want:
-            print(json.dumps(plan))
-            break
-push.close(linger=2000)
+import json
+from services.testbed import pin_placement
+print(json.dumps(pin_placement("tcp://127.0.0.1:5557", "tcp://127.0.0.1:5558",
+                               {str(self.security["DADS_KEYS"])!r}, {edge_nodes!r},
+                               {tier_nodes!r}, {timeout})))
 """
         out = self.python(len(self.ns) - 1, code, timeout=timeout + 10).strip()
-        if not out:
+        if not out or out == "null":
             raise TimeoutError(f"the planner published no plan for the pin; see "
                                f"{self.log_dir}/planner.log")
         return json.loads(out)
@@ -349,3 +335,33 @@ def main(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def pin_placement(plans: str, telemetry: str, keys_dir: str, edge_nodes: list[str],
+                  tier_nodes: list[list[str]], timeout: float = 60) -> dict | None:
+    """Pin a placement over tiers at a planner, as an operator (`Control.tier_nodes`), and wait
+    for the plan it publishes for it: its JSON document, or None if none came in `timeout` s."""
+    import zmq
+
+    from common.runtime.security import Keys, client_socket
+    from common.runtime.wire import Control, PlanMsg, decode, encode
+
+    keys, ctx = Keys.load(keys_dir, "operator"), zmq.Context.instance()
+    sub = client_socket(ctx, zmq.SUB, plans, keys, "planner")
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    push = client_socket(ctx, zmq.PUSH, telemetry, keys, "planner")
+    want = sorted(edge_nodes), [sorted(t) for t in tier_nodes]
+    try:
+        push.send_multipart(encode(Control(edge_nodes=tuple(want[0]),
+                                           tier_nodes=tuple(tuple(t) for t in want[1]))))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sub.poll(500):
+                msg, _ = decode(sub.recv_multipart())
+                plan = msg.plan if isinstance(msg, PlanMsg) else {}
+                if (plan.get("edge_nodes"), plan.get("tier_nodes", [])) == want:
+                    return plan
+        return None
+    finally:
+        push.close(linger=2000)
+        sub.close(linger=0)
