@@ -355,7 +355,7 @@ def run(cache: Path) -> dict:
             for project in (EDGE, MIDDLE, CLOUD):
                 compose(project, env, "down", "-v", "--remove-orphans",
                         "-t", "5", check=False, quiet=True)
-            say("both projects down (containers, networks, volumes)")
+            say("every project down (containers, networks, volumes)")
     summary["seconds"] = round(time.monotonic() - T0, 1)
     return summary
 

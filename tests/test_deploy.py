@@ -29,12 +29,27 @@ def test_compose_file_follows_the_compose_specification() -> None:
 
 def test_every_service_has_a_profile_and_dependencies_stay_inside_it() -> None:
     for name, svc in SERVICES.items():
-        assert svc.get("profiles") in (["cloud"], ["edge"]), name
+        assert svc.get("profiles") in (["cloud"], ["edge"], ["edge-server"]), name
         for dep in svc.get("depends_on", {}):
             assert SERVICES[dep]["profiles"] == svc["profiles"], (name, dep)
     cloud = {n for n, s in SERVICES.items() if s["profiles"] == ["cloud"]}
     assert {"broker", "planner", "cloud_worker", "prometheus"} <= cloud
     assert SERVICES["edge_agent"]["profiles"] == ["edge"]
+    middle = {n for n, s in SERVICES.items() if s["profiles"] == ["edge-server"]}
+    assert middle == {"edge_server_broker", "edge_server_worker"}
+
+
+def test_the_three_tier_overlay_changes_only_what_a_tier_needs() -> None:
+    """deploy/three-tiers.yml: the planner over three tiers, the device sending to the edge
+    server; the middle tier's worker forwards to the cloud's broker, its own broker beside it."""
+    overlay = yaml.safe_load((ROOT / "deploy/three-tiers.yml").read_text())["services"]
+    assert set(overlay) == {"planner", "edge_agent"}
+    assert overlay["planner"]["environment"]["DADS_TIERS"] == "device,edge,cloud"
+    assert "EDGE_SERVER_HOST" in overlay["edge_agent"]["environment"]["DADS_BROKER_HOST"]
+    worker = SERVICES["edge_server_worker"]["environment"]
+    assert worker["DADS_TIER"] == "edge" and worker["DADS_BROKER_HOST"] == "edge_server_broker"
+    assert "CLOUD_HOST" in worker["DADS_NEXT_BROKER"]
+    assert "container_name" not in SERVICES["edge_server_worker"]  # it scales
 
 
 def test_workers_scale() -> None:
