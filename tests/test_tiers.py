@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import networkx as nx
@@ -10,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.errors import CostGraphError
-from common.planning import partition, tiers
-from tests.strategies import bandwidths, cost_graphs
+from common.planning import costgraph, partition, tiers
+from tests.strategies import bandwidths, codec_graphs, cost_graphs
 from tests.test_partition import PROPS
 
 
@@ -169,3 +170,49 @@ def test_throughput_over_tiers_is_within_its_bound(p: tiers.TierProblem, k: int)
     assert b <= (2 * len(p.tiers) - 1) * best * (1 + 1e-7) + 1e-12
     assert all(got.tier_of[u] <= got.tier_of[w] for u, w in p.g.edges)
     assert all(got.tier_of[v] == t for v, t in p.pins.items())
+
+
+def brute_with_codecs(p: tiers.TierProblem) -> float:
+    """Independently of tiers.cost: every forward placement x every encoding of every tensor on
+    the first link (encoded on the first tier, decoded on the second, raw on later links)."""
+    g, nodes = p.g, list(nx.topological_sort(p.g))
+    best = math.inf
+    for combo in itertools.product(range(len(p.tiers)), repeat=len(nodes)):
+        tier_of = dict(zip(nodes, combo, strict=True))
+        if any(tier_of[u] > tier_of[w] for u, w in g.edges) or any(
+                tier_of[v] != 0 for v in g.graph["inputs"]):
+            continue
+        base = sum(p.times[t][v] for v, t in tier_of.items())
+        later, first = 0.0, []
+        for v in g:
+            last = max((tier_of[w] for w in g.successors(v)), default=tier_of[v])
+            for j in range(tier_of[v], last):
+                if j == 0:
+                    first.append([(g.nodes[v]["output_bytes"], 0.0, 0.0)] + [
+                        (c["bytes"], c["encode_s"], c["decode_s"])
+                        for c in g.nodes[v].get("codecs", []) if c["name"] in p.codecs])
+                else:
+                    later += g.nodes[v]["output_bytes"] * 8.0 / p.bandwidths_bps[j]
+        for enc in itertools.product(*first):
+            link0 = sum(b * 8.0 / p.bandwidths_bps[0] + e + d for b, e, d in enc)
+            best = min(best, base + later + link0)
+    return best
+
+
+@PROPS
+@given(codec_graphs(min_nodes=2, max_nodes=6), st.data())
+def test_codecs_on_the_first_link_are_chosen_with_the_placement(g: nx.DiGraph,
+                                                                data: st.DataObject) -> None:
+    """The layered min cut with each first-link tensor's best codec == brute force over
+    placements x codecs; codecs only ever on the first link, and none without a policy."""
+    t = st.floats(0.0, 0.02, allow_nan=False)
+    times = [{v: data.draw(t) for v in g} for _ in range(3)]
+    bws = [data.draw(bandwidths), data.draw(bandwidths)]
+    p = problem(g, times, bws, codecs=costgraph.codec_names(g))
+    got = tiers.solve(p)
+    assert math.isclose(got.latency_s, brute_with_codecs(p), rel_tol=1e-7, abs_tol=1e-12)
+    plan = tiers.to_plan(p, got)
+    assert set(got.codecs) <= set(plan.transfer)  # only what crosses the first link
+    assert {v for v, c in plan.codecs.items() if c != "raw"} == set(got.codecs)
+    raw = tiers.solve(problem(g, times, bws))
+    assert raw.codecs == {} and got.latency_s <= raw.latency_s * (1 + 1e-7) + 1e-12

@@ -15,7 +15,16 @@ layer): for every node v and link j a vertex (v, j), on the source side iff τ(v
 - per layer j, DSL's gadget: (v, j) → v'_j with bytes(v) / B_j, v'_j → (w, j) infinite for
   each consumer w: cut exactly when v is at or before tier j and some consumer after it.
 Every cut of finite value is therefore a valid placement and its value is L(τ), and every
-placement gives such a cut: the minimum cut is the optimal placement. With two tiers this is
+placement gives such a cut: the minimum cut is the optimal placement.
+
+**Codecs on the first link** (the device's uplink, where encoding pays): a tensor that crosses
+link 0 may cross in any codec the policy allows (`TierProblem.codecs`), paying its encode time
+on the first tier, its bytes on the link and its decode time on the next tier, which forwards
+it raw on any later link. In L(τ) each crossing tensor's codec appears in its own term only,
+so min over codecs of L(τ, κ) is L(τ) with bytes(v)/B_0 replaced by m(v) = min_k (enc_k +
+bytes_k/B_0 + dec_k): the layer-0 gadget's arc carries m(v), and the minimum cut is still the
+optimum over placements and codecs together (DSL's argument, `partition.dsl`; checked against
+brute force over placements x codecs). With two tiers this is
 DSL's graph exactly (`tests/test_tiers.py` checks both, and three tiers against brute force).
 Pins and exclusions are infinite arcs: a node pinned to tier t has s → (v, t) and
 (v, t-1) → t; an excluded tier makes its chain arc infinite for every node, a forbidden
@@ -41,10 +50,12 @@ import networkx as nx
 import numpy as np
 
 from common.errors import CostGraphError
-from common.planning import dag
+from common.planning import costgraph, dag
+from common.planning.costgraph import RAW, Encoding
 from common.planning.partition import Plan, Prediction
 
-__all__ = ["TierProblem", "Placement", "Limits", "cost", "solve", "iter_ranked", "ranked",
+__all__ = ["TierProblem", "Placement", "Limits", "first_link", "cost", "solve", "iter_ranked",
+           "ranked",
            "memory_bytes", "best_within", "brute_force", "to_plan", "placement_of",
            "bottleneck_s", "max_throughput", "brute_force_throughput"]
 
@@ -64,6 +75,7 @@ class TierProblem:
     pins: Mapping[str, int] = field(default_factory=dict)  # node -> tier index
     excluded: frozenset[int] = frozenset()
     forbidden: frozenset[tuple[str, int]] = frozenset()  # (node, tier) pairs it may not use
+    codecs: frozenset[str] = frozenset()  # codecs the first link may use (a policy's choice)
 
     def __post_init__(self) -> None:
         t = len(self.tiers)
@@ -84,8 +96,9 @@ class TierProblem:
 class Placement:
     tier_of: dict[str, int]
     latency_s: float
-    compute_s: tuple[float, ...]  # per tier
-    link_bytes: tuple[int, ...]  # per link
+    compute_s: tuple[float, ...]  # per tier (encoding on the first, decoding on the second)
+    link_bytes: tuple[int, ...]  # per link, as sent (encoded on the first)
+    codecs: dict[str, str] = field(default_factory=dict)  # node -> codec on the first link
 
     def nodes_on(self, tier: int) -> list[str]:
         return sorted(v for v, t in self.tier_of.items() if t == tier)
@@ -100,8 +113,16 @@ def _pinned(p: TierProblem) -> dict[str, int]:
     return pins
 
 
+def first_link(p: TierProblem, v: str) -> Encoding:
+    """How v's output crosses the first link: the quickest of raw and the codecs allowed, at
+    that link's rate (encoded on the first tier, decoded on the second)."""
+    spb = 8.0 / p.bandwidths_bps[0]
+    return min(costgraph.encodings(p.g, v, p.codecs), key=lambda e: e.seconds(spb))
+
+
 def cost(p: TierProblem, tier_of: Mapping[str, int]) -> Placement:
-    """L(τ) of a placement (checked: forward flow, pins, exclusions)."""
+    """L(τ) of a placement, each tensor on the first link in its best codec (checked: forward
+    flow, pins, exclusions)."""
     g = p.g
     for u, w in g.edges:
         if tier_of[u] > tier_of[w]:
@@ -110,12 +131,21 @@ def cost(p: TierProblem, tier_of: Mapping[str, int]) -> Placement:
     for v, t in tier_of.items():
         compute[t] += float(p.times[t][v])
     links = [0] * (len(p.tiers) - 1)
+    codecs: dict[str, str] = {}
     for v in g:
         last = max((tier_of[w] for w in g.successors(v)), default=tier_of[v])
         for j in range(tier_of[v], last):
-            links[j] += int(g.nodes[v]["output_bytes"])
+            if j == 0:
+                e = first_link(p, v)
+                links[0] += e.bytes
+                compute[0] += e.encode_s
+                compute[1] += e.decode_s
+                if e.name != RAW:
+                    codecs[v] = e.name
+            else:
+                links[j] += int(g.nodes[v]["output_bytes"])
     total = sum(compute) + sum(b * 8.0 / bw for b, bw in zip(links, p.bandwidths_bps, strict=True))
-    return Placement(dict(tier_of), total, tuple(compute), tuple(links))
+    return Placement(dict(tier_of), total, tuple(compute), tuple(links), codecs)
 
 
 def solve(p: TierProblem) -> Placement:
@@ -165,7 +195,8 @@ def solve(p: TierProblem) -> Placement:
         if not succ:
             continue
         for j in range(layers):
-            arc(vid[v, j], nxt, g.nodes[v]["output_bytes"] * 8.0 / p.bandwidths_bps[j])
+            arc(vid[v, j], nxt, first_link(p, v).seconds(8.0 / p.bandwidths_bps[0]) if j == 0
+                else g.nodes[v]["output_bytes"] * 8.0 / p.bandwidths_bps[j])
             for w in succ:
                 arc(nxt, vid[w, j], None)
             nxt += 1
@@ -297,6 +328,7 @@ def to_plan(p: TierProblem, placement: Placement, algorithm: str = "tiers",
     agent runs and sends, as in a two-tier plan), each middle tier's in `tier_nodes`.
     Throughput: the slowest of the tiers (the last shared by `workers`) and the links."""
     edge = frozenset(placement.nodes_on(0))
+    transfer = tuple(dag.transfer(p.g, edge))
     links_s = [b * 8.0 / bw for b, bw in zip(placement.link_bytes, p.bandwidths_bps, strict=True)]
     stages = [*placement.compute_s[:-1], placement.compute_s[-1] / max(1, workers), *links_s]
     slowest = max(stages, default=0.0)
@@ -304,12 +336,13 @@ def to_plan(p: TierProblem, placement: Placement, algorithm: str = "tiers",
         algorithm=algorithm,
         fingerprint=str(p.g.graph.get("fingerprint", "")),
         edge_nodes=tuple(sorted(edge)),
-        transfer=tuple(dag.transfer(p.g, edge)),
+        transfer=transfer,
         predicted=Prediction(placement.compute_s[0], sum(links_s), sum(placement.compute_s[1:]),
                              placement.latency_s, 1.0 / slowest if slowest > 0 else 0.0),
         bandwidth_bps=float(p.bandwidths_bps[0]),
         workers=workers,
         transfer_bytes=int(placement.link_bytes[0]),
+        codecs={v: placement.codecs.get(v, RAW) for v in transfer} if placement.codecs else {},
         tiers=tuple(p.tiers),
         tier_nodes=tuple(tuple(placement.nodes_on(t)) for t in range(1, len(p.tiers) - 1)),
         extra={"link_bytes": list(placement.link_bytes),

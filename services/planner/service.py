@@ -460,7 +460,8 @@ class Planner(Service):
 
     def _tier_problem(self, slot: EdgeSlot, bw: float) -> tiers.TierProblem | None:
         """Today's placement problem for an edge: its times, each later tier's (its workers'
-        profiles merged), the links' rates; None while a tier has no worker."""
+        profiles merged), the links' rates, the codecs its first link may use (the policy's, as
+        for two tiers); None while a tier has no worker."""
         if slot.dag is None or slot.profile is None:
             return None
         edge = slot.profile
@@ -476,7 +477,11 @@ class Planner(Service):
                 return None
             times.append(merge_cloud_profiles(mine).node_times_s)
         self.tier_wait = ""
-        return tiers.TierProblem(slot.dag, self.tiers, tuple(times), (bw, *self.links_bps))
+        graph = self._cost_graph(slot)  # its nodes' codecs, measured on the edge's frames
+        if graph is None:
+            return None
+        return tiers.TierProblem(graph[0], self.tiers, tuple(times), (bw, *self.links_bps),
+                                 codecs=slot.codecs)
 
     def _tick_tiers(self, slot: EdgeSlot) -> None:
         """Scission on the running system: the best placement over the tiers for this edge (or
@@ -509,12 +514,12 @@ class Planner(Service):
                 or best.latency_s < current.latency_s * (1 - self.args.threshold)):
             slot.plan = self.book.issue(cand, time.time())
             self.metrics.plan_changes.inc()
-            log.info("plan %d: %s over %s for %s, nodes per tier %s, bytes per link %s; links %s; "
-                     "predicted latency %.1f ms", slot.plan.plan_id, algorithm,
-                     "->".join(self.tiers), clip(slot.name, 64),
+            log.info("plan %d: %s over %s for %s, nodes per tier %s, bytes per link %s (first "
+                     "link: %s); links %s; predicted latency %.1f ms", slot.plan.plan_id,
+                     algorithm, "->".join(self.tiers), clip(slot.name, 64),
                      [len(best.nodes_on(t)) for t in range(len(self.tiers))],
-                     list(best.link_bytes), ", ".join(format_bandwidth(b)
-                                                      for b in problem.bandwidths_bps),
+                     list(best.link_bytes), ", ".join(sorted(set(best.codecs.values()))) or "raw",
+                     ", ".join(format_bandwidth(b) for b in problem.bandwidths_bps),
                      best.latency_s * 1e3)
         self.metrics.bandwidth.labels(slot.name).set(bw / 8.0)
         self.metrics.workers.set(k)
