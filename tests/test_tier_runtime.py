@@ -165,6 +165,25 @@ def test_codecs_on_the_first_link_stay_exact_through_three_tiers(tiers: ThreeTie
         tiers.control(bandwidth_bps=0.0)
 
 
+def test_heavy_load_over_tiers_spreads_the_model_over_both_workers(tiers: ThreeTiers,
+                                                                   reference) -> None:
+    """A camera faster than the latency placement's slowest stage (one worker computing all):
+    heavy load, and the throughput placement (`tiers_dsh`) shares the model between the edge
+    server's worker and the cloud's, a pipeline; every frame still exact."""
+    tiers.control_tiers((), ())  # no pin: the planner's own placements again
+    frames = 60
+    proc, out = tiers.start_edge("device-h", frames=frames, fps=20,
+                                 extra=["--queue", "256", "--edge-slowdown", "1"])
+    proc.wait(400)
+    assert proc.returncode == 0, tiers.log("device-h")[-3000:]
+    lines = read_lines(out)
+    assert_exact(lines, reference, frames)
+    heavy = [x for x in lines if x["algorithm"] == "tiers_dsh"]
+    assert heavy, tiers.log("planner")[-3000:]
+    assert any(x["worker"] == "worker-e>worker-c" for x in heavy)  # both tiers compute
+    assert "heavy load: the throughput placement" in tiers.log("planner")
+
+
 def test_each_tier_runs_its_stage_of_the_plan() -> None:
     """The stage each tier runs, from the plan alone (no tier of the plan: a clear error)."""
     from services.cloud_worker.service import stage_of

@@ -216,3 +216,49 @@ def test_codecs_on_the_first_link_are_chosen_with_the_placement(g: nx.DiGraph,
     assert {v for v, c in plan.codecs.items() if c != "raw"} == set(got.codecs)
     raw = tiers.solve(problem(g, times, bws))
     assert raw.codecs == {} and got.latency_s <= raw.latency_s * (1 + 1e-7) + 1e-12
+
+
+@PROPS
+@given(three_tier(), st.integers(1, 3))
+def test_the_load_regime_over_tiers_picks_latency_or_throughput(p: tiers.TierProblem,
+                                                                k: int) -> None:
+    """Light load: the latency placement. A camera faster than that placement's slowest stage
+    (heavy, after the dwell): the throughput placement, never a slower bottleneck; overloaded
+    only if even it cannot keep up, and then it says the rate it can."""
+    from common.planning.regime import Hysteresis, Regime, decide_tiers
+
+    try:
+        latency = tiers.solve(p)
+    except CostGraphError:
+        return
+    light, state = decide_tiers(p, 0.0, k)
+    assert light.regime is Regime.LIGHT and light.placement.tier_of == latency.tier_of
+    period = tiers.bottleneck_s(p, latency, k)
+    if period <= 1e-9:  # nothing to keep up with
+        return
+    fps = 2.0 / period  # twice what the latency placement keeps up with
+    cfg = Hysteresis(min_dwell_s=0.0)
+    heavy, state = decide_tiers(p, fps, k, state, now=1.0, cfg=cfg)
+    assert heavy.regime is Regime.HEAVY and state.regime is Regime.HEAVY
+    assert tiers.bottleneck_s(p, heavy.placement, k) <= period * (1 + 1e-9)
+    assert heavy.overloaded == (heavy.load_factor >= 1.0)
+    assert ("overloaded" in heavy.reason) == heavy.overloaded
+    back, state = decide_tiers(p, 0.0, k, state, now=2.0, cfg=cfg)  # the camera slows down
+    assert back.regime is Regime.LIGHT
+
+
+def test_throughput_over_equally_fast_tiers_is_a_pipeline() -> None:
+    """A chain on three equally fast tiers over fast links: the best period shares the chain
+    (scaled minimum cuts alone put it all on one tier: three times the period)."""
+    g = nx.DiGraph()
+    names = [f"n{i}" for i in range(7)]
+    for v in names:
+        g.add_node(v, output_bytes=1000)
+    g.add_edges_from(zip(names, names[1:], strict=False))
+    g.graph["inputs"] = ["n0"]
+    times = [{v: 0.0 if v == "n0" else 0.01 for v in names}] * 3
+    p = problem(g, times, [1e12, 1e12])
+    best = tiers.max_throughput(p)
+    assert math.isclose(tiers.bottleneck_s(p, best), tiers.brute_force_throughput(p), rel_tol=1e-6)
+    assert math.isclose(tiers.bottleneck_s(p, best), 0.02, rel_tol=1e-6)  # 2 + 2 + 2 nodes
+    assert all(best.compute_s)  # every tier computes

@@ -16,10 +16,11 @@ from enum import StrEnum
 
 import networkx as nx
 
-from common.planning import partition
+from common.planning import partition, tiers
 from common.planning.mincut import CutSolver
 
-__all__ = ["Regime", "Hysteresis", "RegimeState", "Decision", "next_regime", "decide"]
+__all__ = ["Regime", "Hysteresis", "RegimeState", "Decision", "TierDecision", "next_regime",
+           "decide", "decide_tiers"]
 
 
 class Regime(StrEnum):
@@ -120,3 +121,40 @@ def decide(
     else:
         reason = f"heavy load: DSH keeps up at {heavy_factor:.0%} of the frame interval"
     return Decision(state.regime, heavy, light, heavy_factor, overloaded, reason), state
+
+
+@dataclass(frozen=True)
+class TierDecision:
+    regime: Regime
+    placement: tiers.Placement  # the latency placement (light) or the throughput one (heavy)
+    load_factor: float  # Q · bottleneck of the placement chosen; >= 1: it cannot keep up
+    overloaded: bool
+    reason: str
+
+
+def decide_tiers(p: tiers.TierProblem, fps: float, workers: int = 1,
+                 state: RegimeState | None = None, now: float = 0.0, queue_depth: int = 0,
+                 cfg: Hysteresis | None = None) -> tuple[TierDecision, RegimeState]:
+    """Algorithm 3 over tiers: the latency placement (`tiers.solve`) while its slowest stage (a
+    tier, the last shared by `workers`, or a link) keeps up with the camera; under heavy load
+    (the same hysteresis) the throughput placement (`tiers.max_throughput`)."""
+    if not (math.isfinite(fps) and fps >= 0):
+        raise ValueError(f"frame rate must be finite and >= 0, got {fps!r}")
+    cfg = cfg or Hysteresis()
+    light = tiers.solve(p)
+    factor = fps * tiers.bottleneck_s(p, light, workers)
+    state = next_regime(state or RegimeState(), factor, queue_depth, now, cfg)
+    if state.regime is Regime.LIGHT:
+        return TierDecision(state.regime, light, factor, factor >= 1.0,
+                            f"light load: the slowest stage takes {factor:.0%} of the frame "
+                            "interval"), state
+    heavy = tiers.max_throughput(p, workers)
+    heavy_factor = fps * tiers.bottleneck_s(p, heavy, workers)
+    overloaded = heavy_factor >= 1.0
+    reason = (f"overloaded: even the throughput placement's slowest stage takes "
+              f"{heavy_factor:.0%} of the frame interval; lower the rate to "
+              f"{1.0 / tiers.bottleneck_s(p, heavy, workers):.3g} fps or add workers"
+              if overloaded else
+              f"heavy load: the throughput placement keeps up at {heavy_factor:.0%} of the frame "
+              "interval")
+    return TierDecision(state.regime, heavy, heavy_factor, overloaded, reason), state

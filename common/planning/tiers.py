@@ -57,7 +57,7 @@ from common.planning.partition import Plan, Prediction
 __all__ = ["TierProblem", "Placement", "Limits", "first_link", "cost", "solve", "iter_ranked",
            "ranked",
            "memory_bytes", "best_within", "brute_force", "to_plan", "placement_of",
-           "bottleneck_s", "max_throughput", "brute_force_throughput"]
+           "bottleneck_s", "chain_splits", "max_throughput", "brute_force_throughput"]
 
 _FINITE_TOTAL = 2.0**48
 _INF = 2.0**49
@@ -377,13 +377,67 @@ def _scaled(p: TierProblem, scales: tuple[float, ...]) -> TierProblem:
                                               for times, s in zip(p.times, scales, strict=True)))
 
 
+def chain_splits(p: TierProblem, workers: int = 1, count: int = 32) -> list[Placement]:
+    """Placements whose tiers are consecutive runs of one topological order (Neurosurgeon's
+    chain view of the DAG), the `count` of least bottleneck (two or three tiers; none beyond).
+
+    Why: scaling each tier's times uniformly, as `max_throughput`'s search does, cannot split
+    the model between two tiers that are equally fast (each scaled solve puts every node on the
+    cheaper one), yet that pipeline is what heavy load needs. Every split of the order is
+    scored at once from prefix sums (times, and the bytes crossing each boundary, raw), the
+    best are costed exactly (codecs, constraints) by `cost`."""
+    g, t = p.g, len(p.tiers)
+    if t > 3 or len(g) == 0:
+        return []
+    order = list(nx.topological_sort(g))
+    pos = {v: i for i, v in enumerate(order)}
+    n = len(order)
+    pre = [np.concatenate([[0.0], np.cumsum([float(p.times[j][v]) for v in order])])
+           for j in range(t)]
+    cross = np.zeros(n + 2)  # cross[i]: bytes produced before boundary i and read at or after it
+    for v in order:
+        last = max((pos[w] for w in g.successors(v)), default=pos[v])
+        if last > pos[v]:
+            cross[pos[v] + 1] += g.nodes[v]["output_bytes"]
+            cross[last + 1] -= g.nodes[v]["output_bytes"]
+    cross = np.cumsum(cross)[: n + 1]
+    first = 1 + max((pos[v] for v in g.graph.get("inputs", [])), default=-1)
+    k = max(1, workers)
+    a = np.arange(max(first, 0), n + 1)
+    if t == 2:
+        pairs = np.stack([a, a], axis=1)
+    else:
+        aa, bb = np.meshgrid(a, a, indexing="ij")
+        keep = bb >= aa
+        pairs = np.stack([aa[keep], bb[keep]], axis=1)
+    ia, ib = pairs[:, 0], pairs[:, 1]
+    stages = [pre[0][ia], cross[ia] * 8.0 / p.bandwidths_bps[0]]
+    if t == 3:
+        stages += [pre[1][ib] - pre[1][ia], cross[ib] * 8.0 / p.bandwidths_bps[1]]
+    stages.append((pre[t - 1][n] - pre[t - 1][ib]) / k)
+    period = np.max(np.stack(stages), axis=0)
+    pins = _pinned(p)
+    out = []
+    for i in np.argsort(period, kind="stable"):
+        cut_a, cut_b = int(ia[i]), int(ib[i])
+        tier_of = {v: 0 if pos[v] < cut_a else (1 if pos[v] < cut_b else t - 1) for v in order}
+        if any(tier_of[v] != tier for v, tier in pins.items()) or any(
+                tier in p.excluded or (v, tier) in p.forbidden for v, tier in tier_of.items()):
+            continue
+        out.append(cost(p, tier_of))
+        if len(out) >= count:
+            break
+    return out
+
+
 def max_throughput(p: TierProblem, workers: int = 1, grid: int = 7, span_log2: float = 6.0,
                    rounds: int = 4) -> Placement:
     """DSH over tiers: the placement with the smallest bottleneck (`bottleneck_s`) that scaled
     minimum cuts find. The seed is the latency solve with the last tier's times over `workers`:
     its sum of stages is minimal, and the bottleneck is at least the sum over the 2T - 1
     stages, so it is a (2T - 1)-approximation; the plain latency placement is a seed too, so
-    the result is never worse than it. Then coordinate search over each tier's scale (log2
+    the result is never worse than it, and so are the best splits of a topological order
+    (`chain_splits`: pipelines over equally fast tiers, which scaling cannot find). Then coordinate search over each tier's scale (log2
     grid, narrowed each round), every candidate judged unscaled; the best one found is
     returned (`tests/test_tiers.py` checks both bounds against brute force)."""
     t = len(p.tiers)
@@ -391,7 +445,7 @@ def max_throughput(p: TierProblem, workers: int = 1, grid: int = 7, span_log2: f
     def unscaled(scales: tuple[float, ...]) -> Placement:  # judged on the real times
         return cost(p, solve(_scaled(p, scales)).tier_of)
 
-    best = min((unscaled(tuple(base)), solve(p)),
+    best = min((unscaled(tuple(base)), solve(p), *chain_splits(p, workers)),
                key=lambda x: (bottleneck_s(p, x, workers), x.latency_s))
     logs = [0.0] * t
     span = span_log2

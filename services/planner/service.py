@@ -37,7 +37,14 @@ from common.planning import costgraph, dag, fidelity, partition, pool, tiers
 from common.planning.costgraph import describe_mismatch
 from common.planning.mincut import CutSolver
 from common.planning.profile import Profile
-from common.planning.regime import Hysteresis, Regime, RegimeState, decide, decide_exit
+from common.planning.regime import (
+    Hysteresis,
+    Regime,
+    RegimeState,
+    decide,
+    decide_exit,
+    decide_tiers,
+)
 from common.planning.units import format_bandwidth, parse_bandwidth, parse_duration
 from common.runtime import config
 from common.runtime.metrics import PlannerMetrics
@@ -228,7 +235,8 @@ class Planner(Service):
         for slot in self.edges.values():
             if msg.edge_nodes and slot.dag is not None and (not msg.edge or slot.name == msg.edge):
                 dag.check_cut(slot.dag, msg.edge_nodes)  # refuse it now, not at every tick
-        if msg.tier_nodes is not None and len(msg.tier_nodes) != max(0, len(self.tiers) - 2):
+        if (msg.tier_nodes is not None and msg.edge_nodes  # an empty cut unpins: no tiers needed
+                and len(msg.tier_nodes) != max(0, len(self.tiers) - 2)):
             raise ValueError(f"a placement over {len(self.tiers)} tiers pins the nodes of "
                              f"{max(0, len(self.tiers) - 2)} middle tier(s), not "
                              f"{len(msg.tier_nodes)} (planner --tiers)")
@@ -334,7 +342,7 @@ class Planner(Service):
         self._expire(time.monotonic())
         if self.tiers:
             for slot in list(self.edges.values()):
-                self._tick_tiers(slot)
+                await self._tick_tiers(slot)
         else:
             decided = []
             for slot in list(self.edges.values()):
@@ -483,21 +491,40 @@ class Planner(Service):
         return tiers.TierProblem(graph[0], self.tiers, tuple(times), (bw, *self.links_bps),
                                  codecs=slot.codecs)
 
-    def _tick_tiers(self, slot: EdgeSlot) -> None:
-        """Scission on the running system: the best placement over the tiers for this edge (or
-        the pinned one), published when it beats the plan in force by the threshold."""
+    async def _tick_tiers(self, slot: EdgeSlot) -> None:
+        """Scission on the running system: this edge's placement over the tiers for its load
+        (`regime.decide_tiers`: latency while the slowest stage keeps up, throughput under heavy
+        load; solved off the loop) or the pinned one, published when it beats the plan in force
+        by the threshold (in latency, or in its slowest stage under heavy load)."""
         bw = slot.planned_bps = self._bandwidth(slot, time.monotonic())
         problem = self._tier_problem(slot, bw)
         if problem is None:
             return
         k = max(1, sum(1 for w in self.clouds if self.tier_of.get(w) == self.tiers[-1]))
+        regime, reason = Regime.LIGHT, f"placement over {'->'.join(self.tiers)}"
         try:
             if self.pin_cut is not None:
                 pinned = partition.Plan("pinned", "", tuple(self.pin_cut), (), _NO_PREDICTION,
                                         bw, tier_nodes=self.pin_tiers or ())
                 best, algorithm = tiers.placement_of(problem, pinned), "pinned"
             else:
-                best, algorithm = tiers.solve(problem), "tiers"
+                if slot.solving is not None and not slot.solving.done():
+                    return  # the last solve is still running: not a second one
+                t, controls = slot.telemetry, self.controls
+                slot.solving = asyncio.get_running_loop().run_in_executor(
+                    None, decide_tiers, problem, t.arrival_fps if t else 0.0, k, slot.regime,
+                    time.monotonic(), t.queue_depth if t else 0, self.cfg)
+                decision, slot.regime = await asyncio.wait_for(asyncio.shield(slot.solving),
+                                                               self.args.solve_timeout)
+                if self.controls != controls:
+                    return  # solved for settings the operator has changed since
+                best, regime, reason = decision.placement, decision.regime, decision.reason
+                algorithm = "tiers" if regime is Regime.LIGHT else "tiers_dsh"
+        except TimeoutError:
+            log.error("planning took over %.0f s; the plan in force stays (--solve-timeout)",
+                      self.args.solve_timeout)
+            self.metrics.errors.labels("solve_timeout").inc()
+            return
         except (DadsError, ValueError) as exc:
             log.error("pin dropped: %s", exc)
             self.metrics.errors.labels("bad_input").inc()
@@ -509,22 +536,27 @@ class Planner(Service):
         if slot.plan is not None and slot.plan.tiers == self.tiers:
             with contextlib.suppress(DadsError, ValueError):
                 current = tiers.placement_of(problem, slot.plan)
+
+        def score(x: tiers.Placement) -> float:
+            return tiers.bottleneck_s(problem, x, k) if regime is Regime.HEAVY else x.latency_s
+
         if (repin or current is None or slot.plan is None
                 or slot.plan.fingerprint != cand.fingerprint
-                or best.latency_s < current.latency_s * (1 - self.args.threshold)):
+                or (slot.plan.algorithm != algorithm and best.tier_of != current.tier_of)
+                or score(best) < score(current) * (1 - self.args.threshold)):
             slot.plan = self.book.issue(cand, time.time())
             self.metrics.plan_changes.inc()
             log.info("plan %d: %s over %s for %s, nodes per tier %s, bytes per link %s (first "
-                     "link: %s); links %s; predicted latency %.1f ms", slot.plan.plan_id,
-                     algorithm, "->".join(self.tiers), clip(slot.name, 64),
+                     "link: %s); links %s; predicted latency %.1f ms, %.2f fps; %s",
+                     slot.plan.plan_id, algorithm, "->".join(self.tiers), clip(slot.name, 64),
                      [len(best.nodes_on(t)) for t in range(len(self.tiers))],
                      list(best.link_bytes), ", ".join(sorted(set(best.codecs.values()))) or "raw",
                      ", ".join(format_bandwidth(b) for b in problem.bandwidths_bps),
-                     best.latency_s * 1e3)
+                     best.latency_s * 1e3, cand.predicted.throughput_fps, reason)
         self.metrics.bandwidth.labels(slot.name).set(bw / 8.0)
         self.metrics.workers.set(k)
-        self._in_force(slot, slot.plan.predicted, "tiers", bw,
-                       f"placement over {'->'.join(self.tiers)}")
+        self.metrics.regime_heavy.labels(slot.name).set(1 if regime is Regime.HEAVY else 0)
+        self._in_force(slot, slot.plan.predicted, str(regime), bw, reason)
 
     async def _republish(self) -> None:
         for msg in self.book.items():
