@@ -15,7 +15,11 @@ layer): for every node v and link j a vertex (v, j), on the source side iff τ(v
 - per layer j, DSL's gadget: (v, j) → v'_j with bytes(v) / B_j, v'_j → (w, j) infinite for
   each consumer w: cut exactly when v is at or before tier j and some consumer after it.
 Every cut of finite value is therefore a valid placement and its value is L(τ), and every
-placement gives such a cut: the minimum cut is the optimal placement.
+placement gives such a cut: the minimum cut is the optimal placement. With two tiers this is
+DSL's graph exactly (`tests/test_tiers.py` checks both, and three tiers against brute force).
+Pins and exclusions are infinite arcs: a node pinned to tier t has s → (v, t) and
+(v, t-1) → t; an excluded tier makes its chain arc infinite for every node, a forbidden
+(node, tier) only that node's.
 
 **Codecs on the first link** (the device's uplink, where encoding pays): a tensor that crosses
 link 0 may cross in any codec the policy allows (`TierProblem.codecs`), paying its encode time
@@ -24,11 +28,7 @@ it raw on any later link. In L(τ) each crossing tensor's codec appears in its o
 so min over codecs of L(τ, κ) is L(τ) with bytes(v)/B_0 replaced by m(v) = min_k (enc_k +
 bytes_k/B_0 + dec_k): the layer-0 gadget's arc carries m(v), and the minimum cut is still the
 optimum over placements and codecs together (DSL's argument, `partition.dsl`; checked against
-brute force over placements x codecs). With two tiers this is
-DSL's graph exactly (`tests/test_tiers.py` checks both, and three tiers against brute force).
-Pins and exclusions are infinite arcs: a node pinned to tier t has s → (v, t) and
-(v, t-1) → t; an excluded tier makes its chain arc infinite for every node, a forbidden
-(node, tier) only that node's.
+brute force over placements x codecs).
 
 **Ranked placements** (`ranked`, Scission's ranked list, exact): Lawler's k-best scheme. The
 best placement τ* of a subproblem (its pins and forbidden pairs) splits the rest of it into n

@@ -466,6 +466,9 @@ def _fields(cls: type) -> tuple[_Field, ...]:
     once; and the class's defaults (`_DEFAULTS`)."""
     fields = _FIELDS.get(cls)
     if fields is None:
+        if hasattr(cls, "__post_init__") or hasattr(cls, "__slots__") or any(
+                f.default_factory is not dataclasses.MISSING for f in dataclasses.fields(cls)):
+            raise TypeError(f"{cls.__name__}: _build assumes plain fields and defaults")
         hints = typing.get_type_hints(cls)
         fields = _FIELDS[cls] = tuple(
             (f.name, _checker(hints[f.name]),
@@ -474,9 +477,6 @@ def _fields(cls: type) -> tuple[_Field, ...]:
             for f in dataclasses.fields(cls))
         _DEFAULTS[cls] = {f.name: f.default for f in dataclasses.fields(cls)
                           if f.default is not dataclasses.MISSING}
-        if hasattr(cls, "__post_init__") or hasattr(cls, "__slots__") or any(
-                f.default_factory is not dataclasses.MISSING for f in dataclasses.fields(cls)):
-            raise TypeError(f"{cls.__name__}: _build assumes plain fields and defaults")
     return fields
 
 
@@ -489,9 +489,9 @@ def _build(cls: type, header: Any, where: str = "") -> Any:
 
     The object is made without calling the frozen dataclass's `__init__` (which sets each
     field through `object.__setattr__`): every value has been checked against its field's hint
-    here, so the instance is what `__init__` would make, at a third of the cost on the broker's
-    path (bench.transport). A field whose value has exactly its hinted type (int, str, bool)
-    skips its checker; the error path names the field."""
+    here, so the instance is what `__init__` would make, for a fraction of its cost. A field
+    whose value has exactly its hinted type (int, str, bool) skips its checker; the error path
+    names the field. (Together: a 1 KiB Request decodes in 18 µs instead of 30 on this CPU.)"""
     if type(header) is not dict:
         raise WireError(ErrorCode.SCHEMA, f"{where or cls.__name__}: expected a map")
     fields = _FIELDS.get(cls) or _fields(cls)
@@ -610,7 +610,8 @@ def peek_reply(frames: Sequence[Any], limits: Limits = LIMITS) -> Reply | None:
     then goes through `decode`, and its errors are counted there).
 
     Why: the broker relays every reply to the edge that asked, and that edge `decode`s it whole;
-    checking it whole here as well cost the broker a fifth of its time per request. Workers are
+    decoding it whole here as well, and encoding it again to stamp `queue_s`, was about a fifth
+    of the broker's Python time per request (py-spy). Workers are
     authenticated peers, and nothing here turns a map into an array (no object hook: no
     msgpack-numpy, nothing unpickled), so what the broker reads of a reply is plain data."""
     if len(frames) < 2 or len(frames[0]) != 1:
