@@ -348,6 +348,7 @@ def cmd_tiers(args: argparse.Namespace) -> int:
     g = graph.dag.copy()
     for v, (_, feats) in node_features(graph).items():
         g.nodes[v]["param_bytes"] = int(feats["param_bytes"])
+    codecs = _tier_codecs(args, graph, g, here, [float(speedups.get(n, 1.0)) for n in names[:2]])
     index = {n: i for i, n in enumerate(names)}
 
     def tier(name: str) -> int:
@@ -364,7 +365,8 @@ def cmd_tiers(args: argparse.Namespace) -> int:
         memory_bytes={tier(t): _byte_count(b) for t, b in _pairs(args.memory, "--memory").items()},
         link_bytes={int(i): _byte_count(b) for i, b in _pairs(args.link_budget,
                                                               "--link-budget").items()})
-    problem = tiering.TierProblem(g, tuple(names), tuple(times), tuple(links), pins, excluded)
+    problem = tiering.TierProblem(g, tuple(names), tuple(times), tuple(links), pins, excluded,
+                                  codecs=codecs)
     if args.throughput:
         return _tiers_throughput(tiering, problem, limits, max(1, args.workers), args.json,
                                  graph.name)
@@ -378,13 +380,14 @@ def cmd_tiers(args: argparse.Namespace) -> int:
             break
     if not found:
         raise DadsError("no placement fits the limits (--memory, --link-budget)")
-    free = tiering.solve(tiering.TierProblem(g, tuple(names), tuple(times), tuple(links)))
+    free = tiering.solve(tiering.TierProblem(g, tuple(names), tuple(times), tuple(links),
+                                             codecs=codecs))
     binding = _binding(tiering, problem, limits, found[0], free)
     if args.json:
         json.dump({"tiers": names, "links_bps": links, "binding": binding, "placements": [
             {"rank": i + 1, "latency_s": p.latency_s, "compute_s": list(p.compute_s),
-             "link_bytes": list(p.link_bytes), "tiers": {n: p.nodes_on(i)
-                                                         for i, n in enumerate(names)}}
+             "link_bytes": list(p.link_bytes), "codecs": p.codecs,
+             "tiers": {n: p.nodes_on(i) for i, n in enumerate(names)}}
             for i, p in enumerate(found)]}, sys.stdout, indent=1)
         print()
         return 0
@@ -397,11 +400,42 @@ def cmd_tiers(args: argparse.Namespace) -> int:
         print(f"  {i:>4} {p.latency_s * 1e3:>7.2f} ms  "
               + "  ".join(f"{len(p.nodes_on(t)):>4} nodes" for t in range(len(names))) + "  "
               + "  ".join(f"{format_bytes(b):>14}" for b in p.link_bytes))
-    print("  (per tier: nodes placed there; per link: bytes a frame)")
+    print("  (per tier: nodes placed there; per link: bytes a frame"
+          + (f"; the first link's tensors in their best codec of: {', '.join(sorted(codecs))})"
+             if codecs else ")"))
+    if found[0].codecs:
+        used = sorted(set(found[0].codecs.values()))
+        print(f"  the best sends {len(found[0].codecs)} tensor(s) over {names[0]}->{names[1]} "
+              f"encoded: {', '.join(used)}")
     for i, name in enumerate(names):
         print(f"  best on {name}: {_share(found[0], i)}")
     print("  binding: " + ("; ".join(binding) if binding else "nothing (the unconstrained optimum)"))
     return 0
+
+
+def _tier_codecs(args: argparse.Namespace, graph, g, here, speedups: list[float]
+                 ) -> frozenset[str]:
+    """With --images: each node's codecs on the first link (sizes measured on those images,
+    encode time on the first tier and decode on the second: this machine's, scaled by
+    --tier-speedup), written into `g`; the ones the policy allows (--codecs, --fidelity)."""
+    if not args.images:
+        return frozenset()
+    from dataclasses import replace
+
+    from common.model import codecprofile
+    from common.planning import costgraph
+    from common.planning.profile import scaled
+
+    frames = _images(args.images, graph, args.codec_frames)
+    measured = replace(here, codecs=codecprofile.measure(graph, [(f,) for f in frames]))
+    print(f"note: codecs measured on {len(frames)} image(s) of {args.images}", file=sys.stderr)
+    costs = costgraph.build(graph.dag, scaled(measured, speedups[0]),
+                            scaled(measured, speedups[1]),
+                            _resolve_input_bytes(args.input_bytes, graph))
+    for v in g:
+        if costs.nodes[v].get("codecs"):
+            g.nodes[v]["codecs"] = costs.nodes[v]["codecs"]
+    return _codec_policy(args, g)
 
 
 def _tiers_throughput(tiering, problem, limits, workers: int, as_json: bool, name: str) -> int:

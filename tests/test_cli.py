@@ -230,3 +230,26 @@ def test_tiers_rank_placements_and_honour_constraints(tmp_path: Path,
     assert fast["bottleneck_s"] <= ranks[0]["latency_s"] + 1e-12  # a stage is at most the sum
     assert sorted(v for vs in fast["placement"].values() for v in vs) == sorted(
         v for vs in ranks[0]["tiers"].values() for v in vs)  # every node placed once
+
+
+def test_tiers_with_codecs_on_the_first_link(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--images: the first link's tensors may cross encoded (lossless by default: PNG frames,
+    zstd activations), never slower than raw; `--codecs none` plans raw as before."""
+    from tests.test_codec_runtime import smooth_images
+
+    images = smooth_images(tmp_path / "img", 4)
+    base = ["plan", TOY, "--input-shape", "1,3,32,32", "--tiers", "device,edge,cloud",
+            "--links", "20kbit,100mbit", "--tier-speedup", "device=0.0001", "--images",
+            str(images), "--top", "3", "--json"]
+    plans = {}
+    for policy in ("lossless", "none"):
+        assert main([*base, *(["--codecs", "none"] if policy == "none" else [])]) == 0
+        plans[policy] = json.loads(capsys.readouterr().out)["placements"][0]
+    assert plans["none"]["codecs"] == {}
+    assert set(plans["lossless"]["codecs"].values()) - {"raw"} <= {"png", "zstd"}
+    assert plans["lossless"]["codecs"]  # a slow device, a 20 kbit/s uplink: the frame crosses encoded
+    assert plans["lossless"]["latency_s"] < plans["none"]["latency_s"]
+    assert plans["lossless"]["link_bytes"][0] < plans["none"]["link_bytes"][0]
+    assert main(base[:-1]) == 0
+    assert "encoded: " in capsys.readouterr().out
