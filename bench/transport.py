@@ -31,11 +31,13 @@ loopback, on the benchmark's own data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing as mp
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,60 +198,44 @@ def capacity(broker: str, seconds: float, rtt_count: int = 500) -> dict[str, Any
 
     from common.runtime.tensorwire import to_frames
     from common.runtime.wire import Request, encode
-    from services.up import Ports, free_base, security_env, start_service, stop_system
 
-    ports = Ports(free_base(4), free_base(2))
-    log_dir = Path(tempfile.mkdtemp(prefix="dads-capacity-"))
-    env = security_env(log_dir, insecure=broker != "CURVE")
-    keys_dir = env["DADS_KEYS"]
-    spawn = mp.get_context("spawn")
-    procs, helpers = {}, []
-    if broker == "minimal":
-        helpers.append(spawn.Process(target=_minimal_broker, args=(ports.frontend, ports.backend),
-                                     daemon=True))
-        helpers[-1].start()
-        pid = helpers[-1].pid
-    else:
-        procs["broker"] = start_service(
-            "broker", ["--frontend", ports.frontend, "--backend", ports.backend, "--planner", "",
-                       "--metrics-port", str(ports.metrics_base), "--max-queue",
-                       str(2 * CAPACITY_WINDOW)], log_dir / "broker.log", env=env)
-        pid = procs["broker"].pid
-    for i in range(CAPACITY_WORKERS):
-        helpers.append(spawn.Process(target=_fast_worker, args=(ports.backend, f"fast-{i}", keys_dir),
-                                     daemon=True))
-        helpers[-1].start()
-    sock = _sync_socket(zmq.DEALER, ports.frontend, keys_dir, "edge")
-    metas, frames = to_frames(["x"], [torch.zeros(256)])
-    requests = [encode(Request(i, i, 1, FINGERPRINT, metas, 0.0, 30.0), frames)
-                for i in range(CAPACITY_WINDOW)]
-    try:
-        rtts = []
-        for i in range(rtt_count + 20):  # one at a time; the first answer: the workers are up
-            t0 = time.perf_counter()
-            sock.send_multipart(requests[i % CAPACITY_WINDOW])
-            if not sock.poll(60_000):
-                raise RuntimeError(f"no answer through the {broker} broker")
-            sock.recv_multipart()
-            if i >= 20:
-                rtts.append(time.perf_counter() - t0)
-        for r in requests:
-            sock.send_multipart(r)
-        answered, cpu0, t0 = 0, _cpu_seconds(pid), time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            if not sock.poll(5000):
-                raise RuntimeError(f"the {broker} broker stopped answering")
-            while sock.get(zmq.EVENTS) & zmq.POLLIN:
-                _, header = sock.recv_multipart()
-                answered += 1
-                sock.send_multipart(requests[answered % CAPACITY_WINDOW])
-        took, cpu = time.perf_counter() - t0, _cpu_seconds(pid) - cpu0
-    finally:
-        sock.close(linger=0)
-        for h in helpers:
-            h.terminate()
-            h.join(5)
-        stop_system(procs)
+    with _a_broker(broker, "dads-capacity-", ("--max-queue", str(2 * CAPACITY_WINDOW))) as (
+            ports, keys_dir, pid):
+        spawn = mp.get_context("spawn")
+        workers = [spawn.Process(target=_fast_worker, args=(ports.backend, f"fast-{i}", keys_dir),
+                                 daemon=True) for i in range(CAPACITY_WORKERS)]
+        for w in workers:
+            w.start()
+        sock = _sync_socket(zmq.DEALER, ports.frontend, keys_dir, "edge")
+        metas, frames = to_frames(["x"], [torch.zeros(256)])
+        requests = [encode(Request(i, i, 1, FINGERPRINT, metas, 0.0, 30.0), frames)
+                    for i in range(CAPACITY_WINDOW)]
+        try:
+            rtts = []
+            for i in range(rtt_count + 20):  # one at a time; the first answer: workers are up
+                t0 = time.perf_counter()
+                sock.send_multipart(requests[i % CAPACITY_WINDOW])
+                if not sock.poll(60_000):
+                    raise RuntimeError(f"no answer through the {broker} broker")
+                sock.recv_multipart()
+                if i >= 20:
+                    rtts.append(time.perf_counter() - t0)
+            for r in requests:
+                sock.send_multipart(r)
+            answered, cpu0, t0 = 0, _cpu_seconds(pid), time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                if not sock.poll(5000):
+                    raise RuntimeError(f"the {broker} broker stopped answering")
+                while sock.get(zmq.EVENTS) & zmq.POLLIN:
+                    sock.recv_multipart()
+                    answered += 1
+                    sock.send_multipart(requests[answered % CAPACITY_WINDOW])
+            took, cpu = time.perf_counter() - t0, _cpu_seconds(pid) - cpu0
+        finally:
+            sock.close(linger=0)
+            for w in workers:
+                w.terminate()
+                w.join(5)
     return {"broker": broker, "rate": answered / took, "cpu_s": cpu / answered,
             "rtt_med": statistics.median(rtts), "rtt_p99": _p99(rtts)}
 
@@ -383,29 +369,52 @@ def _p99(values: list[float]) -> float:
 BROKERS = ("plaintext", "CURVE", "minimal")  # the real broker twice, then the floor
 
 
+@contextlib.contextmanager
+def _a_broker(broker: str, prefix: str, args: tuple[str, ...] = ()
+              ) -> Iterator[tuple[Any, str, int]]:
+    """One broker to measure, stopped after: "plaintext" or "CURVE" (the real service, `args`
+    added; fresh keys for CURVE) or "minimal" (`_minimal_broker`); its ports, key directory
+    ("" without keys) and pid (the process whose CPU is the broker's)."""
+    from services.up import Ports, free_base, security_env, start_service, stop_system
+
+    ports = Ports(free_base(4), free_base(2))
+    log_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    env = security_env(log_dir, insecure=broker != "CURVE")
+    procs, floor = {}, None
+    if broker == "minimal":
+        floor = mp.get_context("spawn").Process(target=_minimal_broker,
+                                                args=(ports.frontend, ports.backend), daemon=True)
+        floor.start()
+        pid = floor.pid
+    else:
+        procs["broker"] = start_service(
+            "broker", ["--frontend", ports.frontend, "--backend", ports.backend, "--planner", "",
+                       "--metrics-port", str(ports.metrics_base), *args],
+            log_dir / "broker.log", env=env)
+        pid = procs["broker"].pid
+    try:
+        yield ports, env["DADS_KEYS"], pid
+    finally:
+        if floor is not None:
+            floor.terminate()
+            floor.join(5)
+        stop_system(procs)
+
+
 def run(quick: bool, window: int, broker: str, rtt_rows: list[dict[str, Any]]
         ) -> list[dict[str, Any]]:
     """Throughput and round trips through one broker: "plaintext" or "CURVE" (the real one, a
     service process), or "minimal" (`_minimal_broker`, plaintext)."""
-    from services.up import Ports, free_base, security_env, start_service, stop_system
+    with _a_broker(broker, "dads-transport-") as (ports, keys_dir, pid):
+        return _through(quick, window, broker, rtt_rows, ports, keys_dir, pid)
 
-    curve = broker == "CURVE"
-    ports = Ports(free_base(4), free_base(2))
-    log_dir = Path(tempfile.mkdtemp(prefix="dads-transport-"))
-    env = security_env(log_dir, insecure=not curve)
-    keys_dir = env["DADS_KEYS"]
-    spawn = mp.get_context("spawn")
-    procs, floor = {}, None
-    if broker == "minimal":
-        floor = spawn.Process(target=_minimal_broker, args=(ports.frontend, ports.backend),
-                              daemon=True)
-        floor.start()
-    else:
-        procs["broker"] = start_service(
-            "broker", ["--frontend", ports.frontend, "--backend", ports.backend, "--planner", "",
-                       "--metrics-port", str(ports.metrics_base)], log_dir / "broker.log", env=env)
-    worker = spawn.Process(target=_worker, args=(ports.backend, "bench-worker", keys_dir),
-                           daemon=True)
+
+def _through(quick: bool, window: int, broker: str, rtt_rows: list[dict[str, Any]], ports: Any,
+             keys_dir: str, pid: int) -> list[dict[str, Any]]:
+    """`run`'s measurements, with its broker up: an echo worker, then every size."""
+    worker = mp.get_context("spawn").Process(target=_worker,
+                                             args=(ports.backend, "bench-worker", keys_dir),
+                                             daemon=True)
     worker.start()
     rows = []
     try:
@@ -423,7 +432,6 @@ def run(quick: bool, window: int, broker: str, rtt_rows: list[dict[str, Any]]
                   f"{r['msgs']:.0f} msg/s, round trip {r['rtt_med'] * 1e6:.0f} us",
                   file=sys.stderr)
         count = 2000 if quick else 10000
-        pid = floor.pid if floor is not None else procs["broker"].pid
         cpu0 = _cpu_seconds(pid)
         took, _ = uvloop.run(_measure(ports.frontend, 1 << 10, count, MANY, keys_dir))
         cpu = (_cpu_seconds(pid) - cpu0) / count  # the broker's CPU (all threads) per request
@@ -438,10 +446,6 @@ def run(quick: bool, window: int, broker: str, rtt_rows: list[dict[str, Any]]
     finally:
         worker.terminate()
         worker.join(5)
-        if floor is not None:
-            floor.terminate()
-            floor.join(5)
-        stop_system(procs)
     return rows
 
 
