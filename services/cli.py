@@ -210,13 +210,7 @@ def _costs(args: argparse.Namespace):  # -> nx.DiGraph
     graph = _served(args) if args.images or _has_exits(args) else _trace(args)
     edge = Profile.load(args.edge_profile) if args.edge_profile else cached_profile(graph, "cpu")
     if args.images:
-        from dataclasses import replace
-
-        from common.model import codecprofile
-
-        frames = _images(args.images, graph, args.codec_frames)
-        edge = replace(edge, codecs=codecprofile.measure(graph, [(f,) for f in frames]))
-        print(f"note: codecs measured on {len(frames)} image(s) of {args.images}", file=sys.stderr)
+        edge = _with_codecs(args, graph, edge)
     if args.edge_slowdown != 1.0:
         edge = scaled(edge, 1.0 / args.edge_slowdown)
     if args.cloud_profile:
@@ -226,6 +220,18 @@ def _costs(args: argparse.Namespace):  # -> nx.DiGraph
         print(f"note: no --cloud-profile, the cloud is modelled as {args.cloud_speedup:g}x "
               "faster than this machine", file=sys.stderr)
     return costgraph.build(graph.dag, edge, cloud, _resolve_input_bytes(args.input_bytes, graph))
+
+
+def _with_codecs(args: argparse.Namespace, graph, profile):  # -> Profile
+    """`profile` with each node's codecs measured on --images (sizes; encode and decode times
+    on this machine)."""
+    from dataclasses import replace
+
+    from common.model import codecprofile
+
+    frames = _images(args.images, graph, args.codec_frames)
+    print(f"note: codecs measured on {len(frames)} image(s) of {args.images}", file=sys.stderr)
+    return replace(profile, codecs=codecprofile.measure(graph, [(f,) for f in frames]))
 
 
 def _has_exits(args: argparse.Namespace) -> bool:
@@ -420,15 +426,10 @@ def _tier_codecs(args: argparse.Namespace, graph, g, here, speedups: list[float]
     --tier-speedup), written into `g`; the ones the policy allows (--codecs, --fidelity)."""
     if not args.images:
         return frozenset()
-    from dataclasses import replace
-
-    from common.model import codecprofile
     from common.planning import costgraph
     from common.planning.profile import scaled
 
-    frames = _images(args.images, graph, args.codec_frames)
-    measured = replace(here, codecs=codecprofile.measure(graph, [(f,) for f in frames]))
-    print(f"note: codecs measured on {len(frames)} image(s) of {args.images}", file=sys.stderr)
+    measured = _with_codecs(args, graph, here)
     costs = costgraph.build(graph.dag, scaled(measured, speedups[0]),
                             scaled(measured, speedups[1]),
                             _resolve_input_bytes(args.input_bytes, graph))
