@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -358,6 +358,22 @@ class Planner(Service):
                for slot in self.edges.values()):
             await self._republish()
 
+    async def _off_loop(self, slot: EdgeSlot, solve: Callable[..., Any], *args: Any) -> Any:
+        """`solve(*args)` in the executor, bounded by --solve-timeout, so the inbox and the
+        republishing go on while it runs; one at a time per edge. None while the edge's last
+        solve is still running (slow or stuck: not a second one) or after a timeout (logged,
+        counted; the plan in force stays)."""
+        if slot.solving is not None and not slot.solving.done():
+            return None
+        slot.solving = asyncio.get_running_loop().run_in_executor(None, solve, *args)
+        try:
+            return await asyncio.wait_for(asyncio.shield(slot.solving), self.args.solve_timeout)
+        except TimeoutError:
+            log.error("planning took over %.0f s; the plan in force stays (--solve-timeout)",
+                      self.args.solve_timeout)
+            self.metrics.errors.labels("solve_timeout").inc()
+            return None
+
     async def _decide(self, slot: EdgeSlot) -> tuple | None:
         """One edge's candidate plan this tick: its regime's (or the operator's pin)."""
         built = self._cost_graph(slot)
@@ -369,20 +385,13 @@ class Planner(Service):
         fps = t.arrival_fps if t else 0.0
         queue = t.queue_depth if t else 0
         k = self._workers()
-        if slot.solving is not None and not slot.solving.done():
-            return None  # the last solve is still running (slow or stuck): not a second one
         controls = self.controls  # an operator control during the solve makes its result stale
-        slot.solving = asyncio.get_running_loop().run_in_executor(
-            None, _solve, g, solver, bw, fps, k, queue, time.monotonic(), slot.regime, self.cfg,
+        solved = await self._off_loop(
+            slot, _solve, g, solver, bw, fps, k, queue, time.monotonic(), slot.regime, self.cfg,
             self.pin_cut, self.pin_algorithm, slot.codecs, self.latency_goal_s)
-        try:  # off the loop, bounded: the inbox and republishing go on while it runs
-            decision, slot.regime, cand, reason, pin_error = await asyncio.wait_for(
-                asyncio.shield(slot.solving), self.args.solve_timeout)
-        except TimeoutError:
-            log.error("planning took over %.0f s; the plan in force stays (--solve-timeout)",
-                      self.args.solve_timeout)
-            self.metrics.errors.labels("solve_timeout").inc()
+        if solved is None:
             return None
+        decision, slot.regime, cand, reason, pin_error = solved
         if self.controls != controls:
             return None  # solved for settings the operator has changed since: re-plan next tick
         if pin_error:  # e.g. a pinned cut of another model
@@ -508,23 +517,17 @@ class Planner(Service):
                                         bw, tier_nodes=self.pin_tiers or ())
                 best, algorithm = tiers.placement_of(problem, pinned), "pinned"
             else:
-                if slot.solving is not None and not slot.solving.done():
-                    return  # the last solve is still running: not a second one
                 t, controls = slot.telemetry, self.controls
-                slot.solving = asyncio.get_running_loop().run_in_executor(
-                    None, decide_tiers, problem, t.arrival_fps if t else 0.0, k, slot.regime,
+                solved = await self._off_loop(
+                    slot, decide_tiers, problem, t.arrival_fps if t else 0.0, k, slot.regime,
                     time.monotonic(), t.queue_depth if t else 0, self.cfg)
-                decision, slot.regime = await asyncio.wait_for(asyncio.shield(slot.solving),
-                                                               self.args.solve_timeout)
+                if solved is None:
+                    return
+                decision, slot.regime = solved
                 if self.controls != controls:
                     return  # solved for settings the operator has changed since
                 best, regime, reason = decision.placement, decision.regime, decision.reason
                 algorithm = "tiers" if regime is Regime.LIGHT else "tiers_dsh"
-        except TimeoutError:
-            log.error("planning took over %.0f s; the plan in force stays (--solve-timeout)",
-                      self.args.solve_timeout)
-            self.metrics.errors.labels("solve_timeout").inc()
-            return
         except (DadsError, ValueError) as exc:
             log.error("pin dropped: %s", exc)
             self.metrics.errors.labels("bad_input").inc()
