@@ -121,6 +121,15 @@ def test_planner_follows_the_uplink(bed: testbed.Testbed) -> None:
                 return abs(est - bps) <= 0.25 * bps and sends == crossing
 
             times[rate + str(phase)] = wait_for(settled, 180, f"planner at {rate}")
+            seen = len(read_lines(out))
+
+            def answered(crossing: bool = crossing, seen: int = seen) -> bool:
+                """A frame answered as this rate's plan says (in the pool or here), before the
+                rate changes again: the plan is followed, not only published."""
+                return any((x["worker"] != "edge") == crossing
+                           for x in read_lines(out)[seen:] if not x["dropped"])
+
+            wait_for(answered, 120, f"a frame answered as planned at {rate}")
             assert proc.poll() is None, log(bed, "edge-follow")[-3000:]
     finally:
         proc.send_signal(2)
