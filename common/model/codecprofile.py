@@ -13,6 +13,9 @@ larger than raw (the planner would never pick it).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import statistics
 import time
 from collections.abc import Collection, Sequence
@@ -24,9 +27,10 @@ from tqdm import tqdm
 
 from common.codec import codecs
 from common.model.graph import ModelGraph
+from common.planning.profile import DeviceInfo, cache_dir
 
-__all__ = ["crossing_candidates", "node_outputs", "measure", "corrected", "run_with_codec",
-           "probe_nodes", "fidelity"]
+__all__ = ["crossing_candidates", "node_outputs", "measure", "cached_measure", "corrected",
+           "run_with_codec", "probe_nodes", "fidelity"]
 
 Table = dict[str, dict[str, dict[str, Any]]]
 
@@ -97,6 +101,33 @@ def measure(graph: ModelGraph, frames: Sequence[Sequence[torch.Tensor]],
             "decode_s": statistics.median(r[2] for r in runs),
             "lossy": codecs.get(name).lossy,
         }
+    return table
+
+
+def cached_measure(graph: ModelGraph, frames: Sequence[Sequence[torch.Tensor]],
+                   device: DeviceInfo) -> Table:
+    """`measure` on these frames, cached like a profile: keyed by the model's fingerprint, the
+    device and a digest of the frames themselves, so the same model on the same source's first
+    frames (a synthetic source, a folder, a restarted edge) is measured once, and other
+    content is always measured anew (sizes depend on it)."""
+    digest = hashlib.sha256()
+    for inputs in frames:
+        for x in inputs:
+            digest.update(str((x.dtype, tuple(x.shape))).encode())
+            digest.update(x.detach().cpu().contiguous().numpy().tobytes())
+    safe = "".join(c if c.isalnum() or c in "_.-" else "_" for c in graph.name)
+    path = (cache_dir() / "codecs" /
+            f"{safe}-{graph.fingerprint}-{digest.hexdigest()[:16]}-{device.key}.json")
+    try:
+        return json.loads(path.read_text())["table"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not cached, or unreadable: measure
+    table = measure(graph, frames)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"measured_at": time.time(), "frames": len(frames),
+                               "device": device.key, "table": table}))
+    tmp.replace(path)  # atomic: edges sharing a cache never read half a file
     return table
 
 

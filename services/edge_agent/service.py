@@ -164,7 +164,8 @@ class EdgeAgent(Service):
         profile as the planner must see it: the emulated device's, if slower."""
         if frames:
             t0 = time.perf_counter()
-            table = codecprofile.measure(self.graph, [(f,) for f in frames])
+            table = codecprofile.cached_measure(self.graph, [(f,) for f in frames],
+                                                self.profile.device)
             self.profile = replace(self.profile, codecs=table)
             log.info("codecs measured on %d frame(s) in %.1f s: %d tensors can cross encoded",
                      len(frames), time.perf_counter() - t0, len(table))
