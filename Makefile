@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: test demo bench lint clean compose-test
+.PHONY: test test-long demo bench lint clean compose-test
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -12,8 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# the suite less the long tests, two test processes side by side (a module stays in one)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not long"
+
+# the long tests (real processes for a minute or more; the tc test bed needs root), one at a time
+test-long: $(STAMP)
+	$(BIN)/python -m pytest -q -m long
 
 demo: $(STAMP)
 	$(BIN)/dads up --story
@@ -26,7 +31,7 @@ compose-test: $(STAMP)
 	$(BIN)/python deploy/compose_test.py $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check common services tests bench
+	$(BIN)/ruff check common services cli launch tests bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -73,7 +73,7 @@ async def _edges(frontend: str, keys_dir: str, names: list[str], size: int, wind
 
 def run(n: int, size: int, window: int, seconds: float) -> dict[str, Any]:
     from common.runtime.security import add_key
-    from services.up import Ports, free_base, security_env, start_service, stop_system, wait_log
+    from launch.up import Ports, free_base, security_env, start_service, stop_system, wait_log
 
     log_dir = Path(tempfile.mkdtemp(prefix="dads-edges-load-"))
     env = security_env(log_dir)

@@ -31,9 +31,8 @@ from common.planning.units import parse_bandwidth
 from common.runtime import config
 from common.runtime.security import Keys, client_socket
 from common.runtime.wire import Control, PlanMsg, decode, encode
-from services import testbed
-from services.edge_agent.results import read_results
-from services.up import (
+from launch import testbed
+from launch.up import (
     Ports,
     free_base,
     security_env,
@@ -43,6 +42,7 @@ from services.up import (
     stop_system,
     wait_log,
 )
+from services.edge_agent.results import read_results
 
 LIGHT = ["--closed-loop", "--fps", "0", "--window", "1", "--queue", "1", "--deadline", "120"]
 HEAVY_FPS = 20.0

@@ -32,8 +32,8 @@ from bench.live import Live, hardware
 from common.planning.partition import Plan
 from common.planning.units import format_bandwidth, parse_bandwidth
 from common.runtime.wire import PlanMsg, WireError, decode
+from launch.story import Recorder
 from services.edge_agent.results import read_results
-from services.story import Recorder
 
 WARM_S = 25.0  # profiles, a first plan, the workers' parts built
 PHASE_S = 12.0

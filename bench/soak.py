@@ -37,7 +37,7 @@ def rss_mb(pid: int) -> float:
 
 
 def run(model: str, duration: float, fps: float, logs: Path) -> dict[str, Any]:
-    from services.up import (
+    from launch.up import (
         Ports,
         free_base,
         security_env,

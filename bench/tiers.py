@@ -88,8 +88,8 @@ def measured(data: dict[str, Any], model: str, speeds: tuple[float, float, float
     times the factor."""
     from bench.live import LIGHT
     from common.planning.units import parse_bandwidth
+    from launch.testbed import ChainBed
     from services.edge_agent.results import read_results
-    from services.testbed import ChainBed
 
     d = data[model]
     best = best_of_each(d["graph"], d["profile"], speeds,
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=15, help="answers per measured case (15)")
     ap.add_argument("--no-measured", action="store_true", help="plan only (no test bed)")
     args = ap.parse_args(argv)
-    from services import testbed
+    from launch import testbed
 
     models = ["alexnet", "googlenet"] if args.quick else args.models.split(",")
     if args.model not in models and not args.no_measured:

@@ -375,7 +375,7 @@ def _a_broker(broker: str, prefix: str, args: tuple[str, ...] = ()
     """One broker to measure, stopped after: "plaintext" or "CURVE" (the real service, `args`
     added; fresh keys for CURVE) or "minimal" (`_minimal_broker`); its ports, key directory
     ("" without keys) and pid (the process whose CPU is the broker's)."""
-    from services.up import Ports, free_base, security_env, start_service, stop_system
+    from launch.up import Ports, free_base, security_env, start_service, stop_system
 
     ports = Ports(free_base(4), free_base(2))
     log_dir = Path(tempfile.mkdtemp(prefix=prefix))

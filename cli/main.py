@@ -855,8 +855,8 @@ SERVICES: dict[str, tuple[str, str]] = {
     "cloud-worker": ("services.cloud_worker.service", "run a cloud worker"),
     "edge-agent": ("services.edge_agent.service", "run the edge agent"),
     "planner": ("services.planner.service", "run the planner"),
-    "up": ("services.up", "run the whole system on this machine (loopback)"),
-    "testbed": ("services.testbed", "two hosts (netns) with a shaped real link"),
+    "up": ("launch.up", "run the whole system on this machine (loopback)"),
+    "testbed": ("launch.testbed", "two hosts (netns) with a shaped real link"),
 }
 
 

@@ -294,7 +294,7 @@ def run(cache: Path) -> dict:
                 build(env, index)
             summary["build_s"] = round(time.monotonic() - T0, 1)
             keys, out = work / "keys", work / "out"
-            sh(sys.executable, "-m", "services.cli", "keys", "init", str(keys))
+            sh(sys.executable, "-m", "cli", "keys", "init", str(keys))
             out.mkdir()
             for path in (keys, out, *keys.iterdir()):
                 os.chown(path, 10001, 10001)  # the image's user
@@ -309,7 +309,7 @@ def run(cache: Path) -> dict:
             compose(CLOUD, cfg, "up", "-d", "--scale", "cloud_worker=2",
                     "broker", "planner", "cloud_worker", "prometheus")
             wait_healthy(CLOUD, cfg, ["broker", "planner", "cloud_worker"], 4, timeout=240)
-            sh(sys.executable, "-m", "services.cli", "ctl", "--planner",
+            sh(sys.executable, "-m", "cli", "ctl", "--planner",
                f"tcp://127.0.0.1:{PORTS['DADS_TELEMETRY_PORT']}", "--keys", str(keys),
                "--algorithm", "cloud_only")  # every frame through the pool
 
@@ -367,7 +367,7 @@ def three_tiers(cfg: dict[str, str], work: Path, keys: Path, out: Path) -> dict:
     from common.model.graph import trace
     from common.model.models import input_shape_for, load_served, synthetic_frame
     from common.planning.dag import transfer
-    from services.testbed import pin_placement
+    from launch.testbed import pin_placement
 
     tiers = (THREE_TIERS,)
     cfg = {**cfg, "DADS_LINKS": "50mbit", "EDGE_SERVER_FRONTEND_PORT": str(EDGE_SERVER_PORT)}

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from common.planning.units import PRESETS, format_bandwidth, parse_bandwidth
-from services.up import security_env, start_service, stop_system, wait_log
+from launch.up import security_env, start_service, stop_system, wait_log
 
 __all__ = ["Testbed", "ChainBed", "add_arguments", "main", "CLOUD_IP", "EDGE_IP", "CLOUD_MGMT_IP",
            "available"]
@@ -268,7 +268,7 @@ class ChainBed(_Bed):
         publishes for it (its JSON document)."""
         code = f"""
 import json
-from services.testbed import pin_placement
+from launch.testbed import pin_placement
 print(json.dumps(pin_placement("tcp://127.0.0.1:5557", "tcp://127.0.0.1:5558",
                                {str(self.security["DADS_KEYS"])!r}, {edge_nodes!r},
                                {tier_nodes!r}, {timeout})))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services import story
+from launch import story
 from services.edge_agent.results import read_results
 
 __all__ = ["Ports", "free_base", "start_service", "wait_log", "start_cloud", "start_workers",
@@ -49,10 +49,17 @@ class Ports:
         return f"tcp://127.0.0.1:{self.base + 3}"
 
 
+#: where `free_base` looks: below Linux's ephemeral ports (32768-60999), which outgoing
+#: connections take at any moment. A test process of several side by side takes a slice of its
+#: own (tests/conftest.py): a port is only reserved once a service binds it.
+PORT_RANGE = (20000, 32700)
+
+
 def free_base(count: int = 4) -> int:
     """A base port with `count` free ports after it."""
+    lo, hi = PORT_RANGE
     for _ in range(200):
-        base = random.randint(20000, 45000)
+        base = random.randint(lo, hi - count)
         socks: list[socket.socket] = []
         try:
             for p in range(base, base + count):

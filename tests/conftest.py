@@ -13,6 +13,14 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw"):  # test processes side by side (make test): ports of its own each
+        from launch import up
+
+        index, count = int(worker[2:]), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        lo, hi = up.PORT_RANGE
+        span = (hi - lo) // max(count, 1)
+        up.PORT_RANGE = (lo + index * span, lo + (index + 1) * span)
 
 
 @pytest.fixture(scope="module")

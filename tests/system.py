@@ -13,8 +13,7 @@ import zmq
 
 from common.runtime.security import Keys, client_socket
 from common.runtime.wire import Control, encode
-from services.edge_agent.results import read_results
-from services.up import (
+from launch.up import (
     Ports,
     free_base,
     security_env,
@@ -26,6 +25,7 @@ from services.up import (
     stop_system,
     wait_log,
 )
+from services.edge_agent.results import read_results
 
 MODEL = "googlenet"
 
@@ -79,7 +79,7 @@ class System:
         return read_lines(out)
 
     def ctl(self, bandwidth: str) -> None:
-        subprocess.run([sys.executable, "-m", "services.cli", "ctl", "--planner",
+        subprocess.run([sys.executable, "-m", "cli", "ctl", "--planner",
                         self.ports.telemetry, "--bandwidth", bandwidth], check=True,
                        capture_output=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
 
@@ -114,25 +114,59 @@ class System:
         stop_system(self.procs)
 
 
+_WARM: dict[str, Path] = {}
+
+
+def warm_cache(factory) -> Path:
+    """The test run's one profile cache, holding the served model's profile on one thread (what
+    every service of the runtime tests measures first): profiled once per test process, not
+    once per system."""
+    if "dir" not in _WARM:
+        import torch
+
+        from common.model.graph import trace
+        from common.model.models import input_shape_for, load_served, synthetic_frame
+        from common.model.profiler import cached_profile
+
+        folder = factory.getbasetemp() / "warm-cache"
+        old, threads = os.environ.get("DADS_CACHE"), torch.get_num_threads()
+        os.environ["DADS_CACHE"] = str(folder)
+        try:
+            shape = input_shape_for(MODEL)
+            graph = trace(load_served(MODEL), synthetic_frame(0, shape), name=MODEL)
+            cached_profile(graph, "cpu", threads=1, progress=False)
+        finally:
+            torch.set_num_threads(threads)
+            _restore("DADS_CACHE", old)
+        _WARM["dir"] = folder
+    return _WARM["dir"]
+
+
+def _restore(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 @contextlib.contextmanager
-def shared_cache(factory):
-    """One profile cache for every process started inside (each model is profiled once)."""
+def shared_cache(factory, fresh: bool = False):
+    """One profile cache for every process started inside: the run's warm one (each model is
+    profiled once per test process), or with `fresh` an empty one of its own."""
     old = os.environ.get("DADS_CACHE")
-    os.environ["DADS_CACHE"] = str(factory.mktemp("cache"))
+    os.environ["DADS_CACHE"] = str(factory.mktemp("cache") if fresh else warm_cache(factory))
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("DADS_CACHE", None)
-        else:
-            os.environ["DADS_CACHE"] = old
+        _restore("DADS_CACHE", old)
 
 
 @contextlib.contextmanager
 def shared_cache_system(factory, workers: int = 2, planner_args: list[str] | None = None,
-                        worker_args: list[str] | None = None, model: str = MODEL):
-    """A System whose processes share one profile cache (each model is profiled once)."""
-    with shared_cache(factory):
+                        worker_args: list[str] | None = None, model: str = MODEL,
+                        fresh: bool = False):
+    """A System whose processes share one profile cache (`shared_cache`)."""
+    with shared_cache(factory, fresh):
         system = System(factory.mktemp("system"), workers=workers, planner_args=planner_args,
                         worker_args=worker_args, model=model)
         try:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from services.cli import main
+from cli import main
 
 TOY = "tests.toy_models:branchy"
 
 
 def test_help_reads_well() -> None:
-    out = subprocess.run([sys.executable, "-m", "services.cli", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True,
                          text=True, check=True).stdout
     for word in ("profile", "split-check", "costgraph", "examples:", "cloud-worker", "testbed"):
         assert word in out
@@ -21,7 +21,7 @@ def test_help_reads_well() -> None:
 
 def test_help_and_ctl_start_without_torch() -> None:
     """Only the chosen service's options are built: `dads --help` and `dads ctl` stay light."""
-    probe = ("import sys; from services import cli\n"
+    probe = ("import sys; import cli\n"
              "for argv in (['--help'], ['ctl', '--help'], ['planner', '--help']):\n"
              "    try: cli.main(argv)\n"
              "    except SystemExit: pass\n"

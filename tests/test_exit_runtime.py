@@ -66,7 +66,7 @@ def test_the_planner_moves_between_exits_with_the_bandwidth(
         wait_for(5, lambda x: x.get("worker", "").startswith("worker"))
         s.control(50e3)  # now nothing crosses within 30 ms: the first exit, on the edge
         wait_for(5, lambda x: x.get("exit", "").endswith("exit1_fc"))
-        subprocess.run([sys.executable, "-m", "services.cli", "ctl", "--planner",
+        subprocess.run([sys.executable, "-m", "cli", "ctl", "--planner",
                         s.ports.telemetry, "--latency-goal", "0"], check=True,
                        capture_output=True, env={**os.environ, **s.env})
         proc.wait(240)

@@ -17,7 +17,7 @@ import zmq
 
 from common.runtime.security import Keys, add_key, client_socket
 from common.runtime.wire import ErrorReply, Heartbeat, Ready, Request, Result, decode, encode
-from services.up import Ports, free_base, security_env, start_service, stop_system, wait_log
+from launch.up import Ports, free_base, security_env, start_service, stop_system, wait_log
 from tests.system import metric
 
 SERVICE_S = 0.05  # long beside the calm edge's own turnaround, so its scheduling hardly shows

@@ -121,7 +121,7 @@ def test_a_worker_that_joins_mid_stream_holds_frames_until_it_has_their_plan(
     """Found by the compose test: a worker scaled in mid-stream was sent frames before it had
     heard the plan, refused them (unknown_plan), and after five quick retries to it the edge
     dropped them. Now a frame that names a plan newer than any the worker has waits for it."""
-    from services.up import start_workers
+    from launch.up import start_workers
 
     system.control(algorithm="cloud_only")
     frames = 45
@@ -234,6 +234,7 @@ def test_a_bad_source_is_a_clear_start_up_error(system: System) -> None:
     assert "Traceback" not in system.log("edge-bad-source")
 
 
+@pytest.mark.long  # a minute: compute slower than the broker's liveness, on purpose
 def test_a_worker_slower_than_its_liveness_answers_every_frame(
         tmp_path_factory: pytest.TempPathFactory, reference) -> None:
     """Finding 1: compute taking over twice the broker's 3 s liveness starves nothing."""
@@ -279,9 +280,9 @@ def test_a_dead_task_stops_the_service_non_zero(caplog: pytest.LogCaptureFixture
 
 def test_health_reads_the_event_loops_own_beat(system: System) -> None:
     """The compose healthcheck: a live service is healthy; nothing listening is not."""
-    ok = subprocess.run([sys.executable, "-m", "services.cli", "health", "--port",
+    ok = subprocess.run([sys.executable, "-m", "cli", "health", "--port",
                          str(system.ports.metrics_base)], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and "healthy" in ok.stdout, ok.stderr
-    gone = subprocess.run([sys.executable, "-m", "services.cli", "health", "--port", "1"],
+    gone = subprocess.run([sys.executable, "-m", "cli", "health", "--port", "1"],
                           capture_output=True, text=True, timeout=60)
     assert gone.returncode == 1 and "unhealthy" in gone.stderr

@@ -13,7 +13,7 @@ import pytest
 
 from tests.system import System, assert_exact, metric, read_lines, shared_cache_system
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.long]  # three cameras, a minute each
 
 FRAMES = 90  # 7.5 s a camera: time for the planner to see them all and share
 UPLINKS = {"cam-fiber": "1gbit", "cam-4g": "4g", "cam-cat1": "cat1"}

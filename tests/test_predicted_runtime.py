@@ -24,7 +24,7 @@ def test_planned_on_a_prediction_until_measured(tmp_path_factory: pytest.TempPat
     extra = ["--predictor", str(path)]
     slow = ["--profile-repeats", "400"]  # measuring takes seconds, as on a real device
     with shared_cache_system(tmp_path_factory, workers=1, model=MODEL,
-                             worker_args=[*extra, *slow]) as s:
+                             worker_args=[*extra, *slow], fresh=True) as s:
         s.wait_log("worker-0", "profile measured")
         # two threads: another device than the worker's, so the edge finds no cached profile
         # (a tiny model is measured in under a second, before the socket is even up: with

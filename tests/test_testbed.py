@@ -21,8 +21,8 @@ from common.model.models import input_shape_for, load_served, synthetic_frame
 from common.model.split import relative_error
 from common.planning import costgraph, partition
 from common.planning.profile import Profile, scaled
-from services import testbed
-from services.testbed import CLOUD_IP, EDGE_IP, WORKER_METRICS_BASE
+from launch import testbed
+from launch.testbed import CLOUD_IP, EDGE_IP, WORKER_METRICS_BASE
 from tests.system import metric, read_lines
 
 MODEL = "googlenet"
@@ -30,7 +30,7 @@ SLOWDOWN = 4.0  # the emulated edge: DSL's answer flips between wifi and 3G
 WORKERS = 3
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = [pytest.mark.timeout(900),
+pytestmark = [pytest.mark.timeout(900), pytest.mark.long,
               pytest.mark.skipif(os.geteuid() != 0, reason="the test bed needs root (netns, tc)")]
 
 

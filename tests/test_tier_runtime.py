@@ -22,7 +22,7 @@ from common.model.models import input_shape_for, load_served, synthetic_frame
 from common.planning.dag import transfer
 from common.planning.partition import Plan
 from common.runtime.wire import PlanMsg, decode
-from services.up import Ports, free_base, start_service, stop_system
+from launch.up import Ports, free_base, start_service, stop_system
 from tests.system import MODEL, System, assert_exact, read_lines, shared_cache
 
 pytestmark = pytest.mark.timeout(600)

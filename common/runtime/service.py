@@ -9,6 +9,7 @@ only what is its own.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -33,7 +34,7 @@ from common.runtime.security import (
 from common.runtime.transport import Channel, Envelope, context
 from common.runtime.wire import WireError, clip
 
-__all__ = ["setup_logging", "run_service", "Compute", "periodic", "supervise", "sent_first", "Service",
+__all__ = ["setup_logging", "run_service", "entry", "Compute", "periodic", "supervise", "sent_first", "Service",
            "Handler"]
 
 T = TypeVar("T")
@@ -70,6 +71,23 @@ def run_service(main: Callable[[asyncio.Event], Awaitable[int | None]]) -> int:
     except DadsError as exc:
         logging.getLogger().error("%s", exc)
         return 2
+
+
+def entry(prog: str, module: Any, argv: list[str] | None = None) -> int:
+    """A service's own command line (`python -m services.X`, what containers and the launcher
+    run): the module's `add_arguments` and `main`, and nothing of the `dads` command line.
+    Bad options or inputs are one line and exit 2, as under `dads`."""
+    doc = (module.__doc__ or prog).strip().split("\n\n")[0]
+    parser = argparse.ArgumentParser(prog=prog, description=doc)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return int(module.main(args) or 0)
+    except (DadsError, ValueError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 class Compute:

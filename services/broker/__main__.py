@@ -1,5 +1,6 @@
 import sys
 
-from services.cli import main
+from common.runtime.service import entry
+from services.broker import service
 
-sys.exit(main(["broker", *sys.argv[1:]]))
+sys.exit(entry("dads broker", service))

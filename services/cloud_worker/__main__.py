@@ -1,5 +1,6 @@
 import sys
 
-from services.cli import main
+from common.runtime.service import entry
+from services.cloud_worker import service
 
-sys.exit(main(["cloud-worker", *sys.argv[1:]]))
+sys.exit(entry("dads cloud-worker", service))

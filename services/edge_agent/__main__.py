@@ -1,5 +1,6 @@
 import sys
 
-from services.cli import main
+from common.runtime.service import entry
+from services.edge_agent import service
 
-sys.exit(main(["edge-agent", *sys.argv[1:]]))
+sys.exit(entry("dads edge-agent", service))

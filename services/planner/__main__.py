@@ -1,5 +1,6 @@
 import sys
 
-from services.cli import main
+from common.runtime.service import entry
+from services.planner import service
 
-sys.exit(main(["planner", *sys.argv[1:]]))
+sys.exit(entry("dads planner", service))
