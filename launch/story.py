@@ -1,11 +1,15 @@
-"""`make demo` (`dads up --story`): what the system is for, told on one machine in under a minute.
+"""`make demo` (`dads up --story`): what the system is for, told on one machine in about a minute.
 
-The edge's emulated uplink steps through wifi → 3G → cat1 → wifi, and on wifi again the camera
-jumps from light to heavy load. The user watches the planner move the cut (DSL) and switch to
-DSH, live on the edge's status line; at the end a summary per phase (p50/p95 latency, frames
-answered and dropped, the plans in force, how long each step took to reach a new plan) and a
-timeline picture: per-frame latency, frames per second, the uplink against the planner's
-estimate, with plan and regime changes marked.
+The script is derived from this machine's profile of the model (`script_for`), not written for
+one machine: the bandwidth map of the emulated edge and the cloud (DSL's best cut for every
+rate) gives the rates where the best plan changes, so the uplink steps to a rate inside each of
+its segments (fast: the pool computes; slow: the camera does) and back, and a last phase raises
+the camera's rate beyond what one worker takes (the planner goes heavy: DSH over the pool).
+The user watches the planner move the cut, live on the edge's status line; at the end a
+summary per phase says what the planner should have done and what it did (time to adapt, plan
+changes after settling, p95 latency against the planner's own prediction, frames shed), and
+whether the story held; and a timeline picture: per-frame latency, frames per second, the uplink
+against the planner's estimate, with plan and regime changes marked.
 
 The recorder only reads: the edge's per-frame JSON lines and the planner's /metrics, polled.
 """
@@ -13,23 +17,126 @@ The recorder only reads: the edge's per-frame JSON lines and the planner's /metr
 from __future__ import annotations
 
 import json
+import math
+import statistics
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from math import nan
 from pathlib import Path
 from typing import Any, Self
 
+import networkx as nx
+
+from common.planning import bwmap, partition
 from common.planning.units import format_bandwidth, parse_bandwidth
 from services.edge_agent.results import read_results
 from services.edge_agent.state import Schedule, percentile
 
-__all__ = ["UPLINK", "FPS", "SECONDS", "Recorder", "PlannerRecorder", "Story"]
+__all__ = ["Phase", "Script", "script_for", "Recorder", "PlannerRecorder", "Story"]
 
-UPLINK = "wifi,3g@12,cat1@24,wifi@36"
-FPS = "2,20@42"
-SECONDS = 54.0
+PHASE_S = 12.0
+FAST_FLOOR_BPS = 18.9e6  # the fast phases' uplink at least (wifi)
+SETTLE_S = 4.0  # a phase is judged from this long after its step (the planner adapts first)
+TRACK_UP_S = 3.0  # the estimate within 2x of a faster uplink in this long
+TRACK_DOWN_S = 4.5  # ... of a slower one (a transfer must first outlast the new rate)
+
+
+@dataclass(frozen=True)
+class Phase:
+    start_s: float
+    bandwidth_bps: float
+    fps: float
+    expect: str  # "edge": the whole model on the camera; "cloud": the pool computes; "heavy": DSH
+    edge_nodes: int  # DSL's cut at this rate: nodes on the camera (of `nodes`)
+    nodes: int
+    predicted_s: float  # DSL's latency at this rate
+
+
+@dataclass(frozen=True)
+class Script:
+    phases: tuple[Phase, ...]
+    seconds: float
+
+    @property
+    def uplink(self) -> str:
+        return ",".join(f"{p.bandwidth_bps / 1e3:.0f}kbit" + (f"@{p.start_s:g}" if p.start_s else "")
+                        for p in self.phases)
+
+    @property
+    def fps(self) -> str:
+        return ",".join(f"{p.fps:g}" + (f"@{p.start_s:g}" if p.start_s else "")
+                        for p in self.phases)
+
+    def phase_at(self, t: float) -> Phase:
+        return [p for p in self.phases if p.start_s <= t][-1]
+
+    def describe(self) -> str:
+        rows = []
+        for i, p in enumerate(self.phases):
+            end = self.phases[i + 1].start_s if i + 1 < len(self.phases) else self.seconds
+            rows.append(f"  {p.start_s:4.0f}-{end:3.0f} s  {format_bandwidth(p.bandwidth_bps):>13}"
+                        f"  {p.fps:4.1f} fps  expect {_EXPECT[p.expect]}")
+        return "\n".join(rows)
+
+
+_EXPECT = {"edge": "the whole model on the camera (DSL)",
+           "cloud": "the pool computes (DSL cut)",
+           "heavy": "heavy load: DSH over the pool's workers"}
+
+
+def script_for(g: nx.DiGraph, workers: int = 2, phase_s: float = PHASE_S) -> Script:
+    """The story for this cost graph (the emulated camera's times and the pool's, as measured
+    here): a fast uplink, then a rate inside each slower segment of DSL's bandwidth map (at most
+    two), fast again, and a heavy phase on the fast uplink. The light phases' frame rate keeps
+    every one of their plans at most half busy (so each phase's plan is DSL's); the heavy
+    phase's is 1.5 times what one worker takes of the fast plan's cloud part."""
+    segments = bwmap.bandwidth_map(g).segments  # by increasing bandwidth
+    top = segments[-1]
+    fast_cut = partition.evaluate(g, top.edge_nodes, max(top.min_bps * 8, FAST_FLOOR_BPS))
+    heavy_fps = float(max(2, math.ceil(1.5 / max(fast_cut.cloud_s, 1e-3))))
+    fast = max(FAST_FLOOR_BPS, 8 * top.min_bps,  # the link must carry the heavy phase twice over
+               2.0 * heavy_fps * top.transfer_bytes * 8)
+    slow = []
+    for seg in reversed(segments[:-1][-2:]):  # the next slower segments, at most two
+        lo = max(seg.min_bps, seg.max_bps / 8)
+        slow.append((math.sqrt(lo * seg.max_bps), seg))
+    rates = [(fast, top), *slow, (fast, top)]
+    busiest = max(partition.evaluate(g, seg.edge_nodes, bps).bottleneck_s for bps, seg in rates)
+    light_fps = float(min(2.0, math.floor(0.5 / busiest * 10) / 10)) or 0.1
+    phases = []
+    for i, (bps, seg) in enumerate([*rates, (fast, top)]):
+        heavy = i == len(rates)
+        pred = partition.evaluate(g, seg.edge_nodes, bps)
+        expect = "heavy" if heavy else ("edge" if not seg.transfer else "cloud")
+        phases.append(Phase(i * phase_s, bps, heavy_fps if heavy else light_fps, expect,
+                            len(seg.edge_nodes), len(g), pred.latency_s))
+    return Script(tuple(phases), len(phases) * phase_s)
+
+
+def script_here(model: str, edge_slowdown: float, workers: int) -> Script:
+    """The story for `model` on this machine: its profile here (cached; measured on one thread,
+    as `dads up` runs every service), the camera's scaled by the emulated slowdown."""
+    from common.model.graph import trace
+    from common.model.models import input_shape_for, load_served, synthetic_frame
+    from common.model.profiler import cached_profile
+    from common.planning import costgraph
+    from common.planning.profile import scaled
+
+    shape = input_shape_for(model)
+    graph = trace(load_served(model), synthetic_frame(0, shape), name=model)
+    here = cached_profile(graph, "cpu", threads=1, progress=False)
+    edge = scaled(here, 1.0 / edge_slowdown) if edge_slowdown > 1 else here
+    return script_for(costgraph.build(graph.dag, edge, here), workers)
+
+
+def script_of(uplink: str, fps: str, seconds: float) -> Script:
+    """A script given as schedules (`dads up --uplink ... --fps ...`): its phases expect
+    nothing in particular (the summary reports them; nothing is judged but the bounds)."""
+    up, rate = Schedule.parse(uplink, parse_bandwidth), Schedule.parse(fps, float)
+    starts = sorted({0.0, *up.changes, *rate.changes})
+    return Script(tuple(Phase(t, up.at(t), rate.at(t), "", 0, 0, 0.0) for t in starts), seconds)
 
 
 @dataclass(frozen=True)
@@ -38,6 +145,7 @@ class Sample:
     bandwidth_bps: float
     heavy: bool
     plan_id: int
+    predicted_s: float = 0.0  # the planner's latency prediction for the plan in force
 
 
 class Recorder:
@@ -84,7 +192,8 @@ class PlannerRecorder(Recorder):
         if "dads_plan_id" in values:
             self.samples.append(Sample(
                 time.time(), values.get("dads_bandwidth_estimate_bytes_per_second", 0) * 8,
-                values.get("dads_regime_heavy", 0) > 0, int(values["dads_plan_id"])))
+                values.get("dads_regime_heavy", 0) > 0, int(values["dads_plan_id"]),
+                values.get("dads_edge_predicted_latency_seconds", 0.0)))
 
 
 def _gauges(text: str) -> dict[str, float]:
@@ -97,17 +206,34 @@ def _gauges(text: str) -> dict[str, float]:
 
 
 @dataclass
+class Verdict:
+    """One phase, as run: what it should have done and what it did."""
+
+    phase: Phase
+    end_s: float
+    answered: int
+    shed: int
+    dropped: int
+    p50_s: float
+    p95_s: float
+    predicted_s: float  # median of the planner's prediction while the phase ran (settled)
+    tracked_s: float | None  # the estimate within 2x of the phase's rate, after its step
+    changes: int  # plan changes after settling
+    placement: str  # where the settled frames ran: edge, cloud, or mixed
+    failures: tuple[str, ...]
+
+
+@dataclass
 class Story:
-    uplink: Schedule
-    fps: Schedule
+    script: Script
     lines: list[dict[str, Any]]
     samples: list[Sample]
+    workers: int = 2
 
     @classmethod
-    def load(cls, results: Path, samples: list[Sample], uplink: str = UPLINK,
-             fps: str = FPS) -> Story:
-        return cls(Schedule.parse(uplink, parse_bandwidth), Schedule.parse(fps, float),
-                   read_results(results), samples)
+    def load(cls, results: Path, samples: list[Sample], script: Script,
+             workers: int = 2) -> Story:
+        return cls(script, read_results(results), samples, workers)
 
     @property
     def t0(self) -> float:
@@ -115,42 +241,104 @@ class Story:
         answered = [ln for ln in self.lines if not ln["dropped"]]
         return min(ln["done_at"] - ln["latency_s"] for ln in answered) if answered else 0.0
 
-    def phases(self) -> list[tuple[float, float]]:
-        cuts = sorted({0.0, *self.uplink.changes, *self.fps.changes})
-        return [(a, b) for a, b in zip(cuts, [*cuts[1:], SECONDS], strict=True)]
+    def phases(self) -> list[tuple[Phase, float]]:
+        ps = self.script.phases
+        return [(p, ps[i + 1].start_s if i + 1 < len(ps) else self.script.seconds)
+                for i, p in enumerate(ps)]
 
-    def reaction_s(self) -> list[tuple[float, str, float | None, float | None]]:
-        """For each step of the uplink: (second, new rate, seconds until the planner's estimate
-        was within 2x of it, seconds until a new plan id, None if none came before the next step)."""
-        out: list[tuple[float, str, float | None, float | None]] = []
-        ends = [*self.uplink.changes[1:], SECONDS]
-        for at, end in zip(self.uplink.changes, ends, strict=True):
-            wall, until, rate = self.t0 + at, self.t0 + end, self.uplink.at(at)
-            window = [s for s in self.samples if wall < s.at <= until]
-            before = [s.plan_id for s in self.samples if s.at <= wall]
-            seen = next((s.at - wall for s in window if rate / 2 <= s.bandwidth_bps <= rate * 2),
-                        None)
-            moved = next((s.at - wall for s in window if before and s.plan_id != before[-1]), None)
-            out.append((at, format_bandwidth(rate), seen, moved))
+    def verdicts(self) -> list[Verdict]:
+        t0, out = self.t0, []
+        for i, (phase, end) in enumerate(self.phases()):
+            mine = [ln for ln in self.lines if phase.start_s <= _captured(ln, t0) < end]
+            settled = phase.start_s + (SETTLE_S if i else 0.0)
+            ok = [ln for ln in mine if not ln["dropped"] and _captured(ln, t0) >= settled]
+            lat = [ln["latency_s"] for ln in ok]
+            window = [sm for sm in self.samples if t0 + settled <= sm.at < t0 + end]
+            preds = [sm.predicted_s for sm in window if sm.predicted_s > 0]
+            pred = statistics.median(preds) if preds else nan
+            tracked = self._tracked(phase, end) if i else 0.0
+            changes = sum(a.plan_id != b.plan_id for a, b in zip(window, window[1:], strict=False))
+            here = sum(ln["worker"] == "edge" for ln in ok)
+            placement = ("-" if not ok else "edge" if here >= 0.8 * len(ok)
+                         else "cloud" if here <= 0.2 * len(ok) else "mixed")
+            fails = []
+            p95 = percentile(lat, 95, nan)
+            bound = 2 * pred + 1 / phase.fps
+            if lat and preds and p95 > bound:
+                fails.append(f"p95 {p95 * 1e3:.0f} ms > 2 x predicted + a frame interval "
+                             f"({bound * 1e3:.0f} ms)")
+            if lat and preds and not 0.5 <= statistics.median(lat) / pred <= 2.0:
+                fails.append(f"measured / predicted {statistics.median(lat) / pred:.2f}, "
+                             "not within [0.5, 2]")
+            if i and phase.bandwidth_bps != self.script.phases[i - 1].bandwidth_bps:
+                limit = TRACK_UP_S if phase.bandwidth_bps > self.script.phases[
+                    i - 1].bandwidth_bps else TRACK_DOWN_S
+                if tracked is None or tracked > limit:
+                    fails.append(f"estimate not within 2x of the new rate in {limit:g} s")
+            if changes > 1:
+                fails.append(f"{changes} plan changes after settling (at most 1)")
+            if phase.expect == "edge" and placement != "edge":
+                fails.append(f"frames ran on {placement}, not on the camera")
+            if phase.expect == "cloud" and placement != "cloud":
+                fails.append(f"frames ran on {placement}, not in the pool")
+            if phase.expect == "heavy":
+                if not any(sm.heavy for sm in window):
+                    fails.append("the planner never went heavy (DSH)")
+                used = {ln["worker"] for ln in ok if ln["worker"] != "edge"}
+                if self.workers > 1 and len(used) < 2:
+                    fails.append(f"only {len(used)} worker(s) served the heavy phase")
+            if not ok:
+                fails.append("no frame answered after settling")
+            out.append(Verdict(
+                phase, end, sum(not ln["dropped"] for ln in mine),
+                sum(ln.get("reason") == "shed" for ln in mine),
+                sum(ln["dropped"] and ln.get("reason") != "shed" for ln in mine),
+                percentile(lat, 50, nan), p95, pred, tracked, changes, placement,
+                tuple(fails)))
+        return out
+
+    def _tracked(self, phase: Phase, end: float) -> float | None:
+        """Seconds after the phase's start until the planner's estimate was within 2x of its
+        rate (None: not before the phase ended)."""
+        t0, rate = self.t0, phase.bandwidth_bps
+        return next((sm.at - t0 - phase.start_s for sm in self.samples
+                     if t0 + phase.start_s < sm.at <= t0 + end
+                     and rate / 2 <= sm.bandwidth_bps <= rate * 2), None)
+
+    def lost(self) -> list[int]:
+        """Frame ids neither answered nor reported dropped (must be none)."""
+        seen = {ln["frame_id"] for ln in self.lines}
+        return sorted(set(range(max(seen) + 1)) - seen) if seen else []
+
+    def failures(self) -> list[str]:
+        out = [f"{v.phase.start_s:.0f} s: {f}" for v in self.verdicts() for f in v.failures]
+        if self.lost():
+            out.append(f"frames never accounted for: {self.lost()[:10]}")
         return out
 
     def summary(self) -> str:
         rows = []
-        for a, b in self.phases():
-            mine = [ln for ln in self.lines if a <= _captured(ln, self.t0) < b]
-            ok = [ln for ln in mine if not ln["dropped"] and "latency_s" in ln]
-            lat = [ln["latency_s"] * 1e3 for ln in ok]
-            plans = sorted({f"{ln['plan_id']} {ln['algorithm']}" for ln in ok})
-            rows.append(f"  {a:4.0f}-{b:3.0f} s  {format_bandwidth(self.uplink.at(a)):>13}  "
-                        f"{self.fps.at(a):4.0f} fps  {len(ok):4d} answered "
-                        f"{sum(ln['dropped'] for ln in mine):3d} dropped  "
-                        f"p50 {percentile(lat, 50, nan):7.1f} ms  p95 {percentile(lat, 95, nan):7.1f} ms  "
-                        f"plans {', '.join(plans) or '-'}")
-        steps = [f"  {at:4.0f} s → {rate:>13}: estimate there after {_s(seen)}, "
-                 f"new plan after {_s(moved)}" for at, rate, seen, moved in self.reaction_s()]
-        return "\n".join(["story summary (by phase of the script):", *rows,
-                          "uplink steps (planner's estimate within 2x of the new rate; a new "
-                          "plan, where DSL's plan for the new rate differs):", *steps])
+        for v in self.verdicts():
+            p = v.phase
+            rows.append(
+                f"  {p.start_s:4.0f}-{v.end_s:3.0f} s  {format_bandwidth(p.bandwidth_bps):>13} "
+                f"{p.fps:5.1f} fps  {v.answered:4d} answered {v.shed:3d} shed "
+                f"{v.dropped:2d} dropped  p50 {v.p50_s * 1e3:7.1f} ms  p95 {v.p95_s * 1e3:7.1f} "
+                f"ms  predicted {v.predicted_s * 1e3:6.1f} ms  ran on {v.placement:5}  "
+                f"estimate {_s(v.tracked_s)}, {v.changes} change(s) after settling")
+            if p.expect:
+                rows.append(f"      expected {_EXPECT[p.expect]}: "
+                            + ("held" if not v.failures else "FAILED: " + "; ".join(v.failures)))
+            elif v.failures:
+                rows.append("      FAILED: " + "; ".join(v.failures))
+        lost = self.lost()
+        verdict = ("the story held" if not self.failures() else
+                   f"the story did not hold ({len(self.failures())} failure(s))")
+        return "\n".join([
+            "story summary (by phase; latency judged from "
+            f"{SETTLE_S:g} s after each step, when the planner has adapted):", *rows,
+            f"frames: {len(self.lines)} captured, every one answered or reported"
+            if not lost else f"frames: {len(lost)} never accounted for", verdict])
 
     def plot(self, path: Path) -> None:
         import matplotlib
@@ -158,24 +346,29 @@ class Story:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        t0 = self.t0
+        t0, seconds = self.t0, self.script.seconds
+        up = Schedule.parse(self.script.uplink, parse_bandwidth)
+        fps = Schedule.parse(self.script.fps, float)
         ok = [ln for ln in self.lines if not ln["dropped"] and "latency_s" in ln]
         fig, (a, b, c) = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
         a.scatter([ln["done_at"] - t0 for ln in ok], [ln["latency_s"] * 1e3 for ln in ok], s=8,
                   c=["tab:red" if ln["algorithm"] == "dsh" else "tab:blue" for ln in ok])
+        a.plot([sm.at - t0 for sm in self.samples], [sm.predicted_s * 1e3 for sm in self.samples],
+               color="tab:grey", lw=1, label="planner's prediction")
         a.set(ylabel="latency (ms)", yscale="log",
               title="frame latency (blue: DSL plans, red: DSH); dashed: a new plan")
+        a.legend(loc="upper left")
         done = [ln["done_at"] - t0 for ln in ok]
         if done:
             edges = list(range(0, int(max(done)) + 2))
             b.hist(done, bins=edges, color="tab:green", alpha=0.7, label="answered per second")
-        grid = [i * 0.5 for i in range(int(SECONDS * 2) + 1)]
-        b.step(grid, [self.fps.at(t) for t in grid], where="post", color="k", label="offered fps")
+        grid = [i * 0.5 for i in range(int(seconds * 2) + 1)]
+        b.step(grid, [fps.at(t) for t in grid], where="post", color="k", label="offered fps")
         b.set(ylabel="frames / s")
         b.legend(loc="upper left")
-        c.step(grid, [self.uplink.at(t) / 1e6 for t in grid], where="post", color="k",
+        c.step(grid, [up.at(t) / 1e6 for t in grid], where="post", color="k",
                label="uplink (emulated)")
-        c.plot([s.at - t0 for s in self.samples], [s.bandwidth_bps / 1e6 for s in self.samples],
+        c.plot([sm.at - t0 for sm in self.samples], [sm.bandwidth_bps / 1e6 for sm in self.samples],
                color="tab:orange", label="planner's estimate")
         c.set(ylabel="Mbit/s", yscale="log", xlabel="seconds into the story")
         c.legend(loc="upper right")
@@ -186,14 +379,18 @@ class Story:
             if cur.heavy != prev.heavy:
                 c.annotate("heavy (DSH)" if cur.heavy else "light (DSL)", (cur.at - t0, 0.2),
                            rotation=90, fontsize=8)
-        a.set_xlim(0, SECONDS)
+        a.set_xlim(0, seconds)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
     def to_json(self) -> str:
-        return json.dumps({"uplink": UPLINK, "fps": FPS, "reaction_s": self.reaction_s(),
-                           "samples": [s.__dict__ for s in self.samples]}, indent=1)
+        return json.dumps({"script": [asdict(p) for p in self.script.phases],
+                           "uplink": self.script.uplink, "fps": self.script.fps,
+                           "verdicts": [{**asdict(v), "phase": asdict(v.phase)}
+                                        for v in self.verdicts()],
+                           "failures": self.failures(),
+                           "samples": [sm.__dict__ for sm in self.samples]}, indent=1)
 
 
 def _s(seconds: float | None) -> str:

@@ -195,15 +195,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", default="5", help="synthetic frames per second, or a schedule such as "
                    "2,12@40 (default 5)")
     p.add_argument("--duration", type=float, default=30.0, metavar="S",
-                   help="stream this long, then stop (default 30; 0 = until Ctrl-C)")
+                   help="stream this long from the first frame, then stop (default 30; 0 = until "
+                   "Ctrl-C)")
     p.add_argument("--base-port", type=int, default=5555, help="ZeroMQ ports from here (5555-5558)")
     p.add_argument("--metrics-port", type=int, default=9101, help="/metrics ports from here (9101..)")
     p.add_argument("--log-dir", default="out/up", help="service logs (default out/up)")
     p.add_argument("--output", metavar="FILE", help="the edge's per-frame JSON lines")
     p.add_argument("--story", action="store_true",
-                   help="the adaptation story (make demo): the uplink steps wifi, 3g, cat1, wifi "
-                   "and the load jumps from light to heavy; a summary by phase and a timeline "
-                   "picture (LOG_DIR/timeline.png) at the end, in under a minute")
+                   help="the adaptation story (make demo), derived from this machine's profile: "
+                   "the uplink steps from fast to slow (where the best plan changes) and back, "
+                   "then the load exceeds one worker; what the planner should do and did, by "
+                   "phase, and a timeline picture (LOG_DIR/timeline.png); exit 1 if it did not")
+    p.add_argument("--check", action="store_true",
+                   help="judge any run like the story: exit 1 if a phase's p95 exceeds twice "
+                   "the planner's prediction plus a frame interval, the estimate lags a step, "
+                   "the plan flaps after settling, or a frame is unaccounted for")
     p.add_argument("--insecure", action="store_true",
                    help="plaintext sockets (default: fresh throwaway CURVE keys in LOG_DIR/keys)")
 
@@ -211,43 +217,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     ports = Ports(args.base_port, args.metrics_port)
     log_dir = Path(args.log_dir)
+    args.output = args.output or str(log_dir / "frames.jsonl")
     if args.story:
-        args.uplink, args.fps = story.UPLINK, story.FPS
-        args.output = args.output or str(log_dir / "frames.jsonl")
+        print(f"dads up --story: deriving the story from {args.model}'s profile here "
+              "(measured once, then cached)...")
+        script = story.script_here(args.model, args.edge_slowdown, args.workers)
+        args.uplink, args.fps = script.uplink, script.fps
+    else:
+        script = story.script_of(args.uplink if args.uplink != "none" else "100gbit",
+                                 str(args.fps), args.duration or 1e9)
     edge_args = ["--live", "--fps", str(args.fps), "--deadline", "20",
-                 "--edge-slowdown", str(args.edge_slowdown)]
+                 "--edge-slowdown", str(args.edge_slowdown), "--output", args.output]
     if args.uplink and args.uplink != "none":
         edge_args += ["--uplink", args.uplink]
-    if args.output:
-        edge_args += ["--output", args.output]
-    if args.story:  # a live camera: drop what waits, rather than let latency build up
-        edge_args += ["--queue", "2"]
     m = args.metrics_port
     print(f"dads up: {args.model}, {args.workers} worker(s), uplink {args.uplink} (emulated), "
           f"edge {args.edge_slowdown:g}x slower (emulated), {args.fps} fps; logs in {log_dir}/")
     if args.story:
-        print(f"  the story: uplink {story.UPLINK}, frame rate {story.FPS} (VALUE@SECOND), "
-              f"{story.SECONDS:.0f} s from the first frame")
+        print(f"  the story ({script.seconds:.0f} s from the first frame; its rates and frame "
+              "rates follow from this machine's profile):")
+        print(script.describe())
     print(f"  broker   {ports.frontend} (edges), {ports.backend} (workers), metrics :{m}")
     print(f"  planner  {ports.plans} (plans), {ports.telemetry} (telemetry), metrics :{m + 1}")
     print(f"  workers  metrics :{m + 2}..:{m + 1 + args.workers};  edge metrics :{m + 2 + args.workers}")
     print("  (loading the model and profiling it on first start takes a few seconds; Ctrl-C stops)")
     log_dir.mkdir(parents=True, exist_ok=True)
-    if args.output:
-        Path(args.output).unlink(missing_ok=True)
+    Path(args.output).unlink(missing_ok=True)
     env = security_env(log_dir, args.insecure)
     print("  sockets: plaintext (--insecure)" if args.insecure else
           f"  sockets: CURVE, throwaway keys in {log_dir}/keys")
     procs = spawn_system(ports, args.model, args.workers, log_dir, edge_args, edge_stdout=None,
                          env=env)
-    started = time.monotonic()
+    seconds = script.seconds if args.story else args.duration
     with story.PlannerRecorder(m + 1) as recorder:
         try:
             while procs["edge"].poll() is None:
-                if args.duration and not args.story and time.monotonic() - started > args.duration:
-                    break
-                if args.story and _story_told(Path(args.output)):
-                    break
+                if seconds and _streamed(Path(args.output)) > seconds:
+                    break  # counted from the first frame, not from the start of loading
                 dead = [n for n, p in procs.items() if p.poll() is not None and n != "edge"]
                 if dead:
                     print(f"dads up: {', '.join(dead)} exited; see {log_dir}/", file=sys.stderr)
@@ -257,22 +263,24 @@ def main(args: argparse.Namespace) -> int:
             print("\nstopping...", file=sys.stderr)
         finally:
             stop_system(procs)
-    if args.story and Path(args.output).exists():
-        told = story.Story.load(Path(args.output), recorder.samples)
+    failed = False
+    if Path(args.output).exists() and read_results(Path(args.output)):
+        told = story.Story.load(Path(args.output), recorder.samples, script, args.workers)
         print(told.summary())
         told.plot(log_dir / "timeline.png")
         (log_dir / "story.json").write_text(told.to_json())
         print(f"timeline: {log_dir / 'timeline.png'}")
+        failed = (args.story or args.check) and bool(told.failures())
     if procs["edge"].returncode not in (0, -signal.SIGINT):
         print(f"dads up: the edge agent failed (exit {procs['edge'].returncode}); "
               f"see {log_dir}/edge.log", file=sys.stderr)
-    return 0 if procs["edge"].returncode in (0, -signal.SIGINT) else 1
+        return 1
+    return 1 if failed else 0
 
 
-def _story_told(results: Path) -> bool:
-    """The story has run its course: SECONDS since its first frame was captured."""
+def _streamed(results: Path) -> float:
+    """Seconds since the first frame was captured (0 before any is answered)."""
     lines = [ln for ln in read_results(results) if not ln["dropped"]] if results.exists() else []
     if not lines:
-        return False
-    first = min(ln["done_at"] - ln["latency_s"] for ln in lines)
-    return time.time() - first > story.SECONDS
+        return 0.0
+    return time.time() - min(ln["done_at"] - ln["latency_s"] for ln in lines)

@@ -21,6 +21,25 @@ def pytest_configure(config: pytest.Config) -> None:
         lo, hi = up.PORT_RANGE
         span = (hi - lo) // max(count, 1)
         up.PORT_RANGE = (lo + index * span, lo + (index + 1) * span)
+        # one torch thread each: two processes of two threads on two cores spin against each
+        # other (in-process model tests ran 4-7x slower side by side than alone)
+        import torch
+
+        torch.set_num_threads(1)
+
+
+#: modules that start real services, slowest first: a test process starts on them at once, so
+#: the two processes end together instead of one running the last big module alone
+HEAVY = ("test_runtime", "test_faults", "test_tier_runtime", "test_codec_runtime",
+         "test_exit_runtime", "test_predicted_runtime", "test_security", "test_fairness")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.module.__name__.rpartition(".")[2] if item.module else ""
+        return HEAVY.index(name) if name in HEAVY else len(HEAVY)
+
+    items.sort(key=rank)  # stable: tests keep their order inside a module
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -70,6 +71,12 @@ class System:
         proc = start_service("edge_agent", args, self.tmp / f"{name}.log", env=self.env)
         self.procs[name] = proc
         return proc, out
+
+    def stop_edge(self, name: str, timeout: float = 120.0) -> int:
+        """Stop an edge as a user does (Ctrl-C: it finishes its frames in flight); its exit code."""
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGINT)
+        return proc.wait(timeout)
 
     def stream(self, name: str, frames: int, fps: float = 5.0, extra: list[str] | None = None,
                timeout: float = 240.0) -> list[dict]:

@@ -98,11 +98,30 @@ def test_calibration_needs_samples_and_is_bounded() -> None:
     assert cal.factor("edge") == 1.0
     cal.observe("edge", 0.02, 0.01)
     assert cal.factor("edge") == pytest.approx(2.0)
+    assert cal.residual("edge") == pytest.approx(1.0)  # the model has caught up
     cal.observe("cloud", 1.0, 0.0001)  # too short a prediction to learn from
     assert cal.samples["cloud"] == 0
     for _ in range(20):
         cal.observe("cloud", 100.0, 0.01)
-    assert cal.factor("cloud") == 4.0
+    assert cal.factor("cloud") == cal.bounds[1]
+
+
+def test_a_stale_profile_is_corrected_within_ten_frames_and_noise_moves_nothing() -> None:
+    """A cloud profile measured on a busy host (1078 ms predicted, ~100 ms measured, seen in a
+    demo): the factor follows within a few telemetry reports; then noise of +-10% around the
+    truth never moves the applied factor (no rebuilt cost graph, no flapping plan)."""
+    cal = Calibration()
+    for _ in range(5):
+        cal.observe("cloud", 0.100, 1.078)
+    assert cal.factor("cloud") == pytest.approx(0.100 / 1.078, rel=0.05)
+    assert 0.67 <= cal.residual("cloud") <= 1.5
+    applied = cal.factor("cloud")
+    for i in range(50):
+        cal.observe("cloud", 0.100 * (0.9 if i % 2 else 1.1), 1.078)
+        assert cal.factor("cloud") == applied
+    for _ in range(10):  # the host gets busy: 3x slower
+        cal.observe("cloud", 0.300, 1.078)
+    assert cal.factor("cloud") == pytest.approx(0.300 / 1.078, rel=0.15)
 
 
 def test_plan_changes_only_for_a_real_gain() -> None:

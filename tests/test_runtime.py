@@ -65,18 +65,20 @@ def test_a_video_file_streams_through_exactly(system: System, tmp_path) -> None:
 def test_plan_change_mid_stream(system: System, reference) -> None:
     system.control(10e9)
     # a queue deep enough for the whole stream: once the slow emulated edge computes everything
-    # itself it falls behind 5 fps, and a live source would rightly drop frames
-    proc, out = system.start_edge("edge-change", frames=30, fps=5, extra=["--queue", "64"])
+    # itself it falls behind 5 fps, and a live source would rightly shed frames
+    proc, out = system.start_edge("edge-change", frames=0, fps=5, extra=["--queue", "64"])
     deadline = time.monotonic() + 180
     while len(read_lines(out)) < 8:
         assert time.monotonic() < deadline and proc.poll() is None, system.log("edge-change")
         time.sleep(0.1)
     system.control(1e3)  # nothing may cross now: the planner must move everything to the edge
-    proc.wait(240)
+    while sum(line["worker"] == "edge" for line in read_lines(out)) < 3:
+        assert time.monotonic() < deadline and proc.poll() is None, system.log("edge-change")
+        time.sleep(0.1)
+    assert system.stop_edge("edge-change") == 0
     system.ctl("probe")  # the operator CLI
-    assert proc.returncode == 0
     lines = read_lines(out)
-    assert_exact(lines, reference, 30)
+    assert_exact(lines, reference, len(lines))
     plans = [line["plan_id"] for line in sorted(lines, key=lambda x: x["frame_id"])]
     assert plans == sorted(plans)  # applied at frame boundaries, never going back
     assert len(set(plans)) >= 2
@@ -94,17 +96,19 @@ def test_pinned_cut_carries_several_tensors(system: System, reference) -> None:
               key=lambda c: (len(transfer(graph.dag, c)), len(c)))
     assert len(transfer(graph.dag, cut)) >= 2
     system.control(algorithm="edge_only")
-    proc, out = system.start_edge("edge-pin", frames=24, fps=4, extra=["--queue", "64"])
+    proc, out = system.start_edge("edge-pin", frames=0, fps=4, extra=["--queue", "64"])
     deadline = time.monotonic() + 180
     while len(read_lines(out)) < 4:
         assert time.monotonic() < deadline and proc.poll() is None, system.log("edge-pin")
         time.sleep(0.1)
     system.control(edge_nodes=tuple(sorted(cut)))
-    proc.wait(240)
+    while sum(line["algorithm"] == "pinned" for line in read_lines(out)) < 4:
+        assert time.monotonic() < deadline and proc.poll() is None, system.log("edge-pin")
+        time.sleep(0.1)
+    assert system.stop_edge("edge-pin") == 0, system.log("edge-pin")
     system.control(algorithm="auto", edge_nodes=())
-    assert proc.returncode == 0, system.log("edge-pin")
     lines = sorted(read_lines(out), key=lambda x: x["frame_id"])
-    assert_exact(lines, reference, 24)
+    assert_exact(lines, reference, len(lines))
     assert lines[0]["algorithm"] == "edge_only" and lines[0]["worker"] == "edge"
     assert lines[-1]["algorithm"] == "pinned" and lines[-1]["worker"].startswith("worker-")
     assert "cut pinned" in system.log("planner")
@@ -230,3 +234,39 @@ def test_killed_worker_loses_no_frame(system: System, reference) -> None:
     assert metric(broker, "dads_workers_ready") == 1
     edge_log = system.log("edge-kill")
     assert "summary:" in edge_log
+
+
+def test_a_live_camera_beyond_its_plan_sheds_and_latency_stays_bounded(
+        system: System, reference) -> None:
+    """10 fps into a plan that keeps ~2: the freshest frames are answered (each exact) at the
+    plan's pace, the rest reported shed; no answer waits behind a queue (the last answered
+    frames are as fresh as the first ones)."""
+    system.control(algorithm="edge_only")  # the 8x slower camera: ~2 frames a second at most
+    try:
+        lines = system.stream("edge-shed", frames=60, fps=10)
+    finally:
+        system.control(algorithm="auto")
+    assert sorted(line["frame_id"] for line in lines) == list(range(60))  # every one accounted
+    shed = [line for line in lines if line["dropped"]]
+    answered = sorted((line for line in lines if not line["dropped"]), key=lambda x: x["frame_id"])
+    assert shed and all(line["reason"] == "shed" for line in shed), shed[:3]
+    assert len(answered) >= 5
+    for line in answered:
+        out = torch.tensor(line["output"]).reshape(1, -1)
+        assert relative_error(out, reference(line["frame_id"])) <= 1e-5
+    edge_s = sorted(line["edge_s"] for line in answered)[len(answered) // 2]
+    latest = [line["latency_s"] for line in answered[-5:]]
+    # queueing would put the last frames seconds behind; shedding keeps each near its service
+    # time (one compute, plus waiting at most one compute for the frame before it)
+    assert max(latest) <= 3 * edge_s + 0.1, (latest, edge_s)
+    assert f"({len(shed)} shed)" in system.log("edge-shed")  # counted, and said
+
+
+def test_an_offline_source_keeps_every_frame(system: System, reference) -> None:
+    """fps 0 (a folder read as fast as the pipeline takes): back-pressure, nothing shed."""
+    system.control(algorithm="edge_only")
+    try:
+        lines = system.stream("edge-offline", frames=6, fps=0)
+    finally:
+        system.control(algorithm="auto")
+    assert_exact(lines, reference, 6)

@@ -50,6 +50,8 @@ ENV: dict[str, tuple[str, str]] = {
     "DADS_LINKS": ("", "planner: with DADS_TIERS, the rates of the links after the first "
                    "(the first is probed), e.g. 1gbit"),
     "DADS_INITIAL_BANDWIDTH": ("4g", "planner: bandwidth assumed before any measurement"),
+    "DADS_CALIBRATE": ("1", "planner: 0 plans with the profiles' times as they are; 1 scales them "
+                       "by each edge's measured / predicted stage times"),
     "DADS_PREDICTOR": ("", "edge/worker: a latency predictor (`dads predict --save-predictor`): "
                        "with no cached profile, start on a predicted one and measure meanwhile"),
     "DADS_CODEC_FRAMES": ("1", "edge/worker: frames to measure every codec on at start (the "

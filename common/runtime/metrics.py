@@ -78,7 +78,12 @@ class EdgeMetrics:
                                     "Frames of a live stream skipped: a newer one came before "
                                     "the pipeline took them", registry=reg)
         self.frames_dropped = Counter("dads_frames_dropped_total",
-                                      "Frames given up (deadline passed or refused)", registry=reg)
+                                      "Frames given up (shed, deadline passed or refused)",
+                                      registry=reg)
+        self.frames_shed = Counter("dads_frames_shed_total",
+                                   "Frames of a live source shed (also counted as dropped): the "
+                                   "pipeline was busy and a fresher frame came, or the plan "
+                                   "cannot sustain the camera's rate", registry=reg)
         self.frames_retried = Counter("dads_frames_retried_total", "Requests sent again",
                                       registry=reg)
         self.queue_depth = Gauge("dads_queue_depth", "Frames waiting", ["queue"], registry=reg)
@@ -154,8 +159,13 @@ class PlannerMetrics:
             "dads_profiles_predicted", "Profiles in use that are predicted from the model's "
             "shapes, not measured (side: edge or cloud)", ["side"], registry=reg)
         self.calibration = Gauge("dads_calibration_ratio",
-                                 "Each edge's measured / predicted stage time", ["edge", "stage"],
-                                 registry=reg)
+                                 "Each edge's measured / predicted stage time (predicted: the "
+                                 "profile's times as calibrated; 1 once the model has caught up)",
+                                 ["edge", "stage"], registry=reg)
+        self.profile_contradicted = Gauge(
+            "dads_profile_contradicted", "1 while an edge's measurements have contradicted a "
+            "profile (edge: its own; cloud: the workers') by over 1.5x for 30 s: re-measure it",
+            ["edge", "stage"], registry=reg)
         self.edges = Gauge("dads_edges", "Edge agents planned for (silent ones expire)",
                            registry=reg)
         self.edge_latency = Gauge("dads_edge_predicted_latency_seconds",
@@ -176,7 +186,8 @@ class PlannerMetrics:
                       self.edge_latency):
             with contextlib.suppress(KeyError):
                 gauge.remove(edge)
-        for gauge, stages in ((self.predicted, STAGES), (self.calibration, ("edge", "cloud"))):
+        for gauge, stages in ((self.predicted, STAGES), (self.calibration, ("edge", "cloud")),
+                              (self.profile_contradicted, ("edge", "cloud"))):
             for stage in stages:
                 with contextlib.suppress(KeyError):
                     gauge.remove(edge, stage)

@@ -7,7 +7,14 @@ frames overlap:
                                                             results ◄── receiver ◄──┘
 
 - At most `window` frames are between edge compute and their result; each has a deadline, after
-  which it is reported as dropped (never lost silently). Retryable errors (plan not yet known at a
+  which it is reported as dropped (never lost silently).
+- A live source (a camera, a stream, frames at a rate) sheds rather than queues: the freshest
+  frame wins (a new frame replaces the oldest waiting one), a frame enters the pipeline only
+  while fewer than the plan's own depth are in it (Little's law: its predicted latency times
+  its predicted throughput, plus one), and when the plan cannot sustain the camera's rate the
+  camera is sub-sampled at capture. So an answered frame's latency stays near the plan's, and
+  every shed frame is reported (`dropped`, reason `shed`) and counted. An offline source (fps
+  0: a folder or a file read as fast as the pipeline takes) keeps every frame: back-pressure. Retryable errors (plan not yet known at a
   worker, broker full) are retried with backoff within the deadline.
 - A new plan is applied at a frame boundary: each frame uses the plan in force when its edge
   compute starts, and its request names that plan, so edge and worker always agree on the cut.
@@ -24,6 +31,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import socket
 import statistics
 import sys
@@ -77,6 +85,7 @@ PROBE_MIN_BYTES = 8 * 1024  # a probe's size at least (smaller says more of late
 PROBE_S = 0.25  # a probe's size: what the link takes this long to carry at the plan's bandwidth
 PROBE_TIMEOUT_S = 30.0
 STALL_FACTOR = 3.0  # a transfer this many times slower than the planner's bandwidth predicts
+CONFIRM_FACTOR = 2.0  # a probe this far from the planner's estimate is confirmed at once
 RESTALL = 1.25  # a stalled transfer is reported again once its bound has tightened this much
 SIZE_MEMORY = 0.2  # weight of the newest frame in a codec's running size
 SIZE_DRIFT = 0.1  # the planner hears of codec sizes that drift this far from the profile's
@@ -132,8 +141,12 @@ class EdgeAgent(Service):
         self.captured: deque[float] = deque(maxlen=500)
         self.edge_times: deque[float] = deque(maxlen=50)
         self.cloud_times: deque[float] = deque(maxlen=50)
+        # the plan in force's own stage times (telemetry: the planner calibrates each plan's
+        # prediction against its frames alone, not a mix with the last plan's)
+        self.plan_times: dict[str, deque[float]] = {"edge": deque(maxlen=20),
+                                                    "cloud": deque(maxlen=20)}
         self.rtts: deque[float] = deque(maxlen=50)
-        self.counts = {"in": 0, "out": 0, "dropped": 0, "retried": 0, "local": 0}
+        self.counts = {"in": 0, "out": 0, "dropped": 0, "shed": 0, "retried": 0, "local": 0}
         self.plans_used: set[int] = set()
         self.planner_bw = 0.0
         self.last_handed = 0.0  # a frame last handed to the link
@@ -152,6 +165,10 @@ class EdgeAgent(Service):
         self.codec_sizes: dict[tuple[str, str], float] = {}  # (node, codec) -> bytes, as sent
         self.profile_sent: tuple[str, float] = ("", 0.0)  # (digest, when) last sent
         self.plan_heard = 0.0  # when a plan message last came (the planner is alive and has us)
+        self.live = False  # the source runs at a rate: shed, don't queue (the pipeline's gate)
+        self.released = asyncio.Event()  # a frame left the pipeline: the gate may open
+        self.next_take = 0.0  # a live camera sub-sampled to its plan's rate: the next frame taken
+        self.probe_hint_bps = 0.0  # a probe saw the link far from the estimate: its rate (bit/s)
 
     # -- setup --
     def _load(self) -> ModelGraph:
@@ -300,9 +317,13 @@ class EdgeAgent(Service):
             self.counts["in"] += 1
             self.metrics.frames_in.inc()
             self.captured.append(now)
-            if interval and self.frames.full():  # a live source does not wait: drop the frame
-                self._finish_dropped(frame_id, "queue_full")
-            else:
+            self.live = bool(interval) and not a.closed_loop
+            if self.live and not self._take(now, fps):  # the plan cannot sustain this rate
+                self._shed(frame_id)
+            elif self.live and self.frames.full():  # the freshest frame wins: the oldest goes
+                self._shed(self.frames.get_nowait()[0])
+                self.frames.put_nowait((frame_id, now, frame))
+            else:  # an offline source waits for room: every frame is kept
                 try:
                     await self.frames.put((frame_id, now, frame))
                 except asyncio.CancelledError:  # stopped while the queue was full: counted in,
@@ -315,8 +336,49 @@ class EdgeAgent(Service):
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         await self.frames.put(None)
 
+    def _take(self, now: float, fps: float) -> bool:
+        """Whether a live camera's frame captured at `now` is taken: all of them while the plan
+        sustains the camera's rate; else about its predicted throughput's worth (a little more:
+        the gate and the freshest-frame queue shed the rest, so a cautious prediction does not
+        starve the pipeline)."""
+        cut = self.cut or self.local_cut
+        sustained = cut.plan.predicted.throughput_fps * 1.25
+        if not sustained or sustained >= fps:
+            self.next_take = 0.0
+            return True
+        if now + 1e-3 < self.next_take:
+            return False
+        self.next_take = max(self.next_take + 1.0 / sustained, now)
+        return True
+
+    def _depth(self) -> int:
+        """Frames in flight (past edge compute) that keep the plan's pipeline busy without
+        queueing: its predicted latency times its predicted throughput (Little's law), plus one
+        to cover the hand-over; the window bounds it."""
+        pred = (self.cut or self.local_cut).plan.predicted
+        if pred.latency_s <= 0 or pred.throughput_fps <= 0:
+            return self.args.window
+        return max(1, min(self.args.window, math.ceil(pred.latency_s * pred.throughput_fps) + 1))
+
+    async def _admit(self) -> None:
+        """A live source's gate: wait until the pipeline holds fewer frames than its depth, so
+        the frame taken next is the freshest, not one that waited behind a full pipeline."""
+        while self.live and len(self.in_flight) >= self._depth():
+            self.released.clear()
+            await self.released.wait()
+
+    def _release(self) -> None:
+        self.window.release()
+        self.released.set()
+
+    def _shed(self, frame_id: int) -> None:
+        self.counts["shed"] += 1
+        self.metrics.frames_shed.inc()
+        self._finish_dropped(frame_id, "shed")
+
     async def _pipeline(self) -> None:
         while True:
+            await self._admit()
             item = await self.frames.get()
             if item is None:
                 return
@@ -333,14 +395,16 @@ class EdgeAgent(Service):
                 log.exception("edge compute failed on frame %d", frame_id)
                 self.metrics.errors.labels(ErrorCode.INTERNAL).inc()
                 self._finish_dropped(frame_id, "edge_error")
-                self.window.release()
+                self._release()
                 continue
             job.edge_s = time.perf_counter() - t0
             self.edge_times.append(job.edge_s)
+            if cut is self.cut:
+                self.plan_times["edge"].append(job.edge_s)
             self.metrics.stage.labels("edge").observe(job.edge_s)
             if cut.local:
                 self._finish(job, sent, worker="edge", cloud_s=0.0)
-                self.window.release()
+                self._release()
                 continue
             metas, job.frames = sent
             job.nbytes = sum(m.nbytes for m in metas)
@@ -463,10 +527,12 @@ class EdgeAgent(Service):
         del self.in_flight[msg.request_id]
         self._transfer_sample(job.nbytes, job.handed_at, now, msg.cloud_s + msg.queue_s)
         self.cloud_times.append(msg.cloud_s)
+        if job.cut is self.cut:
+            self.plan_times["cloud"].append(msg.cloud_s)
         self.rtts.append(now - job.handed_at)
         self._finish(job, output, worker=msg.worker, cloud_s=msg.cloud_s,
                      classes=(msg.top_classes, msg.top_scores))
-        self.window.release()
+        self._release()
         self.metrics.queue_depth.labels("in_flight").set(len(self.in_flight))
 
     def _on_probe_ack(self, env: Envelope) -> None:
@@ -479,8 +545,15 @@ class EdgeAgent(Service):
             rtt = now - sent_at
             base = self.link_clock.base_rtt_s
             self.link_clock.base_rtt_s = rtt if base == 0 else min(base, rtt)
-        else:
-            self._transfer_sample(msg.nbytes, sent_at, now, 0.0)
+            return
+        seconds = self._transfer_sample(msg.nbytes, sent_at, now, 0.0)
+        if seconds > 0 and self.planner_bw:
+            bps = msg.nbytes * 8.0 / seconds
+            if not self.planner_bw / CONFIRM_FACTOR <= bps <= self.planner_bw * CONFIRM_FACTOR:
+                # the link seems to have moved: confirm at once (two agreeing transfers make a
+                # step at the planner), with a probe sized for the rate this one saw
+                self.probe_hint_bps = bps
+                self.last_probe = 0.0
 
     def _on_error(self, env: Envelope) -> None:
         err: ErrorReply = env.msg  # type: ignore[assignment]
@@ -501,7 +574,7 @@ class EdgeAgent(Service):
                     ErrorCode.label(err.code))
         self.in_flight.pop(err.request_id, None)
         self._finish_dropped(job.frame_id, ErrorCode.label(err.code), job)
-        self.window.release()
+        self._release()
         self.metrics.queue_depth.labels("in_flight").set(len(self.in_flight))
 
     def _retry(self, request_id: int, job: _Frame) -> None:
@@ -516,14 +589,16 @@ class EdgeAgent(Service):
         for rid in late:
             job = self.in_flight.pop(rid)
             self._finish_dropped(job.frame_id, "deadline", job)
-            self.window.release()
+            self._release()
 
     # -- outcomes --
-    def _transfer_sample(self, nbytes: int, sent_at: float, now: float, remote_s: float) -> None:
+    def _transfer_sample(self, nbytes: int, sent_at: float, now: float, remote_s: float) -> float:
+        """One transfer's seconds on the link, as a sample for the planner's estimate."""
         seconds = self.link_clock.transfer(sent_at, now - remote_s)
         self.metrics.stage.labels("transfer").observe(seconds)
         if nbytes and seconds > 0:
             self.samples.append((nbytes, seconds))
+        return seconds
 
     def _closed(self) -> None:
         self.open_frames -= 1
@@ -591,6 +666,9 @@ class EdgeAgent(Service):
         current = self.cut.plan.key if self.cut else None
         if current is None or plan.key >= current:  # not an older plan republished
             self.planner_bw = msg.bandwidth_bps  # the planner's estimate now
+            hint = self.probe_hint_bps
+            if hint and hint / CONFIRM_FACTOR <= self.planner_bw <= hint * CONFIRM_FACTOR:
+                self.probe_hint_bps = 0.0  # the planner has seen what the probes saw
         if not supersedes(plan.key, current):
             return
         try:
@@ -600,6 +678,8 @@ class EdgeAgent(Service):
             self.metrics.errors.labels("bad_plan").inc()
             return
         self.cut = cut  # the pipeline picks it up at the next frame boundary
+        for times in self.plan_times.values():
+            times.clear()
         self.metrics.plan_changes.inc()
         self.metrics.plan.info({"plan_id": str(plan.plan_id), "algorithm": plan.algorithm,
                                 "regime": msg.regime})
@@ -643,7 +723,7 @@ class EdgeAgent(Service):
         _, stalled_bytes, stalled_s = self._stalled(now) or (-1, 0, 0.0)
         msg = Telemetry(
             self.args.name, self.cut.plan.plan_id if self.cut else -1, fps, self.frames.qsize(),
-            len(self.in_flight), _median(self.edge_times), _median(self.cloud_times),
+            len(self.in_flight), _median(self.plan_times["edge"]), _median(self.plan_times["cloud"]),
             _median(self.rtts), tuple((int(b), float(s)) for b, s in samples[-64:]),
             stalled_bytes, stalled_s)
         with contextlib.suppress(zmq.ZMQError):
@@ -711,9 +791,12 @@ class EdgeAgent(Service):
         if self.probe_sent or now - self.last_probe < 1.0:
             return
         # sized to the link: at cat1 a 64 kB probe takes 4 s, and would hold the link that long
-        # after it got faster (the emulated uplink serialises at the rate of the moment it sends)
-        sized = PROBE_BYTES if not self.planner_bw else int(min(PROBE_BYTES, max(
-            PROBE_MIN_BYTES, self.planner_bw / 8 * PROBE_S)))
+        # after it got faster (the emulated uplink serialises at the rate of the moment it sends);
+        # a probe that saw the link move sizes the next for the rate it saw (a confirmation
+        # probe as small as the old rate's would measure the hops' latency, not the link)
+        basis = self.probe_hint_bps or self.planner_bw
+        sized = PROBE_BYTES if not basis else int(min(PROBE_BYTES, max(
+            PROBE_MIN_BYTES, basis / 8 * PROBE_S)))
         for size in (0, sized):
             probe_id = len(self.probe_sent) + int(time.monotonic() * 1e3)
             self.probe_sent[probe_id] = self.last_probe = time.monotonic()
@@ -731,14 +814,15 @@ class EdgeAgent(Service):
               f"p95 {p95 * 1e3:6.1f} ms | plan {cut.plan.plan_id} {cut.plan.algorithm} "
               f"{len(cut.plan.edge_nodes)}/{len(self.graph.nodes)} nodes here, "
               f"{len(cut.plan.transfer)} tensor(s) | bw {bw} | in flight {len(self.in_flight)}, "
-              f"dropped {self.counts['dropped']}", file=self.out, flush=True)
+              f"dropped {self.counts['dropped']} ({self.counts['shed']} shed)", file=self.out,
+              flush=True)
 
     def _summary(self) -> None:
         c = self.counts
         took = time.monotonic() - self.started
         lat = list(self.latencies)
         print(f"summary: {c['in']} frames in, {c['out']} results ({c['local']} computed here), "
-              f"{c['dropped']} dropped, {c['retried']} retries in {took:.1f} s "
+              f"{c['dropped']} dropped ({c['shed']} shed), {c['retried']} retries in {took:.1f} s "
               f"({c['out'] / max(took, 1e-9):.2f} fps); latency p50 {percentile(lat, 50) * 1e3:.1f} ms, "
               f"p95 {percentile(lat, 95) * 1e3:.1f} ms, p99 {percentile(lat, 99) * 1e3:.1f} ms; "
               f"plans used: {sorted(self.plans_used)}", file=self.out, flush=True)
@@ -803,7 +887,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="capture the next frame only when the last one is done (no frame ever "
                    "waits for another: per-frame latency as under very light load, measured fast)")
     p.add_argument("--window", type=int, default=4, help="frames in flight at most (default 4)")
-    p.add_argument("--queue", type=int, default=8, help="frames waiting for the edge at most (8)")
+    p.add_argument("--queue", type=int, default=1,
+                   help="frames waiting for the pipeline at most (default 1); a live source "
+                   "sheds the oldest waiting frame when a new one comes (the freshest wins), an "
+                   "offline one (--fps 0) waits for room")
     p.add_argument("--deadline", type=float, default=10.0, metavar="S",
                    help="seconds a frame may take before it is dropped (default 10)")
     p.add_argument("--uplink", default=config.env("DADS_UPLINK") or None, metavar="RATE",

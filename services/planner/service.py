@@ -83,6 +83,8 @@ MAX_WORKERS = 4096  # cloud profiles kept at most (one per worker name; expired 
 MAX_EDGES = 256  # edges planned for at most (the longest silent makes room)
 MAX_EDGE_NAME = 128
 LEAVE_SHARED = 0.7  # joint plans end when the edges' own plans would use less of the pool
+PROFILE_TRUSTED = 1.5  # a calibration factor beyond this (either way) contradicts the profile
+PROFILE_CONTRADICTED_S = 30.0  # ... and this long is said: the profile should be re-measured
 
 
 class Planner(Service):
@@ -294,14 +296,37 @@ class Planner(Service):
         if slot.plan is None or t.plan_id != slot.plan.plan_id:
             return
         cal = slot.calibration
-        e, c = cal.factor("edge"), cal.factor("cloud")
+        e, c = slot.plan_factors  # the plan's prediction / these: the profiles' own times
         pred = slot.plan.predicted
         if pred.edge_s:
             cal.observe("edge", t.edge_s, pred.edge_s / e)
         if pred.cloud_s and slot.plan.transfer:
             cal.observe("cloud", t.cloud_s, pred.cloud_s / c)
         for stage in ("edge", "cloud"):
-            self.metrics.calibration.labels(slot.name, stage).set(cal.ratio[stage])
+            self.metrics.calibration.labels(slot.name, stage).set(cal.residual(stage))
+        self._contradicted(slot, time.monotonic())
+
+    def _contradicted(self, slot: EdgeSlot, now: float) -> None:
+        """A profile its own measurements contradict for long (a cache filled while the host
+        was busy, a device since throttled): said once, plainly, with what to do; the planner
+        plans with the calibrated times meanwhile."""
+        for stage in ("edge", "cloud"):
+            factor = slot.calibration.factor(stage)
+            off = not 1 / PROFILE_TRUSTED <= factor <= PROFILE_TRUSTED
+            since = slot.contradicted.get(stage)
+            if not off:
+                slot.contradicted.pop(stage, None)
+                self.metrics.profile_contradicted.labels(slot.name, stage).set(0)
+            elif since is None:
+                slot.contradicted[stage] = now
+            elif now - since >= PROFILE_CONTRADICTED_S and since > 0:
+                who = f"edge {clip(slot.name, 64)}" if stage == "edge" else "the workers"
+                log.warning("the %s profile of %s is %.2fx off what its frames take (for %.0f s):"
+                            " planning with the measured times; re-measure it (`dads profile`, "
+                            "or delete its file in the profile cache, DADS_CACHE, and restart)",
+                            stage, who, factor, now - since)
+                self.metrics.profile_contradicted.labels(slot.name, stage).set(1)
+                slot.contradicted[stage] = -1.0  # said once
 
     # -- deciding --
     def _bandwidth(self, slot: EdgeSlot, now: float) -> float:
@@ -448,6 +473,7 @@ class Planner(Service):
                 or (not joint and should_switch(slot.plan, cand, g, bw, k, decision.regime,
                                                 self.args.threshold))):
             slot.plan = self.book.issue(cand, time.time())
+            slot.plan_factors = g.graph.get("calibration", (1.0, 1.0))
             self.metrics.plan_changes.inc()
             log.info("plan %d: %s for %s, %d/%d nodes on the edge, %d tensor(s) (%d B) cross; "
                      "bandwidth %s, %.2f fps, %d worker(s); predicted latency %.1f ms, %.2f fps; "
@@ -548,6 +574,7 @@ class Planner(Service):
                 or (slot.plan.algorithm != algorithm and best.tier_of != current.tier_of)
                 or score(best) < score(current) * (1 - self.args.threshold)):
             slot.plan = self.book.issue(cand, time.time())
+            slot.plan_factors = (1.0, 1.0)  # tiers plan on the profiles as they are
             self.metrics.plan_changes.inc()
             log.info("plan %d: %s over %s for %s, nodes per tier %s, bytes per link %s (first "
                      "link: %s); links %s; predicted latency %.1f ms, %.2f fps; %s",
@@ -662,8 +689,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "baseline of bench.many_edges)")
     p.add_argument("--edge-ttl", type=float, default=30.0, metavar="S",
                    help="forget an edge (and withdraw its plans) silent this long (30)")
-    p.add_argument("--calibrate", action="store_true",
-                   help="scale the cost model by measured / predicted stage times (experimental)")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction,
+                   default=config.env("DADS_CALIBRATE") != "0",
+                   help="scale each edge's cost model by its measured / predicted edge and "
+                   "cloud times, with hysteresis (default on; env DADS_CALIBRATE=0 turns it off)")
     p.add_argument("--metrics-port", type=int,
                    default=int(config.env("DADS_METRICS_PORT") or 9102), help="default 9102")
 

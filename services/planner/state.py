@@ -31,30 +31,42 @@ class Calibration:
     """Measured / predicted stage times, smoothed; applied to the cost graph's times.
 
     A segment of layers does not take the sum of its per-layer times (fusion, caching, the
-    runtime's own overhead): the runtime measures what the stages really take, and the planner
-    scales its edge and cloud times by the observed ratio.
+    runtime's own overhead), a cached profile may have been measured on a busy host, a device
+    throttles or its host gets busy: the runtime measures what the stages really take, and the
+    planner scales its edge and cloud times by the observed ratio. The factor applied moves
+    only when the ratio has left a dead band around it (hysteresis: noise in the measurements
+    must not rebuild the cost graph and flap the plan), and stays within `bounds`.
     """
 
-    alpha: float = 0.2
+    alpha: float = 0.3
     min_predicted_s: float = 0.002  # stages shorter than this say more about noise
-    min_samples: int = 5
-    bounds: tuple[float, float] = (0.25, 4.0)
+    min_samples: int = 3
+    bounds: tuple[float, float] = (0.05, 20.0)
+    dead_band: float = 0.15  # the applied factor follows the ratio once they differ this much
     ratio: dict[str, float] = field(default_factory=lambda: {"edge": 1.0, "cloud": 1.0})
     samples: dict[str, int] = field(default_factory=lambda: {"edge": 0, "cloud": 0})
+    applied: dict[str, float] = field(default_factory=lambda: {"edge": 1.0, "cloud": 1.0})
 
     def observe(self, stage: str, measured_s: float, predicted_s: float) -> None:
+        """One measurement of a stage against the profile's own (uncalibrated) prediction."""
         if measured_s <= 0 or predicted_s < self.min_predicted_s:
             return
         r = measured_s / predicted_s
         self.ratio[stage] += self.alpha * (r - self.ratio[stage]) if self.samples[stage] else (
             r - self.ratio[stage])
         self.samples[stage] += 1
+        if self.samples[stage] >= self.min_samples and not (
+                1 - self.dead_band <= self.ratio[stage] / self.applied[stage] <= 1 + self.dead_band):
+            lo, hi = self.bounds
+            self.applied[stage] = min(max(self.ratio[stage], lo), hi)
 
     def factor(self, stage: str) -> float:
-        if self.samples[stage] < self.min_samples:
-            return 1.0
-        lo, hi = self.bounds
-        return min(max(self.ratio[stage], lo), hi)
+        return self.applied[stage]
+
+    def residual(self, stage: str) -> float:
+        """Measured / what the planner now predicts (the profile's times scaled by the factor):
+        1 when the cost model has caught up with the measurements."""
+        return self.ratio[stage] / self.applied[stage]
 
 
 @dataclass
@@ -78,6 +90,8 @@ class EdgeSlot:
     graph: tuple[nx.DiGraph, Any] | None = None  # its cost graph and CutSolver
     codecs: frozenset[str] = frozenset()  # those its cost graph may use
     solving: Any = None  # the solve in flight (a future)
+    contradicted: dict[str, float] = field(default_factory=dict)  # stage -> since (-1: said)
+    plan_factors: tuple[float, float] = (1.0, 1.0)  # the calibration its plan was made with
 
 
 def merge_cloud_profiles(profiles: list[Profile]) -> Profile:
@@ -103,6 +117,7 @@ def merge_cloud_profiles(profiles: list[Profile]) -> Profile:
 def cost_graph(dag: nx.DiGraph, edge: Profile, cloud: Profile, calibration: Calibration) -> nx.DiGraph:
     g = costgraph.build(dag, edge, cloud)
     fe, fc = calibration.factor("edge"), calibration.factor("cloud")
+    g.graph["calibration"] = (fe, fc)  # what a plan made on it was scaled by
     if fe != 1.0 or fc != 1.0:
         for _, d in g.nodes(data=True):
             d["edge_time_s"] *= fe
