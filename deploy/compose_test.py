@@ -320,7 +320,7 @@ def run(cache: Path) -> dict:
                             "--want-output", "--deadline", "120",
                             # a worker that starts takes the CPU for a while: frames wait, and
                             # are not dropped as a live camera's would be
-                            "--queue", "512"],
+                            "--no-shed", "--queue", "512"],
                 "volumes": [f"{out}:/out"]}}}))
             compose(EDGE, cfg, "up", "-d", "edge_agent", files=(override,))
             path = out / "results.jsonl"
@@ -378,7 +378,7 @@ def three_tiers(cfg: dict[str, str], work: Path, keys: Path, out: Path) -> dict:
     override = work / "device.yml"
     override.write_text(json.dumps({"services": {"edge_agent": {
         "command": ["edge-agent", "--fps", "2", "--output", "/out/tiers.jsonl", "--want-output",
-                    "--deadline", "120", "--queue", "512"],
+                    "--deadline", "120", "--no-shed", "--queue", "512"],
         "volumes": [f"{out}:/out"]}}}))
     compose(EDGE, cfg, "up", "-d", "--force-recreate", "edge_agent", files=(*tiers, override))
     path = out / "tiers.jsonl"

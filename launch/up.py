@@ -197,8 +197,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=30.0, metavar="S",
                    help="stream this long from the first frame, then stop (default 30; 0 = until "
                    "Ctrl-C)")
-    p.add_argument("--base-port", type=int, default=5555, help="ZeroMQ ports from here (5555-5558)")
-    p.add_argument("--metrics-port", type=int, default=9101, help="/metrics ports from here (9101..)")
+    p.add_argument("--base-port", type=int, default=5555, help="ZeroMQ ports from here (5555-5558; 0: any free ones)")
+    p.add_argument("--metrics-port", type=int, default=9101, help="/metrics ports from here (9101..; 0: any free ones)")
     p.add_argument("--log-dir", default="out/up", help="service logs (default out/up)")
     p.add_argument("--output", metavar="FILE", help="the edge's per-frame JSON lines")
     p.add_argument("--story", action="store_true",
@@ -215,7 +215,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    ports = Ports(args.base_port, args.metrics_port)
+    ports = Ports(args.base_port or free_base(4),
+                  args.metrics_port or free_base(args.workers + 3))
     log_dir = Path(args.log_dir)
     args.output = args.output or str(log_dir / "frames.jsonl")
     if args.story:
@@ -230,7 +231,7 @@ def main(args: argparse.Namespace) -> int:
                  "--edge-slowdown", str(args.edge_slowdown), "--output", args.output]
     if args.uplink and args.uplink != "none":
         edge_args += ["--uplink", args.uplink]
-    m = args.metrics_port
+    m = ports.metrics_base
     print(f"dads up: {args.model}, {args.workers} worker(s), uplink {args.uplink} (emulated), "
           f"edge {args.edge_slowdown:g}x slower (emulated), {args.fps} fps; logs in {log_dir}/")
     if args.story:

@@ -60,14 +60,17 @@ class System:
     def wait_log(self, name: str, text: str, timeout: float = 120.0) -> None:
         wait_log(self.tmp / f"{name}.log", text, self.procs.get(name), timeout)
 
-    def start_edge(self, name: str, frames: int, fps: float = 5.0, extra: list[str] | None = None
-                   ) -> tuple[subprocess.Popen[bytes], Path]:
+    def start_edge(self, name: str, frames: int, fps: float = 5.0, extra: list[str] | None = None,
+                   shed: bool = False) -> tuple[subprocess.Popen[bytes], Path]:
+        """An edge agent streaming synthetic frames; it keeps every frame (`--no-shed`: the
+        tests check each one) unless `shed`, as a live camera does."""
         out = self.tmp / f"{name}.jsonl"
         p = self.ports
         args = ["--model", self.model, "--threads", "1", "--plans", p.plans, "--telemetry", p.telemetry,
                 "--broker", p.frontend, "--metrics-port", str(self.edge_port), "--frames",
                 str(frames), "--fps", str(fps), "--output", str(out), "--want-output",
-                "--deadline", "60", "--edge-slowdown", "8", *(extra or [])]
+                "--deadline", "60", "--edge-slowdown", "8", *([] if shed else ["--no-shed"]),
+                *(extra or [])]
         proc = start_service("edge_agent", args, self.tmp / f"{name}.log", env=self.env)
         self.procs[name] = proc
         return proc, out
@@ -79,8 +82,8 @@ class System:
         return proc.wait(timeout)
 
     def stream(self, name: str, frames: int, fps: float = 5.0, extra: list[str] | None = None,
-               timeout: float = 240.0) -> list[dict]:
-        proc, out = self.start_edge(name, frames, fps, extra)
+               timeout: float = 240.0, shed: bool = False) -> list[dict]:
+        proc, out = self.start_edge(name, frames, fps, extra, shed)
         proc.wait(timeout)
         assert proc.returncode == 0, self.log(name)[-3000:]
         return read_lines(out)

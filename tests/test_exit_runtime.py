@@ -55,7 +55,7 @@ def test_the_planner_moves_between_exits_with_the_bandwidth(
                              planner_args=["--latency-goal", "30ms", "--tick", "0.2"]) as s:
         s.control(10e6)
         proc, out = s.start_edge("edge-exits", frames=60, fps=4, extra=[
-            *weights, "--source", str(digits), "--edge-slowdown", "300", "--queue", "64"])
+            *weights, "--source", str(digits), "--edge-slowdown", "300", "--no-shed", "--queue", "64"])
         def wait_for(count: int, cond) -> None:
             deadline = time.monotonic() + 120
             while len([x for x in read_lines(out) if cond(x)]) < count:

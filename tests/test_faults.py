@@ -95,7 +95,7 @@ def push_to_planner(system: System, *parts_list: list[bytes], role: str = "opera
 def test_planner_killed_and_restarted_mid_stream(system: System, reference) -> None:
     """Finding 2: results keep flowing, the new planner's plans are followed, fresh edges work.
     The camera streams until three frames have been answered under the new planner's plans."""
-    proc, out = system.start_edge("edge-planner-kill", frames=0, fps=2, extra=["--queue", "64"])
+    proc, out = system.start_edge("edge-planner-kill", frames=0, fps=2, extra=["--no-shed", "--queue", "64"])
     wait_lines(system, "edge-planner-kill", out, proc, 3)
     old_epoch = read_lines(out)[0]["plan_epoch"]
     os.kill(system.procs["planner"].pid, signal.SIGKILL)
@@ -124,7 +124,7 @@ def test_a_worker_that_joins_mid_stream_holds_frames_until_it_has_their_plan(
     from launch.up import start_workers
 
     system.control(algorithm="cloud_only")
-    proc, out = system.start_edge("edge-join", frames=0, fps=3, extra=["--queue", "64"])
+    proc, out = system.start_edge("edge-join", frames=0, fps=3, extra=["--no-shed", "--queue", "64"])
     try:
         wait_lines(system, "edge-join", out, proc, 3)
         system.procs.update(start_workers(system.ports, MODEL, system.tmp, 2, 1, env=system.env,
@@ -149,7 +149,7 @@ def test_broker_killed_and_restarted_mid_stream(system: System, reference) -> No
     back (not left to their deadline), so every frame is answered, exactly."""
     frames = 60
     proc, out = system.start_edge("edge-broker-kill", frames=frames, fps=20,
-                                  extra=["--queue", "64", "--window", "8", "--deadline", "30"])
+                                  extra=["--no-shed", "--queue", "64", "--window", "8", "--deadline", "30"])
     wait_lines(system, "edge-broker-kill", out, proc, 10)  # busy: requests in flight
     os.kill(system.procs["broker"].pid, signal.SIGKILL)
     system.procs["broker"].wait(10)

@@ -35,7 +35,7 @@ def wait_for(cond, timeout: float, what: str) -> None:  # noqa: ANN001
 
 def test_three_edges_on_three_uplinks_get_their_own_plans(system: System, reference) -> None:
     edges = {name: system.start_edge(name, frames=12, fps=2, extra=[
-        "--name", name, "--uplink", rate, "--metrics-port", "0", "--queue", "64"])
+        "--name", name, "--uplink", rate, "--metrics-port", "0", "--no-shed", "--queue", "64"])
         for name, rate in UPLINKS.items()}
     for name, (proc, _) in edges.items():
         proc.wait(300)
@@ -70,7 +70,7 @@ def test_edges_that_together_overload_the_pool_share_it(system: System, referenc
     # equal speeds the whole model on the camera ties with the pool and DSL may keep it there
     system.control(bandwidth_bps=1e9)
     edges = {name: system.start_edge(name, frames=FRAMES, fps=12, extra=[
-        "--name", name, "--uplink", "1gbit", "--metrics-port", "0", "--queue", "256",
+        "--name", name, "--uplink", "1gbit", "--metrics-port", "0", "--no-shed", "--queue", "256",
         "--edge-slowdown", "3"]) for name in names}
     for name, (proc, _) in edges.items():
         proc.wait(400)

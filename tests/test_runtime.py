@@ -66,7 +66,7 @@ def test_plan_change_mid_stream(system: System, reference) -> None:
     system.control(10e9)
     # a queue deep enough for the whole stream: once the slow emulated edge computes everything
     # itself it falls behind 5 fps, and a live source would rightly shed frames
-    proc, out = system.start_edge("edge-change", frames=0, fps=5, extra=["--queue", "64"])
+    proc, out = system.start_edge("edge-change", frames=0, fps=5, extra=["--no-shed", "--queue", "64"])
     deadline = time.monotonic() + 180
     while len(read_lines(out)) < 8:
         assert time.monotonic() < deadline and proc.poll() is None, system.log("edge-change")
@@ -96,7 +96,7 @@ def test_pinned_cut_carries_several_tensors(system: System, reference) -> None:
               key=lambda c: (len(transfer(graph.dag, c)), len(c)))
     assert len(transfer(graph.dag, cut)) >= 2
     system.control(algorithm="edge_only")
-    proc, out = system.start_edge("edge-pin", frames=0, fps=4, extra=["--queue", "64"])
+    proc, out = system.start_edge("edge-pin", frames=0, fps=4, extra=["--no-shed", "--queue", "64"])
     deadline = time.monotonic() + 180
     while len(read_lines(out)) < 4:
         assert time.monotonic() < deadline and proc.poll() is None, system.log("edge-pin")
@@ -243,7 +243,7 @@ def test_a_live_camera_beyond_its_plan_sheds_and_latency_stays_bounded(
     frames are as fresh as the first ones)."""
     system.control(algorithm="edge_only")  # the 8x slower camera: ~2 frames a second at most
     try:
-        lines = system.stream("edge-shed", frames=60, fps=10)
+        lines = system.stream("edge-shed", frames=60, fps=10, shed=True)
     finally:
         system.control(algorithm="auto")
     assert sorted(line["frame_id"] for line in lines) == list(range(60))  # every one accounted
@@ -266,7 +266,7 @@ def test_an_offline_source_keeps_every_frame(system: System, reference) -> None:
     """fps 0 (a folder read as fast as the pipeline takes): back-pressure, nothing shed."""
     system.control(algorithm="edge_only")
     try:
-        lines = system.stream("edge-offline", frames=6, fps=0)
+        lines = system.stream("edge-offline", frames=6, fps=0, shed=True)
     finally:
         system.control(algorithm="auto")
     assert_exact(lines, reference, 6)

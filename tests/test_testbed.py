@@ -210,7 +210,7 @@ def test_three_tiers_over_two_shaped_links_answer_exactly(tmp_path: Path, refere
                           ["--links", "50mbit", "--tick", "0.2", "--initial-bandwidth", "4g"],
                           {1: ["--slowdown", "4"]}, env)  # the edge server: slower than the cloud
         out = tmp_path / "device.jsonl"
-        device = chain.start_device("device", [*edge_args(out, 30, fps=2), "--queue", "64"], env)
+        device = chain.start_device("device", [*edge_args(out, 30, fps=2), "--no-shed", "--queue", "64"], env)
         wait_for(lambda: any(x["algorithm"] == "tiers" for x in read_lines(out)), 240,
                  "a plan over tiers in force")
         plan = chain.pin(order[:a], [order[a:b]])

@@ -112,7 +112,7 @@ def placements() -> dict[str, tuple[set[str], list[set[str]]]]:
 def test_three_tiers_every_placement_exact(tiers: ThreeTiers, reference) -> None:
     """The planner's own placement first, then each pin in turn, while one edge streams (until
     three frames have been answered under the last pin)."""
-    proc, out = tiers.start_edge("device", frames=0, fps=3, extra=["--queue", "64"])
+    proc, out = tiers.start_edge("device", frames=0, fps=3, extra=["--no-shed", "--queue", "64"])
     seen: dict[str, int] = {}
     deadline = time.monotonic() + 240
 
@@ -148,7 +148,7 @@ def test_codecs_on_the_first_link_stay_exact_through_three_tiers(tiers: ThreeTie
     tiers.control(bandwidth_bps=2e6)
     try:
         frames = 20
-        proc, out = tiers.start_edge("device-z", frames=frames, fps=2, extra=["--queue", "64"])
+        proc, out = tiers.start_edge("device-z", frames=frames, fps=2, extra=["--no-shed", "--queue", "64"])
         device, middle = placements()["both links carry several tensors"]
         plan = tiers.pin(device, middle, timeout=120)
         encoded = {v: c for v, c in plan.codecs.items() if c != "raw"}
@@ -172,7 +172,7 @@ def test_heavy_load_over_tiers_spreads_the_model_over_both_workers(tiers: ThreeT
     tiers.control_tiers((), ())  # no pin: the planner's own placements again
     frames = 60
     proc, out = tiers.start_edge("device-h", frames=frames, fps=20,
-                                 extra=["--queue", "256", "--edge-slowdown", "1"])
+                                 extra=["--no-shed", "--queue", "256", "--edge-slowdown", "1"])
     proc.wait(400)
     assert proc.returncode == 0, tiers.log("device-h")[-3000:]
     lines = read_lines(out)

@@ -317,7 +317,7 @@ class EdgeAgent(Service):
             self.counts["in"] += 1
             self.metrics.frames_in.inc()
             self.captured.append(now)
-            self.live = bool(interval) and not a.closed_loop
+            self.live = bool(interval) and not a.closed_loop and not a.no_shed
             if self.live and not self._take(now, fps):  # the plan cannot sustain this rate
                 self._shed(frame_id)
             elif self.live and self.frames.full():  # the freshest frame wins: the oldest goes
@@ -890,7 +890,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queue", type=int, default=1,
                    help="frames waiting for the pipeline at most (default 1); a live source "
                    "sheds the oldest waiting frame when a new one comes (the freshest wins), an "
-                   "offline one (--fps 0) waits for room")
+                   "offline one (--fps 0, or --no-shed) waits for room")
+    p.add_argument("--no-shed", action="store_true",
+                   help="keep every frame of a source at a rate too: frames wait (up to --queue, "
+                   "then the capture waits) instead of being shed; for recordings and tests, "
+                   "where every frame matters more than freshness")
     p.add_argument("--deadline", type=float, default=10.0, metavar="S",
                    help="seconds a frame may take before it is dropped (default 10)")
     p.add_argument("--uplink", default=config.env("DADS_UPLINK") or None, metavar="RATE",
