@@ -32,6 +32,7 @@ PARTS: list[tuple[str, list[str]]] = [
     ("transport", []),
     ("scaling", []),
     ("replan", []),
+    ("control", []),
     ("soak", []),
     ("planner_speed", ["--exact"]),
     ("foundations", []),
