@@ -61,16 +61,13 @@ class Script:
 
     @property
     def uplink(self) -> str:
-        return ",".join(f"{p.bandwidth_bps / 1e3:.0f}kbit" + (f"@{p.start_s:g}" if p.start_s else "")
-                        for p in self.phases)
+        """The uplink as a schedule (`--uplink`): its rate at each step."""
+        return _schedule([(p.start_s, f"{p.bandwidth_bps / 1e6:.3g}mbit") for p in self.phases])
 
     @property
     def fps(self) -> str:
-        return ",".join(f"{p.fps:g}" + (f"@{p.start_s:g}" if p.start_s else "")
-                        for p in self.phases)
-
-    def phase_at(self, t: float) -> Phase:
-        return [p for p in self.phases if p.start_s <= t][-1]
+        """The camera's rate as a schedule (`--fps`)."""
+        return _schedule([(p.start_s, f"{p.fps:g}") for p in self.phases])
 
     def describe(self) -> str:
         rows = []
@@ -79,6 +76,17 @@ class Script:
             rows.append(f"  {p.start_s:4.0f}-{end:3.0f} s  {format_bandwidth(p.bandwidth_bps):>13}"
                         f"  {p.fps:4.1f} fps  expect {_EXPECT[p.expect]}")
         return "\n".join(rows)
+
+
+def _schedule(steps: list[tuple[float, str]]) -> str:
+    """VALUE,VALUE@SECOND,...: only where the value changes."""
+    out: list[str] = []
+    last = None
+    for at, value in steps:
+        if value != last:
+            out.append(value if not out else f"{value}@{at:g}")
+            last = value
+    return ",".join(out)
 
 
 _EXPECT = {"edge": "the whole model on the camera (DSL)",

@@ -146,19 +146,23 @@ def test_codecs_on_the_first_link_stay_exact_through_three_tiers(tiers: ThreeTie
     encoded (lossless: ReLU outputs are full of zeros, zstd shrinks them), the edge server
     decodes them, runs its nodes and forwards raw to the cloud: every frame still exact."""
     tiers.control(bandwidth_bps=2e6)
-    try:
-        frames = 20
-        proc, out = tiers.start_edge("device-z", frames=frames, fps=2, extra=["--no-shed", "--queue", "64"])
+    try:  # the camera streams until three frames have crossed under the pin
+        proc, out = tiers.start_edge("device-z", frames=0, fps=2,
+                                     extra=["--no-shed", "--queue", "64"])
         device, middle = placements()["both links carry several tensors"]
         plan = tiers.pin(device, middle, timeout=120)
         encoded = {v: c for v, c in plan.codecs.items() if c != "raw"}
         assert encoded, plan.codecs  # some tensor crosses the first link encoded
         assert set(plan.codecs) == set(plan.transfer)  # named for the first link's tensors only
-        proc.wait(240)
-        assert proc.returncode == 0, tiers.log("device-z")[-3000:]
+        deadline = time.monotonic() + 240
+        # (a later plan id may carry the same pin: re-issued when the edge's codec table came)
+        while sum(x.get("plan_id", 0) >= plan.plan_id for x in read_lines(out)) < 3:
+            assert time.monotonic() < deadline and proc.poll() is None, tiers.log("device-z")[-3000:]
+            time.sleep(0.1)
+        assert tiers.stop_edge("device-z") == 0, tiers.log("device-z")[-3000:]
         lines = read_lines(out)
-        assert_exact(lines, reference, frames)
-        pinned = [x for x in lines if x["plan_id"] == plan.plan_id]
+        assert_exact(lines, reference, len(lines))
+        pinned = [x for x in lines if x["plan_id"] >= plan.plan_id]
         assert pinned and all(x["worker"] == "worker-e>worker-c" for x in pinned)
     finally:
         tiers.control(bandwidth_bps=0.0)

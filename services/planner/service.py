@@ -181,6 +181,8 @@ class Planner(Service):
                     log.warning("no worker serves the edge's model: %s",
                                 describe_mismatch(msg.fingerprint, others.pop()))
             before = slot.profile is not None and slot.profile.predicted
+            if slot.profile is None or slot.profile.digest != profile.digest:
+                self.replan.set()  # a new edge (or a new profile) is planned at once
             slot.dag, slot.profile = dag, profile
             self._profile_news(f"edge {clip(msg.sender, 64)}", before, profile)
         elif isinstance(msg, CloudProfile):
