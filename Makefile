@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 # the suite less the long tests, two test processes side by side (a module stays in one)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not long"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not long" --durations=10
 
 # the long tests (real processes for a minute or more; the tc test bed needs root), one at a time
 test-long: $(STAMP)

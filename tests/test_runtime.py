@@ -64,9 +64,9 @@ def test_a_video_file_streams_through_exactly(system: System, tmp_path) -> None:
 
 def test_plan_change_mid_stream(system: System, reference) -> None:
     system.control(10e9)
-    # a queue deep enough for the whole stream: once the slow emulated edge computes everything
-    # itself it falls behind 5 fps, and a live source would rightly shed frames
-    proc, out = system.start_edge("edge-change", frames=0, fps=5, extra=["--no-shed", "--queue", "64"])
+    # every frame kept: once the slow emulated edge computes everything itself it falls behind,
+    # and a live source would rightly shed frames (2 fps: the backlog drains within its deadline)
+    proc, out = system.start_edge("edge-change", frames=0, fps=2, extra=["--no-shed", "--queue", "64"])
     deadline = time.monotonic() + 180
     while len(read_lines(out)) < 8:
         assert time.monotonic() < deadline and proc.poll() is None, system.log("edge-change")
