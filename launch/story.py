@@ -4,7 +4,7 @@ The script is derived from this machine's profile of the model (`script_for`), n
 one machine: the bandwidth map of the emulated edge and the cloud (DSL's best cut for every
 rate) gives the rates where the best plan changes, so the uplink steps to a rate inside each of
 its segments (fast: the pool computes; slow: the camera does) and back, and a last phase raises
-the camera's rate beyond what one worker takes (the planner goes heavy: DSH over the pool).
+the camera's rate beyond what one worker takes (the pool's workers share the frames).
 The user watches the planner move the cut, live on the edge's status line; at the end a
 summary per phase says what the planner should have done and what it did (time to adapt, plan
 changes after settling, p95 latency against the planner's own prediction, frames shed), and
@@ -48,7 +48,8 @@ class Phase:
     start_s: float
     bandwidth_bps: float
     fps: float
-    expect: str  # "edge": the whole model on the camera; "cloud": the pool computes; "heavy": DSH
+    expect: str  # "edge": the whole model on the camera; "cloud": the pool computes; "pool": the
+    # camera beyond one worker's rate, the pool's workers share it
     edge_nodes: int  # DSL's cut at this rate: nodes on the camera (of `nodes`)
     nodes: int
     predicted_s: float  # DSL's latency at this rate
@@ -91,21 +92,22 @@ def _schedule(steps: list[tuple[float, str]]) -> str:
 
 _EXPECT = {"edge": "the whole model on the camera (DSL)",
            "cloud": "the pool computes (DSL cut)",
-           "heavy": "heavy load: DSH over the pool's workers"}
+           "pool": "beyond one worker: the pool's workers share the frames"}
 
 
 def script_for(g: nx.DiGraph, workers: int = 2, phase_s: float = PHASE_S) -> Script:
     """The story for this cost graph (the emulated camera's times and the pool's, as measured
     here): a fast uplink, then a rate inside each slower segment of DSL's bandwidth map (at most
-    two), fast again, and a heavy phase on the fast uplink. The light phases' frame rate keeps
-    every one of their plans at most half busy (so each phase's plan is DSL's); the heavy
-    phase's is 1.5 times what one worker takes of the fast plan's cloud part."""
+    two), fast again, and a last phase on the fast uplink beyond one worker. The first phases'
+    frame rate keeps every one of their plans at most half busy (so each phase's plan is DSL's);
+    the last phase's is 1.5 times what one worker takes of the fast plan's cloud part (with two
+    workers or more, still light load for the pool; on a busy host, heavy)."""
     segments = bwmap.bandwidth_map(g).segments  # by increasing bandwidth
     top = segments[-1]
     fast_cut = partition.evaluate(g, top.edge_nodes, max(top.min_bps * 8, FAST_FLOOR_BPS))
-    heavy_fps = float(max(2, math.ceil(1.5 / max(fast_cut.cloud_s, 1e-3))))
-    fast = max(FAST_FLOOR_BPS, 8 * top.min_bps,  # the link must carry the heavy phase twice over
-               2.0 * heavy_fps * top.transfer_bytes * 8)
+    pool_fps = float(max(2, math.ceil(1.5 / max(fast_cut.cloud_s, 1e-3))))
+    fast = max(FAST_FLOOR_BPS, 8 * top.min_bps,  # the link must carry the last phase twice over
+               2.0 * pool_fps * top.transfer_bytes * 8)
     slow = []
     for seg in reversed(segments[:-1][-2:]):  # the next slower segments, at most two
         lo = max(seg.min_bps, seg.max_bps / 8)
@@ -115,10 +117,10 @@ def script_for(g: nx.DiGraph, workers: int = 2, phase_s: float = PHASE_S) -> Scr
     light_fps = float(min(2.0, math.floor(0.5 / busiest * 10) / 10)) or 0.1
     phases = []
     for i, (bps, seg) in enumerate([*rates, (fast, top)]):
-        heavy = i == len(rates)
+        last = i == len(rates)
         pred = partition.evaluate(g, seg.edge_nodes, bps)
-        expect = "heavy" if heavy else ("edge" if not seg.transfer else "cloud")
-        phases.append(Phase(i * phase_s, bps, heavy_fps if heavy else light_fps, expect,
+        expect = "pool" if last else ("edge" if not seg.transfer else "cloud")
+        phases.append(Phase(i * phase_s, bps, pool_fps if last else light_fps, expect,
                             len(seg.edge_nodes), len(g), pred.latency_s))
     return Script(tuple(phases), len(phases) * phase_s)
 
@@ -289,12 +291,12 @@ class Story:
                 fails.append(f"frames ran on {placement}, not on the camera")
             if phase.expect == "cloud" and placement != "cloud":
                 fails.append(f"frames ran on {placement}, not in the pool")
-            if phase.expect == "heavy":
-                if not any(sm.heavy for sm in window):
-                    fails.append("the planner never went heavy (DSH)")
+            if phase.expect == "pool":
+                if placement != "cloud":
+                    fails.append(f"frames ran on {placement}, not in the pool")
                 used = {ln["worker"] for ln in ok if ln["worker"] != "edge"}
                 if self.workers > 1 and len(used) < 2:
-                    fails.append(f"only {len(used)} worker(s) served the heavy phase")
+                    fails.append(f"only {len(used)} worker(s) served beyond one worker's rate")
             if not ok:
                 fails.append("no frame answered after settling")
             out.append(Verdict(

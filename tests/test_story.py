@@ -29,7 +29,7 @@ def test_each_phase_has_its_own_best_plan_and_the_last_exceeds_one_worker(slowdo
     g = camera_graph(slowdown)
     script = script_for(g, workers=2)
     phases = script.phases
-    assert [p.expect for p in phases][0] == "cloud" and phases[-1].expect == "heavy"
+    assert [p.expect for p in phases][0] == "cloud" and phases[-1].expect == "pool"
     assert "edge" in [p.expect for p in phases]  # somewhere the camera does it all
     for a, b in zip(phases, phases[1:-1], strict=False):
         assert a.bandwidth_bps != b.bandwidth_bps  # a step at every light phase
