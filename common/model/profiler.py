@@ -9,6 +9,7 @@ which is what running that node inside one split part costs.
 from __future__ import annotations
 
 import copy
+import os
 import platform
 import statistics
 import time
@@ -159,7 +160,16 @@ def profile_graph(
         total_s=statistics.median(totals),
         warmup=warmup,
         repeats=repeats,
+        host_load=_host_load(),
     )
+
+
+def _host_load() -> float | None:
+    """The host's 1-minute load average per CPU, as the profile is taken (None where unknown)."""
+    try:
+        return round(os.getloadavg()[0] / (os.cpu_count() or 1), 3)
+    except OSError:
+        return None
 
 
 def load_cached(graph: ModelGraph, dev: torch.device) -> Profile | None:

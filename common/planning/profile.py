@@ -54,6 +54,9 @@ class Profile:
     # predicted from the model's shapes (`common.planning.predict`), not measured: the planner
     # may plan with it until the device's measured profile arrives
     predicted: bool = False
+    # how busy the host was while it was measured: its 1-minute load average per CPU (None:
+    # not recorded); a profile taken on a busy host is slower than the device, and says so
+    host_load: float | None = None
 
     @property
     def summed_s(self) -> float:
@@ -133,4 +136,5 @@ def scaled(profile: Profile, speedup: float) -> Profile:
                            "decode_s": c["decode_s"] / speedup} for name, c in table.items()}
                 for v, table in profile.codecs.items()},
         predicted=profile.predicted,
+        host_load=profile.host_load,
     )

@@ -626,6 +626,7 @@ class EdgeAgent(Service):
                 "scores": [round(s, 6) for s in classes[1]], "latency_s": round(latency, 6),
                 "edge_s": round(job.edge_s, 6), "cloud_s": round(cloud_s, 6), "worker": worker,
                 "attempts": job.attempts + 1, "dropped": False, "done_at": round(time.time(), 6),
+                "bytes": job.nbytes,
             }
             if job.cut.plan.exit:  # which early exit answered
                 line["exit"] = job.cut.plan.exit
@@ -669,6 +670,9 @@ class EdgeAgent(Service):
             hint = self.probe_hint_bps
             if hint and hint / CONFIRM_FACTOR <= self.planner_bw <= hint * CONFIRM_FACTOR:
                 self.probe_hint_bps = 0.0  # the planner has seen what the probes saw
+        if self.cut is not None and plan.key == current:
+            self.cut.plan = plan  # the plan in force, republished with the planner's prediction now
+            return
         if not supersedes(plan.key, current):
             return
         try:

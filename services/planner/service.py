@@ -323,10 +323,16 @@ class Planner(Service):
                 slot.contradicted[stage] = now
             elif now - since >= PROFILE_CONTRADICTED_S and since > 0:
                 who = f"edge {clip(slot.name, 64)}" if stage == "edge" else "the workers"
-                log.warning("the %s profile of %s is %.2fx off what its frames take (for %.0f s):"
+                prof = slot.profile if stage == "edge" else next(
+                    (p for _, p in self.clouds.values()), None)
+                taken = "" if prof is None else (
+                    f"; it was measured {time.strftime('%Y-%m-%d %H:%M', time.localtime(prof.created_at))}"
+                    + (f" with the host at load {prof.host_load:.2f} per CPU"
+                       if prof.host_load is not None else ""))
+                log.warning("the %s profile of %s is %.2fx off what its frames take (for %.0f s)%s:"
                             " planning with the measured times; re-measure it (`dads profile`, "
                             "or delete its file in the profile cache, DADS_CACHE, and restart)",
-                            stage, who, factor, now - since)
+                            stage, who, factor, now - since, taken)
                 self.metrics.profile_contradicted.labels(slot.name, stage).set(1)
                 slot.contradicted[stage] = -1.0  # said once
 
@@ -501,7 +507,10 @@ class Planner(Service):
                              ("cloud", predicted.cloud_s)):
             self.metrics.predicted.labels(slot.name, stage).set(value)
         self.metrics.edge_latency.labels(slot.name).set(predicted.latency_s)
-        self.book.publish(plan.key, PlanMsg(plan.to_json(), regime, bw, reason), slot.name)
+        # republished with what it predicts now (the estimate and the calibration move on; the
+        # edge's admission follows the prediction): the same key, the same cut
+        self.book.publish(plan.key, PlanMsg(replace(plan, predicted=predicted).to_json(), regime,
+                                            bw, reason), slot.name)
 
     def _tier_problem(self, slot: EdgeSlot, bw: float) -> tiers.TierProblem | None:
         """Today's placement problem for an edge: its times, each later tier's (its workers'
