@@ -49,7 +49,7 @@ class System:
         self.procs.update(start_workers(self.ports, model, tmp, 0, workers, extra=worker_args,
                                         env=self.env))
         self.edge_port = self.ports.metrics_base + 2 + workers
-        self.edges: list[str] = []  # the edge agents started, by name
+        self.edges: list[str] = []  # the edge agents started on the edge port, by name
         self.wait_log("broker", "frontend")
         for i in range(workers):
             self.wait_log(f"worker-{i}", "ready on")
@@ -66,11 +66,12 @@ class System:
         """An edge agent streaming synthetic frames; it keeps every frame (`--no-shed`: the
         tests check each one) unless `shed`, as a live camera does."""
         out = self.tmp / f"{name}.jsonl"
-        for edge in self.edges:  # one a test failed to stop holds the edge's metrics port
-            if self.procs[edge].poll() is None:
-                self.procs[edge].kill()
-                self.procs[edge].wait()
-        self.edges.append(name)
+        if "--metrics-port" not in (extra or []):  # it takes the system's edge port
+            for edge in self.edges:  # one a failed test left running holds that port
+                if self.procs[edge].poll() is None:
+                    self.procs[edge].kill()
+                    self.procs[edge].wait()
+            self.edges.append(name)
         p = self.ports
         args = ["--model", self.model, "--threads", "1", "--plans", p.plans, "--telemetry", p.telemetry,
                 "--broker", p.frontend, "--metrics-port", str(self.edge_port), "--frames",
