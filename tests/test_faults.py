@@ -129,8 +129,8 @@ def test_a_worker_that_joins_mid_stream_holds_frames_until_it_has_their_plan(
         wait_lines(system, "edge-join", out, proc, 3)
         system.procs.update(start_workers(system.ports, MODEL, system.tmp, 2, 1, env=system.env,
                                           extra=["--metrics-port", "0"]))
-        wait_for(lambda: sum(x.get("worker") == "worker-2" for x in read_lines(out)) >= 3, 120,
-                 "the new worker served nothing")  # the stream goes on until it has served 3
+        wait_for(lambda: any(x.get("worker") == "worker-2" for x in read_lines(out)), 120,
+                 "the new worker served nothing")  # the stream goes on until it has served one
         assert system.stop_edge("edge-join") == 0, system.log("edge-join")[-3000:]
         lines = read_lines(out)
         assert_exact(lines, reference, len(lines))

@@ -245,14 +245,14 @@ def test_a_live_camera_beyond_its_plan_sheds_and_latency_stays_bounded(
     frames are as fresh as the first ones)."""
     system.control(algorithm="edge_only")  # the 8x slower camera: ~2 frames a second at most
     try:
-        lines = system.stream("edge-shed", frames=60, fps=10, shed=True)
+        lines = system.stream("edge-shed", frames=40, fps=10, shed=True)
     finally:
         system.control(algorithm="auto")
-    assert sorted(line["frame_id"] for line in lines) == list(range(60))  # every one accounted
+    assert sorted(line["frame_id"] for line in lines) == list(range(40))  # every one accounted
     shed = [line for line in lines if line["dropped"]]
     answered = sorted((line for line in lines if not line["dropped"]), key=lambda x: x["frame_id"])
     assert shed and all(line["reason"] == "shed" for line in shed), shed[:3]
-    assert len(answered) >= 5
+    assert len(answered) >= 5, answered
     for line in answered:
         out = torch.tensor(line["output"]).reshape(1, -1)
         assert relative_error(out, reference(line["frame_id"])) <= 1e-5
@@ -268,7 +268,7 @@ def test_an_offline_source_keeps_every_frame(system: System, reference) -> None:
     """fps 0 (a folder read as fast as the pipeline takes): back-pressure, nothing shed."""
     system.control(algorithm="edge_only")
     try:
-        lines = system.stream("edge-offline", frames=6, fps=0, shed=True)
+        lines = system.stream("edge-offline", frames=4, fps=0, shed=True)
     finally:
         system.control(algorithm="auto")
-    assert_exact(lines, reference, 6)
+    assert_exact(lines, reference, 4)
