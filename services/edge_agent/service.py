@@ -139,7 +139,6 @@ class EdgeAgent(Service):
         self.latencies: deque[float] = deque(maxlen=2000)
         self.recent: deque[tuple[float, float]] = deque(maxlen=500)  # (done_at, latency)
         self.captured: deque[float] = deque(maxlen=500)
-        self.edge_times: deque[float] = deque(maxlen=50)
         self.cloud_times: deque[float] = deque(maxlen=50)
         # the plan in force's own stage times (telemetry: the planner calibrates each plan's
         # prediction against its frames alone, not a mix with the last plan's)
@@ -398,7 +397,6 @@ class EdgeAgent(Service):
                 self._release()
                 continue
             job.edge_s = time.perf_counter() - t0
-            self.edge_times.append(job.edge_s)
             if cut is self.cut:
                 self.plan_times["edge"].append(job.edge_s)
             self.metrics.stage.labels("edge").observe(job.edge_s)
