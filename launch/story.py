@@ -34,7 +34,8 @@ from common.planning.units import format_bandwidth, parse_bandwidth
 from services.edge_agent.results import read_results
 from services.edge_agent.state import Schedule, percentile
 
-__all__ = ["Phase", "Script", "script_for", "Recorder", "PlannerRecorder", "Story"]
+__all__ = ["Phase", "Script", "script_for", "Recorder", "PlannerRecorder", "Story",
+           "first_capture"]
 
 PHASE_S = 12.0
 FAST_FLOOR_BPS = 18.9e6  # the fast phases' uplink at least (wifi)
@@ -250,8 +251,7 @@ class Story:
     @property
     def t0(self) -> float:
         """Wall time of the stream's start: the first frame's capture."""
-        answered = [ln for ln in self.lines if not ln["dropped"]]
-        return min(ln["done_at"] - ln["latency_s"] for ln in answered) if answered else 0.0
+        return first_capture(self.lines) or 0.0
 
     def phases(self) -> list[tuple[Phase, float]]:
         ps = self.script.phases
@@ -414,6 +414,12 @@ class Story:
                                         for v in self.verdicts()],
                            "failures": self.failures(),
                            "samples": [sm.__dict__ for sm in self.samples]}, indent=1)
+
+
+def first_capture(lines: list[dict[str, Any]]) -> float | None:
+    """Wall time the first answered frame was captured (None before any is answered)."""
+    answered = [ln for ln in lines if not ln["dropped"]]
+    return min(ln["done_at"] - ln["latency_s"] for ln in answered) if answered else None
 
 
 def _s(seconds: float | None) -> str:

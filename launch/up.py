@@ -281,7 +281,5 @@ def main(args: argparse.Namespace) -> int:
 
 def _streamed(results: Path) -> float:
     """Seconds since the first frame was captured (0 before any is answered)."""
-    lines = [ln for ln in read_results(results) if not ln["dropped"]] if results.exists() else []
-    if not lines:
-        return 0.0
-    return time.time() - min(ln["done_at"] - ln["latency_s"] for ln in lines)
+    first = story.first_capture(read_results(results)) if results.exists() else None
+    return 0.0 if first is None else time.time() - first
