@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import statistics
 import time
 from collections.abc import Collection, Sequence
@@ -27,7 +26,7 @@ from tqdm import tqdm
 
 from common.codec import codecs
 from common.model.graph import ModelGraph
-from common.planning.profile import DeviceInfo, cache_dir
+from common.planning.profile import DeviceInfo, cache_path, write_atomic
 
 __all__ = ["crossing_candidates", "node_outputs", "measure", "cached_measure", "corrected",
            "run_with_codec", "probe_nodes", "fidelity"]
@@ -115,19 +114,14 @@ def cached_measure(graph: ModelGraph, frames: Sequence[Sequence[torch.Tensor]],
         for x in inputs:
             digest.update(str((x.dtype, tuple(x.shape))).encode())
             digest.update(x.detach().cpu().contiguous().numpy().tobytes())
-    safe = "".join(c if c.isalnum() or c in "_.-" else "_" for c in graph.name)
-    path = (cache_dir() / "codecs" /
-            f"{safe}-{graph.fingerprint}-{digest.hexdigest()[:16]}-{device.key}.json")
+    path = cache_path(graph.name, graph.fingerprint, device, "codecs", digest.hexdigest()[:16])
     try:
         return json.loads(path.read_text())["table"]
     except (OSError, ValueError, KeyError, TypeError):
         pass  # not cached, or unreadable: measure
     table = measure(graph, frames)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"measured_at": time.time(), "frames": len(frames),
-                               "device": device.key, "table": table}))
-    tmp.replace(path)  # atomic: edges sharing a cache never read half a file
+    write_atomic(path, json.dumps({"measured_at": time.time(), "frames": len(frames),
+                                   "device": device.key, "table": table}))
     return table
 
 

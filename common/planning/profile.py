@@ -18,7 +18,7 @@ from typing import Any
 
 from common.errors import ProfileMismatch
 
-__all__ = ["FORMAT", "DeviceInfo", "Profile", "cache_dir", "cache_path", "scaled"]
+__all__ = ["FORMAT", "DeviceInfo", "Profile", "cache_dir", "cache_path", "write_atomic", "scaled"]
 
 FORMAT = "dads-profile/1"
 
@@ -95,12 +95,7 @@ class Profile:
         return cls(**body)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        tmp.replace(out)  # atomic: services sharing a cache never read half a file
-        return out
+        return write_atomic(path, json.dumps(self.to_json(), indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Profile:
@@ -112,9 +107,23 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DADS_CACHE") or Path.home() / ".cache" / "dads")
 
 
-def cache_path(model: str, fingerprint: str, device: DeviceInfo) -> Path:
+def cache_path(model: str, fingerprint: str, device: DeviceInfo, kind: str = "profiles",
+               content: str = "") -> Path:
+    """A cached measurement of a model on a device: its profile, or (`kind` "codecs") its codec
+    table on frames whose digest is `content`."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
-    return cache_dir() / "profiles" / f"{safe}-{fingerprint}-{device.key}.json"
+    middle = f"-{content}" if content else ""
+    return cache_dir() / kind / f"{safe}-{fingerprint}{middle}-{device.key}.json"
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a file whole or not at all: services sharing a cache never read half a file."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    return out
 
 
 def scaled(profile: Profile, speedup: float) -> Profile:
