@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from common.errors import DadsError
+from common.errors import DadsError, as_command
 
 __all__ = ["main", "build_parser"]
 
@@ -1132,13 +1132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_command(argv)).parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except (DadsError, ValueError) as exc:
-        print(f"dads {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return as_command(f"dads {args.command}", lambda: func(args))
 
 
 if __name__ == "__main__":

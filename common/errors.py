@@ -1,8 +1,13 @@
-"""The small exception hierarchy every layer raises; each carries the data a caller needs."""
+"""The small exception hierarchy every layer raises; each carries the data a caller needs, and
+how one reaches a user of a command (`as_command`)."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 __all__ = [
+    "as_command",
     "DadsError",
     "ModelLoadError",
     "TraceError",
@@ -41,3 +46,16 @@ class CostGraphError(DadsError, ValueError):
 
 class ProfileMismatch(DadsError, ValueError):
     """A profile measured on a different model (fingerprint) than the one in hand."""
+
+
+def as_command(prog: str, body: Callable[[], int | None]) -> int:
+    """A command's exit code: a user's error (bad options, a model or a file that cannot be
+    used) is one line on stderr and exit 2, not a traceback; Ctrl-C is exit 130. `dads` and
+    each service's own entry (`python -m services.X`) say errors alike."""
+    try:
+        return int(body() or 0)
+    except (DadsError, ValueError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

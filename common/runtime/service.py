@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 import zmq.asyncio
 
-from common.errors import DadsError
+from common.errors import DadsError, as_command
 from common.runtime.metrics import serve
 from common.runtime.security import (
     Guard,
@@ -81,13 +81,7 @@ def entry(prog: str, module: Any, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=doc)
     module.add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return int(module.main(args) or 0)
-    except (DadsError, ValueError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return as_command(prog, lambda: module.main(args))
 
 
 class Compute:
