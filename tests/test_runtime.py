@@ -252,7 +252,11 @@ def test_a_live_camera_beyond_its_plan_sheds_and_latency_stays_bounded(
     shed = [line for line in lines if line["dropped"]]
     answered = sorted((line for line in lines if not line["dropped"]), key=lambda x: x["frame_id"])
     assert shed and all(line["reason"] == "shed" for line in shed), shed[:3]
-    assert len(answered) >= 5, answered
+    # the pipeline is kept busy, not starved by over-shedding: its computes span most of the
+    # 4 s the camera ran (a count would depend on this machine's speed and load)
+    busy_s = sum(line["edge_s"] for line in answered)
+    assert len(answered) >= 2 and busy_s >= 0.6 * 39 / 10, [
+        (line["frame_id"], line["edge_s"]) for line in answered]
     for line in answered:
         out = torch.tensor(line["output"]).reshape(1, -1)
         assert relative_error(out, reference(line["frame_id"])) <= 1e-5
