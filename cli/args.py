@@ -31,14 +31,6 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="example input shape (default: the model's natural one, batch 1)")
 
 
-def trace_model(args: argparse.Namespace):  # -> ModelGraph; torch imported only when needed
-    from common.model.graph import trace
-    from common.model.models import example_input, load_model
-
-    model = load_model(args.model, args.weights, args.seed)
-    return trace(model, example_input(args.model, args.input_shape), name=args.model)
-
-
 def bandwidth(text: str) -> float:
     from common.planning.units import parse_bandwidth
 
@@ -113,7 +105,7 @@ def costs(args: argparse.Namespace):  # -> nx.DiGraph
         raise DadsError("say what to plan: a model name, or --graph COSTS.json")
     from common.model.profiler import cached_profile
 
-    graph = served(args) if args.images or has_exits(args) else trace_model(args)
+    graph = served(args)  # what the services run: one graph, one set of names, one profile
     edge = Profile.load(args.edge_profile) if args.edge_profile else cached_profile(graph, "cpu")
     if args.images:
         edge = with_codecs(args, graph, edge)
@@ -152,6 +144,9 @@ def served(args: argparse.Namespace):  # -> ModelGraph of the model as the servi
     from common.model.models import input_shape_for, load_served, synthetic_frame
 
     shape = args.input_shape or input_shape_for(args.model)
+    if len(shape) != 4 or shape[1] != 3:
+        raise DadsError(f"--input-shape {','.join(map(str, shape))}: the model is served camera "
+                        "frames, N,3,H,W (uint8 RGB), e.g. 1,3,224,224")
     graph = trace(load_served(args.model, args.weights, args.seed), synthetic_frame(0, shape),
                   name=args.model)
     mark_exits(graph.dag, graph.outputs, load_accuracy(args.weights))

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from cli.args import add_model_args, images, served, trace_model
+from cli.args import add_model_args, images, served
 from common.errors import DadsError
 
 
@@ -19,7 +19,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from common.model.profiler import profile_graph
     from common.planning.profile import cache_path
 
-    graph = trace_model(args)
+    graph = served(args)
     t0 = time.perf_counter()
     prof = profile_graph(graph, args.device, args.warmup, args.repeats, args.threads)
     took = time.perf_counter() - t0
@@ -44,7 +44,7 @@ def cmd_split_check(args: argparse.Namespace) -> int:
     from common.model.split import check_cut
     from common.planning import dag
 
-    graph = trace_model(args)
+    graph = served(args)
     x = graph.example_inputs
     with torch.no_grad():
         ref = graph.module(*x)

@@ -21,7 +21,6 @@ from cli.args import (
     pairs,
     resolve_input_bytes,
     served,
-    trace_model,
     with_codecs,
 )
 from common.errors import DadsError
@@ -31,7 +30,7 @@ def cmd_costgraph(args: argparse.Namespace) -> int:
     from common.planning import costgraph
     from common.planning.profile import Profile
 
-    graph = trace_model(args)
+    graph = served(args)
     g = costgraph.build(graph.dag, Profile.load(args.edge), Profile.load(args.cloud),
                         resolve_input_bytes(args.input_bytes, graph))
     if args.out:

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.model.models import read_checkpoint
+
 __all__ = ["DigitsExits", "SIDE", "digits_frames", "split_indices", "Trained", "train",
            "exit_accuracy", "save", "load_accuracy", "mark_exits"]
 
@@ -140,7 +142,7 @@ def load_accuracy(path: str | Path | None) -> list[float]:
     """The exit accuracies a weights file carries, one per model output ([] if none)."""
     if not path:
         return []
-    doc = torch.load(Path(path), map_location="cpu", weights_only=True)
+    doc = read_checkpoint(path)
     acc = doc.get("exit_accuracy", []) if isinstance(doc, dict) else []
     return [float(a) for a in acc] if isinstance(acc, (list, tuple)) else []
 

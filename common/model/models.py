@@ -80,14 +80,21 @@ def _build(name: str) -> nn.Module:
     )
 
 
-def _load_weights(model: nn.Module, name: str, path: str) -> None:
+def read_checkpoint(path: str | Path) -> object:
+    """A weights file's contents, tensors only (`weights_only`: nothing in it runs); a missing or
+    unreadable file is one clear error, not torch's own (IndexError, KeyError, ...)."""
     file = Path(path)
     if not file.is_file():
-        raise ModelLoadError(f"weights file {path!r} does not exist")
+        raise ModelLoadError(f"weights file {str(path)!r} does not exist")
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several kinds for a bad file
-        raise ModelLoadError(f"cannot read weights from {path!r}: {exc}") from exc
+        raise ModelLoadError(f"cannot read weights from {str(path)!r}: not a torch checkpoint "
+                             f"({type(exc).__name__}: {exc})") from None
+
+
+def _load_weights(model: nn.Module, name: str, path: str) -> None:
+    state = read_checkpoint(path)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
