@@ -29,8 +29,9 @@ import zmq
 from common.planning.partition import Plan
 from common.planning.units import parse_bandwidth
 from common.runtime import config
+from common.runtime.operator import Operator
 from common.runtime.security import Keys, client_socket
-from common.runtime.wire import Control, PlanMsg, decode, encode
+from common.runtime.wire import Control, PlanMsg, decode
 from launch import testbed
 from launch.up import (
     Ports,
@@ -120,8 +121,7 @@ class Live:
             ctx = zmq.Context.instance()
             self.sub = client_socket(ctx, zmq.SUB, self.plans, operator, "planner")
             self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-            self.push = client_socket(ctx, zmq.PUSH, self.telemetry, operator, "planner")
-            self.push.setsockopt(zmq.LINGER, 1000)
+            self.operator = Operator(self.telemetry, operator)
             self.add_workers(self.initial_workers)
         except BaseException:
             self.__exit__()
@@ -129,9 +129,10 @@ class Live:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for sock in ("sub", "push"):
-            if hasattr(self, sock):
-                getattr(self, sock).close(linger=0)
+        if hasattr(self, "sub"):
+            self.sub.close(linger=0)
+        if hasattr(self, "operator"):
+            self.operator.close()
         if self.bed is not None:
             self.bed.down()
         else:
@@ -151,7 +152,8 @@ class Live:
 
     # -- steering --
     def control(self, **fields: Any) -> None:
-        self.push.send_multipart(encode(Control(**fields)))
+        """An operator control, applied (or an error that says why not)."""
+        self.operator.control(Control(**fields))
 
     def set_uplink(self, rate: str) -> None:
         self.uplink_bps = parse_bandwidth(rate)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from cli.args import bandwidth
+from common.errors import DadsError
 
 SERVICES: dict[str, tuple[str, str]] = {
     "broker": ("services.broker.service", "run the broker (edges in front, workers behind)"),
@@ -30,25 +32,17 @@ def _service_command(module: str) -> Callable[[argparse.Namespace], int]:
 
 
 def cmd_ctl(args: argparse.Namespace) -> int:
-    """Send an operator control to the planner: bandwidth override, pinned algorithm or cut."""
-    import asyncio
-
-    import zmq
-
+    """Send an operator control to the planner and wait for its answer: applied (with the plans
+    it made), refused (exit 1, with the planner's reason) or unanswered (exit 2, with why)."""
+    from common.runtime.operator import ControlRefused, Operator
     from common.runtime.security import from_options
-    from common.runtime.transport import Channel
     from common.runtime.wire import Control
 
     cut: tuple[str, ...] | None = None
     if args.unpin_cut:
         cut = ()
     elif args.pin_cut:
-        doc = json.loads(Path(args.pin_cut).read_text())
-        nodes = doc.get("edge_nodes") if isinstance(doc, dict) else doc
-        if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
-            raise SystemExit(f"{args.pin_cut}: expected a list of node names or a plan JSON "
-                             "with 'edge_nodes'")
-        cut = tuple(nodes)
+        cut = _cut_file(args.pin_cut)
     goal = None
     if args.latency_goal is not None:
         from common.planning.units import parse_duration
@@ -56,34 +50,48 @@ def cmd_ctl(args: argparse.Namespace) -> int:
         try:
             goal = 0.0 if args.latency_goal in ("0", "none") else parse_duration(args.latency_goal)
         except ValueError as exc:
-            raise SystemExit(f"dads ctl: --latency-goal: {exc}") from None
+            raise DadsError(f"--latency-goal: {exc}") from None
     msg = Control(args.bandwidth, args.algorithm, cut, goal, edge=args.edge)
     if msg == Control():
-        raise SystemExit("dads ctl: nothing to send; give --bandwidth, --algorithm, "
-                         "--latency-goal or a cut")
-
-    keys = from_options(args.keys, args.insecure, "operator")
-
-    async def send() -> None:
-        ch = Channel.open(zmq.PUSH, args.planner, bind=False, keys=keys, server="planner")
-        ch.sock.setsockopt(zmq.IMMEDIATE, 0)  # queue until connected
-        ch.sock.setsockopt(zmq.LINGER, 2000)
-        await ch.send(msg)
-        ch.sock.close(linger=2000)
-
-    asyncio.run(send())
+        raise DadsError("nothing to send; give --bandwidth, --algorithm, --latency-goal, "
+                        "--pin-cut or --unpin-cut")
     said = []
     if msg.force_bandwidth_bps is not None:
-        said.append("bandwidth " + (f"{msg.force_bandwidth_bps:g} bit/s" if msg.force_bandwidth_bps
-                                    else "from the probe"))
+        from common.planning.units import format_bandwidth
+
+        said.append("bandwidth " + (format_bandwidth(msg.force_bandwidth_bps)
+                                    if msg.force_bandwidth_bps else "from the probe"))
     if msg.algorithm is not None:
         said.append(f"algorithm {msg.algorithm}")
     if cut is not None:
         said.append(f"cut pinned ({len(cut)} edge nodes)" if cut else "cut unpinned")
     if goal is not None:
         said.append(f"latency goal {goal * 1e3:g} ms" if goal else "no latency goal")
-    print(f"sent to {args.planner}: {', '.join(said)}")
+    with Operator(args.planner, from_options(args.keys, args.insecure, "operator")) as op:
+        try:
+            reply = op.control(msg, args.timeout)
+        except ControlRefused as exc:
+            print(f"dads ctl: {', '.join(said)}: {exc}", file=sys.stderr)
+            return 1
+    print(f"{args.planner}: {', '.join(said)}: {reply.detail}")
+    for line in reply.plans:
+        print(f"  {line}")
     return 0
+
+
+def _cut_file(path: str) -> tuple[str, ...]:
+    """A pinned cut's edge nodes: a JSON list of names, or a plan (`dads plan --json`)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise DadsError(f"--pin-cut {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise DadsError(f"--pin-cut {path}: not JSON ({exc})") from None
+    nodes = doc.get("edge_nodes") if isinstance(doc, dict) else doc
+    if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+        raise DadsError(f"--pin-cut {path}: expected a list of node names or a plan JSON with "
+                        "'edge_nodes' (`dads plan MODEL --json`)")
+    return tuple(nodes)
 
 
 def register(sub: argparse._SubParsersAction, command: str | None) -> None:
@@ -124,4 +132,7 @@ def register(sub: argparse._SubParsersAction, command: str | None) -> None:
     pin.add_argument("--pin-cut", metavar="FILE", help="run exactly this cut: a JSON list of the "
                      "served graph's edge node names, or a plan JSON (DESIGN §3) holding them")
     pin.add_argument("--unpin-cut", action="store_true", help="lift a pinned cut")
+    p.add_argument("--timeout", type=float, default=config.CONTROL_TIMEOUT_S, metavar="S",
+                   help="wait this long for the planner's answer (default "
+                   f"{config.CONTROL_TIMEOUT_S:g})")
     p.set_defaults(func=cmd_ctl)

@@ -343,17 +343,18 @@ def pin_placement(plans: str, telemetry: str, keys_dir: str, edge_nodes: list[st
     for the plan it publishes for it: its JSON document, or None if none came in `timeout` s."""
     import zmq
 
+    from common.runtime.operator import Operator
     from common.runtime.security import Keys, client_socket
-    from common.runtime.wire import Control, PlanMsg, decode, encode
+    from common.runtime.wire import Control, PlanMsg, decode
 
     keys, ctx = Keys.load(keys_dir, "operator"), zmq.Context.instance()
     sub = client_socket(ctx, zmq.SUB, plans, keys, "planner")
     sub.setsockopt(zmq.SUBSCRIBE, b"")
-    push = client_socket(ctx, zmq.PUSH, telemetry, keys, "planner")
+    operator = Operator(telemetry, keys, ctx)
     want = sorted(edge_nodes), [sorted(t) for t in tier_nodes]
     try:
-        push.send_multipart(encode(Control(edge_nodes=tuple(want[0]),
-                                           tier_nodes=tuple(tuple(t) for t in want[1]))))
+        operator.control(Control(edge_nodes=tuple(want[0]),
+                                 tier_nodes=tuple(tuple(t) for t in want[1])), timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if sub.poll(500):
@@ -363,5 +364,5 @@ def pin_placement(plans: str, telemetry: str, keys_dir: str, edge_nodes: list[st
                     return plan
         return None
     finally:
-        push.close(linger=2000)
+        operator.close()
         sub.close(linger=0)

@@ -7,13 +7,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import zmq
 
+from common.runtime.operator import Operator
 from common.runtime.security import Keys, client_socket
-from common.runtime.wire import Control, encode
+from common.runtime.wire import Control, ControlReply
 from launch.up import (
     Ports,
     free_base,
@@ -102,12 +104,13 @@ class System:
 
     def control(self, bandwidth_bps: float | None = None, algorithm: str | None = None,
                 edge_nodes: tuple[str, ...] | None = None,
-                latency_goal_s: float | None = None) -> None:
-        """Operator controls at once (`ctl` does the same through the CLI)."""
-        sock = self.socket(zmq.PUSH, self.ports.telemetry, "operator", "planner")
-        sock.setsockopt(zmq.LINGER, 2000)
-        sock.send_multipart(encode(Control(bandwidth_bps, algorithm, edge_nodes, latency_goal_s)))
-        sock.close()
+                latency_goal_s: float | None = None) -> ControlReply:
+        """Operator controls, applied (`ctl` does the same through the CLI)."""
+        return self.operate(Control(bandwidth_bps, algorithm, edge_nodes, latency_goal_s))
+
+    def operate(self, msg: Control) -> ControlReply:
+        with Operator(self.ports.telemetry, Keys.load(self.keys_dir, "operator")) as op:
+            return op.control(msg, timeout_s=30.0)
 
     def socket(self, kind: int, endpoint: str, role: str | None, server: str) -> zmq.Socket:
         """A blocking socket connected as `role` (None: a stranger without keys)."""
@@ -194,6 +197,15 @@ def shared_cache_system(factory, workers: int = 2, planner_args: list[str] | Non
 
 def read_lines(path: Path) -> list[dict]:
     return read_results(path)
+
+
+def wait_lines(system: System, name: str, out: Path, proc: subprocess.Popen[bytes], count: int,
+               timeout: float = 180) -> None:
+    """Until edge `name` has written `count` result lines (fails with its log if it died)."""
+    deadline = time.monotonic() + timeout
+    while len(read_lines(out)) < count:
+        assert time.monotonic() < deadline and proc.poll() is None, system.log(name)[-3000:]
+        time.sleep(0.1)
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -131,42 +131,6 @@ def test_plan_a_model_profiles_it_once(capsys: pytest.CaptureFixture[str]) -> No
     assert json.loads(capsys.readouterr().out)["fingerprint"] == first["fingerprint"]
 
 
-def test_ctl_sends_only_what_it_is_given(tmp_path: Path) -> None:
-    import zmq
-
-    from common.runtime.security import Keys
-    from common.runtime.wire import Control, decode
-
-    keys = tmp_path / "keys"
-    assert main(["keys", "init", str(keys)]) == 0
-    planner_keys = Keys.load(keys, "planner")
-    pull = zmq.Context.instance().socket(zmq.PULL)
-    pull.curve_server = True  # the planner's key: ctl talks only to the real planner
-    pull.curve_secretkey, pull.curve_publickey = planner_keys.secret, planner_keys.public
-    port = pull.bind_to_random_port("tcp://127.0.0.1")
-    planner = f"tcp://127.0.0.1:{port}"
-    cut = tmp_path / "cut.json"
-    cut.write_text(json.dumps({"plan_id": 3, "edge_nodes": ["x", "conv1"]}))
-    ctl = ["ctl", "--planner", planner, "--keys", str(keys)]
-    try:
-        assert main([*ctl, "--algorithm", "dsh", "--pin-cut", str(cut)]) == 0
-        assert main([*ctl, "--bandwidth", "3g"]) == 0
-        got = [decode(pull.recv_multipart())[0] for _ in range(2)]
-    finally:
-        pull.close(linger=0)
-    assert got[0] == Control(None, "dsh", ("x", "conv1"))
-    assert got[1] == Control(1.1e6, None, None)  # the pins stay as they are
-
-
-def test_ctl_errors_say_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="nothing to send"):
-        main(["ctl", "--planner", "tcp://127.0.0.1:1"])
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"edge_nodes": [1, 2]}))
-    with pytest.raises(SystemExit, match="list of node names"):
-        main(["ctl", "--planner", "tcp://127.0.0.1:1", "--pin-cut", str(bad)])
-
-
 def test_codecs_fidelity_table_and_plans_with_codecs(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     from tests.test_codec_runtime import smooth_images

@@ -32,7 +32,15 @@ from common.runtime.wire import (
     decode,
     encode,
 )
-from tests.system import MODEL, System, assert_exact, metric, read_lines, shared_cache_system
+from tests.system import (
+    MODEL,
+    System,
+    assert_exact,
+    metric,
+    read_lines,
+    shared_cache_system,
+    wait_lines,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -41,13 +49,6 @@ pytestmark = pytest.mark.timeout(600)
 def system(tmp_path_factory: pytest.TempPathFactory):
     with shared_cache_system(tmp_path_factory, planner_args=["--initial-bandwidth", "1gbit"]) as s:
         yield s
-
-
-def wait_lines(system: System, name: str, out, proc, count: int, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while len(read_lines(out)) < count:
-        assert time.monotonic() < deadline and proc.poll() is None, system.log(name)[-3000:]
-        time.sleep(0.1)
 
 
 def wait_for(predicate, timeout: float, what: str) -> float:
@@ -85,7 +86,7 @@ def ask_broker(system: System, request: Request, frames: list[bytes]) -> ErrorRe
 
 
 def push_to_planner(system: System, *parts_list: list[bytes], role: str = "operator") -> None:
-    sock = system.socket(zmq.PUSH, system.ports.telemetry, role, "planner")
+    sock = system.socket(zmq.DEALER, system.ports.telemetry, role, "planner")
     sock.setsockopt(zmq.LINGER, 2000)
     for parts in parts_list:
         sock.send_multipart(parts)

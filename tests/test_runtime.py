@@ -162,7 +162,7 @@ def test_garbage_on_every_socket_is_counted_and_survived(system: System, referen
     """Authenticated peers (an edge, a worker) that send garbage: refused, counted, survived."""
     targets = [(zmq.DEALER, system.ports.frontend, "edge", "broker"),
                (zmq.DEALER, system.ports.backend, "worker", "broker"),
-               (zmq.PUSH, system.ports.telemetry, "edge", "planner")]
+               (zmq.DEALER, system.ports.telemetry, "edge", "planner")]
     for kind, endpoint, role, server in targets:
         s = system.socket(kind, endpoint, role, server)
         s.setsockopt(zmq.LINGER, 1000)

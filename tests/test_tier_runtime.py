@@ -74,12 +74,9 @@ class ThreeTiers(System):
 
     def control_tiers(self, edge_nodes: tuple[str, ...], tier_nodes: tuple[tuple[str, ...], ...]
                       ) -> None:
-        from common.runtime.wire import Control, encode
+        from common.runtime.wire import Control
 
-        sock = self.socket(zmq.PUSH, self.ports.telemetry, "operator", "planner")
-        sock.setsockopt(zmq.LINGER, 2000)
-        sock.send_multipart(encode(Control(edge_nodes=edge_nodes, tier_nodes=tier_nodes)))
-        sock.close()
+        self.operate(Control(edge_nodes=edge_nodes, tier_nodes=tier_nodes))
 
     def close(self) -> None:
         self.plans.close(linger=0)

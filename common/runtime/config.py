@@ -10,7 +10,10 @@ import argparse
 import os
 
 __all__ = ["ENV", "env", "env_int", "endpoint", "add_model_arguments",
-           "add_planner_arguments", "add_security_arguments"]
+           "add_planner_arguments", "add_security_arguments", "CONTROL_TIMEOUT_S"]
+
+#: how long an operator waits for the planner's answer to a control (`dads ctl --timeout`)
+CONTROL_TIMEOUT_S = 10.0
 
 #: variable -> (default, meaning). The README's settings table is generated from this.
 ENV: dict[str, tuple[str, str]] = {
@@ -22,7 +25,8 @@ ENV: dict[str, tuple[str, str]] = {
     "DADS_BACKEND_PORT": ("5556", "broker port for cloud workers (ROUTER)"),
     "DADS_PLANNER_HOST": ("127.0.0.1", "where services find the planner"),
     "DADS_PLAN_PORT": ("5557", "planner port publishing plans (PUB)"),
-    "DADS_TELEMETRY_PORT": ("5558", "planner port taking profiles and telemetry (PULL)"),
+    "DADS_TELEMETRY_PORT": ("5558", "planner port taking profiles, telemetry and operator controls, which it "
+                            "answers (ROUTER)"),
     "DADS_BIND_HOST": ("*", "interface the broker and planner bind"),
     "DADS_METRICS_PORT": ("", "Prometheus /metrics port (default per service: broker 9101, "
                           "planner 9102, worker 9103, edge 9104; 0 = any free port)"),

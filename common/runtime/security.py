@@ -37,7 +37,7 @@ from zmq.utils.monitor import recv_monitor_message
 from common.errors import DadsError
 
 __all__ = ["ROLES", "DOMAINS", "KeysError", "Keys", "init_keys", "add_key", "Guard",
-           "handshake_monitor", "watch_handshakes", "watch_all_handshakes", "HANDSHAKE_FAILURES", "role_allowed", "from_options",
+           "handshake_monitor", "watch_handshakes", "handshake_trouble", "watch_all_handshakes", "HANDSHAKE_FAILURES", "role_allowed", "from_options",
            "client_socket"]
 
 log = logging.getLogger("security")
@@ -186,6 +186,22 @@ def watch_all_handshakes(monitors: Iterable[tuple[str, zmq.asyncio.Socket]],
     `count(domain)` per refusal."""
     return [asyncio.create_task(watch_handshakes(monitor, functools.partial(count, domain)),
                                 name=f"auth-{domain}") for domain, monitor in monitors]
+
+
+def handshake_trouble(event: int, server: str, endpoint: str) -> str | None:
+    """What a client socket's failed handshake says, in words (None for any other event).
+
+    The client sees a refusal by the server's authenticator (its key is not admitted, or not for
+    this socket) as HANDSHAKE_FAILED_AUTH; a server key that is not the server's, or plaintext
+    against CURVE, as a handshake that fails without detail or by protocol."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return (f"the {server} at {endpoint} refused this key: it does not admit it (a key from "
+                f"another `dads keys init`, or a role it does not take on this socket)")
+    if event in (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
+        return (f"the handshake with the {server} at {endpoint} failed: the {server}.key held "
+                f"here is not that {server}'s (keys from another `dads keys init`?), or one side "
+                "runs --insecure and the other does not")
+    return None
 
 
 def role_allowed(keys: Keys | None, user: str, roles: Iterable[str]) -> bool:

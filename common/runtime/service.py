@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 import zmq.asyncio
+from zmq.utils.monitor import recv_monitor_message
 
 from common.errors import DadsError, as_command
 from common.runtime.metrics import serve
@@ -28,6 +29,7 @@ from common.runtime.security import (
     Guard,
     Keys,
     handshake_monitor,
+    handshake_trouble,
     role_allowed,
     watch_all_handshakes,
 )
@@ -164,6 +166,12 @@ class _Metrics(Protocol):
 Handler = Callable[[Envelope], Awaitable[None] | None]
 
 
+#: what a connecting socket's monitor reports (`Service.open`'s `on_link` sees these)
+LINK_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+               | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+               | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED)
+
+
 class Service:
     """The run skeleton of every service: metrics served, sockets opened, tasks supervised.
 
@@ -195,6 +203,7 @@ class Service:
         self.guard: Guard | None = None
         # bound CURVE sockets: (domain, the socket's handshake monitor)
         self._served: list[tuple[str, zmq.asyncio.Socket]] = []
+        self._links: set[asyncio.Task[None]] = set()  # connecting sockets' handshake watchers
 
     # -- the skeleton --
     async def run(self, stop: asyncio.Event) -> int:
@@ -231,6 +240,9 @@ class Service:
         return await supervise(self.stop, tasks, self.log, self.metrics.loop_beat.set_to_current_time)
 
     async def close(self) -> None:
+        for task in self._links:
+            task.cancel()
+        await asyncio.gather(*self._links, return_exceptions=True)
         for ch in self.channels:
             ch.close()
         if self.guard is not None:
@@ -239,8 +251,11 @@ class Service:
 
     # -- helpers for subclasses --
     def open(self, kind: int, endpoint: str, *, bind: bool, domain: str | None = None,
-             server: str | None = None, identity: bytes | None = None) -> Channel:
-        """A channel of this service, closed with it; CURVE with the service's keys."""
+             server: str | None = None, identity: bytes | None = None,
+             on_link: Callable[[int], None] | None = None) -> Channel:
+        """A channel of this service, closed with it; CURVE with the service's keys. A
+        connecting one's handshakes are watched (`_watch_server`); `on_link` sees each of its
+        monitor events (LINK_EVENTS). Called from the event loop (start(), or later)."""
         if bind and self.keys is not None and self.guard is None:
             self.guard = Guard(self.keys, context())  # admits each socket's roles only
         ch = Channel.open(kind, endpoint, bind=bind, keys=self.keys, domain=domain, server=server,
@@ -248,7 +263,42 @@ class Service:
         self.channels.append(ch)
         if bind and self.keys is not None and domain is not None:
             self._served.append((domain, handshake_monitor(ch.sock)))
+        if not bind:
+            monitor = ch.sock.get_monitor_socket(LINK_EVENTS)
+            task = asyncio.get_running_loop().create_task(
+                self._watch_server(server or "server", endpoint, ch.sock, monitor, on_link),
+                name=f"link-{server}")
+            self._links.add(task)
+            task.add_done_callback(self._links.discard)
         return ch
+
+    async def _watch_server(self, server: str, endpoint: str, sock: zmq.asyncio.Socket,
+                          monitor: zmq.asyncio.Socket, on_link: Callable[[int], None] | None
+                          ) -> None:
+        """A refused handshake is said once, plainly, with what to check, and counted
+        (`dads_errors_total{kind="handshake"}`), not once per retry; a success after it is
+        said too. Without this a wrong key shows only as a link that comes and goes."""
+        refused = False
+        try:
+            while True:
+                event = (await recv_monitor_message(monitor))["event"]
+                if event == zmq.EVENT_MONITOR_STOPPED:
+                    return
+                trouble = handshake_trouble(event, server, endpoint)
+                if trouble:
+                    self.metrics.errors.labels("handshake").inc()
+                    if not refused:
+                        self.log.error("%s; retrying (said once until it succeeds)", trouble)
+                    refused = True
+                elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED and refused:
+                    refused = False
+                    self.log.info("the %s at %s: handshake succeeded", server, endpoint)
+                if on_link is not None:
+                    on_link(event)
+        finally:
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disable_monitor()
+            monitor.close(linger=0)
 
     def forget(self, ch: Channel) -> None:
         """Close a channel before the service closes (a reconnect replaces it)."""

@@ -37,7 +37,8 @@ from common.errors import DadsError
 __all__ = [
     "PROTOCOL_VERSION", "Kind", "Limits", "LIMITS", "WireError", "TensorMeta", "Request",
     "Result", "ErrorReply", "Ready", "Heartbeat", "PlanMsg", "EdgeProfile", "CloudProfile",
-    "Telemetry", "Probe", "ProbeAck", "Control", "BrokerStats", "Message", "encode", "decode",
+    "Telemetry", "Probe", "ProbeAck", "Control", "ControlReply", "BrokerStats",
+    "Message", "encode", "decode",
     "ALLOWED_DTYPES", "ErrorCode", "clip", "Reply", "peek_reply",
 ]
 
@@ -58,6 +59,7 @@ class Kind(IntEnum):
     PROBE_ACK = 11
     CONTROL = 12
     BROKER_STATS = 13
+    CONTROL_REPLY = 14
 
 
 class ErrorCode:
@@ -276,7 +278,8 @@ class Control:
     `latency_goal_s`: an early-exit model's latency goal (0: none, the most accurate exit).
     `tier_nodes`: with `edge_nodes`, pin a placement over the planner's tiers: the nodes of
     each middle tier (the last runs the rest). `edge`: the bandwidth for this edge alone (its
-    name); "" for every edge.
+    name); "" for every edge. `control_id`: the operator's number for it, which the
+    planner's `ControlReply` repeats.
     """
 
     force_bandwidth_bps: float | None = None
@@ -285,6 +288,19 @@ class Control:
     latency_goal_s: float | None = None
     tier_nodes: tuple[tuple[str, ...], ...] | None = None
     edge: str = ""
+    control_id: int = 0
+
+
+@dataclass(frozen=True)
+class ControlReply:
+    """Planner → operator, one per `Control`: `applied`, or refused with the reason in `detail`.
+    An applied one is answered once the plans it made are published (or at once when it
+    changes none); `plans` names them, one "edge: plan key, algorithm, cut" line per edge."""
+
+    control_id: int
+    applied: bool
+    detail: str
+    plans: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -295,13 +311,14 @@ class BrokerStats:
 
 
 Message = (Request | Result | ErrorReply | Ready | Heartbeat | PlanMsg | EdgeProfile | CloudProfile
-           | Telemetry | Probe | ProbeAck | Control | BrokerStats)
+           | Telemetry | Probe | ProbeAck | Control | BrokerStats | ControlReply)
 
 _KIND_OF: dict[type, Kind] = {
     Request: Kind.REQUEST, Result: Kind.RESULT, ErrorReply: Kind.ERROR, Ready: Kind.READY,
     Heartbeat: Kind.HEARTBEAT, PlanMsg: Kind.PLAN, EdgeProfile: Kind.EDGE_PROFILE,
     CloudProfile: Kind.CLOUD_PROFILE, Telemetry: Kind.TELEMETRY, Probe: Kind.PROBE,
     ProbeAck: Kind.PROBE_ACK, Control: Kind.CONTROL, BrokerStats: Kind.BROKER_STATS,
+    ControlReply: Kind.CONTROL_REPLY,
 }
 _CLASS_OF = {kind: cls for cls, kind in _KIND_OF.items()}
 _KIND_BYTE = {cls: bytes([kind]) for cls, kind in _KIND_OF.items()}  # Kind(b) costs more than a decode

@@ -80,7 +80,7 @@ class Broker(Service):
     async def start(self) -> None:
         front = self.open(zmq.ROUTER, self.frontend, bind=True, domain="edge")
         back = self.open(zmq.ROUTER, self.backend, bind=True, domain="worker")
-        stats = self.open(zmq.PUSH, self.planner, bind=False, server="planner") \
+        stats = self.open(zmq.DEALER, self.planner, bind=False, server="planner") \
             if self.planner else None
         log.info("frontend %s, backend %s", front.endpoint, back.endpoint)
         self.front, self.back = front.blocking(), back.blocking()

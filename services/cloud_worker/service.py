@@ -129,7 +129,7 @@ class CloudWorker(Service):
         log.info("model %s ready on %s, fingerprint %s", a.model, self.device,
                  self.graph.fingerprint[:12])
         self.plan_sub = self.open(zmq.SUB, a.plans, bind=False, server="planner")
-        self.telemetry = self.open(zmq.PUSH, a.telemetry, bind=False, server="planner")
+        self.telemetry = self.open(zmq.DEALER, a.telemetry, bind=False, server="planner")
         self._connect()
         if a.next_broker:
             keys = (None if self.keys is None else

@@ -43,7 +43,6 @@ from typing import Any, TextIO
 
 import torch
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from common.errors import DadsError
 from common.model import codecprofile
@@ -207,9 +206,11 @@ class EdgeAgent(Service):
                      Prediction(0.0, 0.0, 0.0, 0.0, 0.0), 0.0,
                      exit=exits[0][0] if exits else "")  # until the planner speaks
         self.local_cut = await self.compute(self._build_cut, local)
-        self.dealer = self.open(zmq.DEALER, a.broker, bind=False, server="broker")
+        self.broker_up = self.broker_lost = False
+        self.dealer = self.open(zmq.DEALER, a.broker, bind=False, server="broker",
+                                on_link=self._broker_link)
         self.plan_sub = self.open(zmq.SUB, a.plans, bind=False, server="planner")
-        self.telemetry = self.open(zmq.PUSH, a.telemetry, bind=False, server="planner")
+        self.telemetry = self.open(zmq.DEALER, a.telemetry, bind=False, server="planner")
         self.window = asyncio.Semaphore(a.window)
         self.frames: asyncio.Queue[tuple[int, float, torch.Tensor] | None] = asyncio.Queue(a.queue)
         self.link: asyncio.Queue[_Frame | tuple[int, int]] = asyncio.Queue()
@@ -223,7 +224,6 @@ class EdgeAgent(Service):
                                                    ProbeAck: self._on_probe_ack},
                                      refused=self._refused),
             "sender": self._sender(),
-            "broker-link": self._watch_broker(),
             "deadlines": self.every(0.05, self._sweep_deadlines),
             "telemetry": self.every(1.0, self._send_telemetry),
             "link-watch": self.every(0.1, self._watch_link),
@@ -481,33 +481,29 @@ class EdgeAgent(Service):
             except zmq.ZMQError as exc:
                 log.warning("send failed (%s); the deadline will account for it", exc)
 
-    async def _watch_broker(self) -> None:
+    def _broker_link(self, event: int) -> None:
         """A dropped broker connection loses the requests in flight there (a broker restart):
-        when it is back, they are sent again at once instead of waiting for their deadline. A
-        duplicate answer (the broker had not died) is ignored as late."""
-        events = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED
-        monitor = self.dealer.sock.get_monitor_socket(events)
-        lost = False
-        try:
-            while True:
-                event = (await recv_monitor_message(monitor))["event"]
-                if event == zmq.EVENT_DISCONNECTED and not lost:
-                    lost = True
-                    log.warning("lost the broker: requests in flight go again when it is back")
-                elif event == zmq.EVENT_CONNECTED and lost:
-                    lost = False
-                    again = [job for job in self.in_flight.values() if job.sent]
-                    log.info("broker back: sending %d request(s) in flight again", len(again))
-                    for job in again:
-                        assert job.request is not None
-                        job.attempts += 1
-                        job.request = _with_attempt(job.request, job.attempts)
-                        self.counts["retried"] += 1
-                        self.metrics.frames_retried.inc()
-                        self._hand_to_link(job)
-        finally:
-            self.dealer.sock.disable_monitor()
-            monitor.close(linger=0)
+        when it is back (its handshake done), they are sent again at once instead of waiting
+        for their deadline. A duplicate answer (the broker had not died) is ignored as late.
+        Only a link that was up is lost: a refused handshake (a wrong key) is said once by the
+        service, not as a link coming and going."""
+        if event == zmq.EVENT_DISCONNECTED and self.broker_up:
+            self.broker_up, self.broker_lost = False, True
+            log.warning("lost the broker: requests in flight go again when it is back")
+        elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.broker_up = True
+            if not self.broker_lost:
+                return
+            self.broker_lost = False
+            again = [job for job in self.in_flight.values() if job.sent]
+            log.info("broker back: sending %d request(s) in flight again", len(again))
+            for job in again:
+                assert job.request is not None
+                job.attempts += 1
+                job.request = _with_attempt(job.request, job.attempts)
+                self.counts["retried"] += 1
+                self.metrics.frames_retried.inc()
+                self._hand_to_link(job)
 
     async def _refused(self, exc: WireError) -> None:
         log.warning("bad message from the broker: %s", exc)

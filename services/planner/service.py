@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import networkx as nx
@@ -55,6 +55,7 @@ from common.runtime.wire import (
     BrokerStats,
     CloudProfile,
     Control,
+    ControlReply,
     EdgeProfile,
     PlanMsg,
     Telemetry,
@@ -87,6 +88,15 @@ PROFILE_TRUSTED = 1.5  # a calibration factor beyond this (either way) contradic
 PROFILE_CONTRADICTED_S = 30.0  # ... and this long is said: the profile should be re-measured
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """An applied Control waiting for the tick that plans with it."""
+
+    peer: bytes | None
+    control_id: int
+    controls: int  # the planner's control count once it was applied
+
+
 class Planner(Service):
     name = "planner"
 
@@ -117,11 +127,14 @@ class Planner(Service):
         self.book: PlanBook[PlanMsg] = PlanBook(epoch=int(time.time() * 1000))
         self.shared = False  # the edges' plans are chosen together (the pool is contended)
         self.controls = 0  # operator controls taken so far
+        self.answers: list[_Answer] = []  # applied controls, answered once their plans are made
+        self.pin_error = ""  # why the last tick dropped a pin (a pending answer says it)
         self.replan = asyncio.Event()  # news that should not wait for the next tick
 
     async def start(self) -> None:
         self.pub = self.open(zmq.PUB, self.args.plans, bind=True, domain="planner-out")
-        self.pull = self.open(zmq.PULL, self.args.telemetry, bind=True, domain="planner-in")
+        # a ROUTER, not a PULL: an operator's Control is answered (ControlReply) to its sender
+        self.pull = self.open(zmq.ROUTER, self.args.telemetry, bind=True, domain="planner-in")
         log.info("plans on %s, telemetry on %s", self.pub.endpoint, self.pull.endpoint)
 
     def tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
@@ -208,7 +221,7 @@ class Planner(Service):
         elif isinstance(msg, BrokerStats):
             self.workers_ready = msg.workers_ready
         elif isinstance(msg, Control):
-            self._control(msg)
+            self._operator(env)
 
     def _profile_news(self, who: str, was_predicted: bool, profile: Profile) -> None:
         """Say when a predicted profile is planned with, and when a measured one replaces it."""
@@ -229,6 +242,48 @@ class Planner(Service):
             del self.clouds[min(self.clouds, key=lambda w: self.clouds[w][0])]
         for worker in set(self.tier_of) - set(self.clouds):
             del self.tier_of[worker]
+
+    def _operator(self, env: Envelope) -> None:
+        """A Control, answered: refused at once with the reason, or applied and answered after
+        the next tick (which runs at once) with the plans it made."""
+        msg = env.msg
+        assert isinstance(msg, Control)
+        try:
+            self._control(msg)
+        except (ValueError, DadsError) as exc:
+            self._answer(env.peer, msg.control_id, False, str(exc))
+            raise  # counted and logged as bad input, as before
+        self.answers.append(_Answer(env.peer, msg.control_id, self.controls))
+        self.pin_error = ""
+        self.replan.set()
+
+    def _answer(self, peer: bytes | None, control_id: int, applied: bool, detail: str,
+                plans: tuple[str, ...] = ()) -> None:
+        if peer is None:
+            return
+        try:  # never waits: the inbox's loop is this one
+            self.pull.blocking().send(ControlReply(control_id, applied, clip(detail, 400), plans),
+                                      to=peer)
+        except zmq.ZMQError:  # the operator is gone (or its queue is full): nothing to tell
+            log.info("an operator left before its control was answered")
+
+    def _answer_controls(self, ticked_after: int) -> None:
+        """Answer each applied control this tick has planned for (it began after the control)."""
+        due = [a for a in self.answers if a.controls <= ticked_after]
+        if not due:
+            return
+        self.answers = [a for a in self.answers if a.controls > ticked_after]
+        plans = tuple(
+            f"{clip(slot.name, 64)}: plan {slot.plan.plan_id} (epoch {slot.plan.epoch}), "
+            f"{slot.plan.algorithm}, {len(slot.plan.edge_nodes)} node(s) on the edge"
+            for slot in self.edges.values() if slot.plan is not None)
+        for a in due:
+            if self.pin_error:
+                self._answer(a.peer, a.control_id, False, f"pin dropped: {self.pin_error}")
+            else:
+                self._answer(a.peer, a.control_id, True,
+                             "applied" if plans else "applied; no edge has been planned for yet",
+                             plans)
 
     def _control(self, msg: Control) -> None:
         check_control(msg.force_bandwidth_bps, msg.algorithm, msg.latency_goal_s)
@@ -372,6 +427,13 @@ class Planner(Service):
         return slot.graph
 
     async def _tick(self) -> None:
+        controls = self.controls
+        try:
+            await self._plan_all()
+        finally:
+            self._answer_controls(controls)
+
+    async def _plan_all(self) -> None:
         self._expire(time.monotonic())
         if self.tiers:
             for slot in list(self.edges.values()):
@@ -429,6 +491,7 @@ class Planner(Service):
             return None  # solved for settings the operator has changed since: re-plan next tick
         if pin_error:  # e.g. a pinned cut of another model
             log.error("pin dropped: %s", pin_error)
+            self.pin_error = str(pin_error)
             self.metrics.errors.labels("bad_input").inc()
             self.pin_cut = self.pin_algorithm = None
         return slot, g, bw, k, decision, cand, reason
