@@ -61,7 +61,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_command(argv)).parse_args(argv)
+    try:  # a service's options import it (torch: seconds); Ctrl-C then is a stop, not a crash
+        args = build_parser(_command(argv)).parse_args(argv)
+    except KeyboardInterrupt:
+        return 130
     func: Callable[[argparse.Namespace], int] = args.func
     return as_command(f"dads {args.command}", lambda: func(args))
 

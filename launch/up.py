@@ -250,6 +250,7 @@ def main(args: argparse.Namespace) -> int:
     procs = spawn_system(ports, args.model, args.workers, log_dir, edge_args, edge_stdout=None,
                          env=env)
     seconds = script.seconds if args.story else args.duration
+    dead: list[str] = []
     with story.PlannerRecorder(m + 1) as recorder:
         try:
             while procs["edge"].poll() is None:
@@ -257,26 +258,36 @@ def main(args: argparse.Namespace) -> int:
                     break  # counted from the first frame, not from the start of loading
                 dead = [n for n, p in procs.items() if p.poll() is not None and n != "edge"]
                 if dead:
-                    print(f"dads up: {', '.join(dead)} exited; see {log_dir}/", file=sys.stderr)
                     break
                 time.sleep(0.2)
         except KeyboardInterrupt:
             print("\nstopping...", file=sys.stderr)
         finally:
             stop_system(procs)
-    failed = False
+    for name in dead:  # a service that died stops the run: say why, and fail
+        print(f"dads up: the {name} exited (code {procs[name].returncode}): "
+              f"{_last_error(log_dir / f'{name}.log')}; see {log_dir}/{name}.log", file=sys.stderr)
+    failed = bool(dead)
     if Path(args.output).exists() and read_results(Path(args.output)):
         told = story.Story.load(Path(args.output), recorder.samples, script, args.workers)
         print(told.summary())
         told.plot(log_dir / "timeline.png")
         (log_dir / "story.json").write_text(told.to_json())
         print(f"timeline: {log_dir / 'timeline.png'}")
-        failed = (args.story or args.check) and bool(told.failures())
+        failed = failed or ((args.story or args.check) and bool(told.failures()))
     if procs["edge"].returncode not in (0, -signal.SIGINT):
-        print(f"dads up: the edge agent failed (exit {procs['edge'].returncode}); "
-              f"see {log_dir}/edge.log", file=sys.stderr)
+        print(f"dads up: the edge agent failed (exit {procs['edge'].returncode}): "
+              f"{_last_error(log_dir / 'edge.log')}; see {log_dir}/edge.log", file=sys.stderr)
         return 1
     return 1 if failed else 0
+
+
+def _last_error(log: Path) -> str:
+    """The line of a service's log that says why it stopped: its last error, else its last."""
+    lines = [x.strip() for x in log.read_text(errors="replace").splitlines() if x.strip()] \
+        if log.exists() else []
+    errors = [x for x in lines if "error" in x.lower() and not x.startswith("File ")]
+    return (errors or lines or ["(its log is empty)"])[-1][:300]
 
 
 def _streamed(results: Path) -> float:

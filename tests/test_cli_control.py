@@ -127,3 +127,24 @@ def test_ctl_errors_say_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture
             bad.write_text(content)
         assert main([*ctl, "--pin-cut", str(bad)]) == 2
         assert words in capsys.readouterr().err
+
+
+def test_dads_up_fails_with_the_cause_when_a_service_dies(tmp_path: Path) -> None:
+    """A busy port kills the planner at start: `dads up` stops, exits 1 and says why in one
+    line; the services it stopped while they were still loading leave no traceback."""
+    import socket
+
+    base = free_base(4)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", base + 3))  # the planner's inbox
+    busy.listen()
+    try:
+        run = dads(None, "up", "--base-port", str(base), "--metrics-port", "0", "--workers", "1",
+                   "--duration", "5", "--log-dir", str(tmp_path / "log"), "--insecure")
+    finally:
+        busy.close()
+    assert run.returncode == 1, run.stderr
+    assert "the planner exited (code 2): " in run.stderr, run.stderr
+    assert f"cannot bind tcp://127.0.0.1:{base + 3}: Address already in use" in run.stderr
+    for log in (tmp_path / "log").glob("*.log"):
+        assert "Traceback" not in log.read_text(), log

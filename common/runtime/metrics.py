@@ -12,6 +12,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
+from common.errors import DadsError
+
 __all__ = ["LATENCY_BUCKETS", "LOOP_BEAT", "EdgeMetrics", "BrokerMetrics", "WorkerMetrics", "PlannerMetrics",
            "Tally", "serve"]
 
@@ -213,5 +215,10 @@ class Tally:
 
 def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> int:
     """Serve /metrics; port 0 picks a free port. Returns the port."""
-    server, _ = start_http_server(port, addr=addr, registry=registry)
+    try:
+        server, _ = start_http_server(port, addr=addr, registry=registry)
+    except OSError as exc:  # a busy port: what to do, in one line
+        raise DadsError(f"cannot serve /metrics on {addr}:{port}: {exc.strerror or exc} (another "
+                        "process has it? choose another with --metrics-port, or 0 for any free "
+                        "port)") from None
     return int(server.server_port)

@@ -29,6 +29,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from common.errors import DadsError
 from common.runtime.security import DOMAINS, Keys
 from common.runtime.wire import LIMITS, Limits, Message, WireError, decode, encode
 
@@ -110,7 +111,14 @@ class Channel:
         if kind == zmq.SUB:
             sock.setsockopt(zmq.SUBSCRIBE, subscribe or b"")
         if bind:
-            sock.bind(endpoint)
+            try:
+                sock.bind(endpoint)
+            except zmq.ZMQError as exc:  # a busy port, an address not ours: one clear line
+                sock.close(linger=0)
+                why = str(exc.strerror).split(" (addr=")[0]
+                raise DadsError(f"cannot bind {endpoint}: {why} (another process has "
+                                "the port? set another with the service's option or its DADS_*_PORT "
+                                "variable)") from None
         else:
             if kind in (zmq.DEALER, zmq.PUSH):
                 sock.setsockopt(zmq.IMMEDIATE, 1)

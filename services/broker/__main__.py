@@ -1,6 +1,3 @@
-import sys
+from services import run
 
-from common.runtime.service import entry
-from services.broker import service
-
-sys.exit(entry("dads broker", service))
+run("dads broker", "services.broker.service")

@@ -1,6 +1,3 @@
-import sys
+from services import run
 
-from common.runtime.service import entry
-from services.cloud_worker import service
-
-sys.exit(entry("dads cloud-worker", service))
+run("dads cloud-worker", "services.cloud_worker.service")

@@ -1,6 +1,3 @@
-import sys
+from services import run
 
-from common.runtime.service import entry
-from services.edge_agent import service
-
-sys.exit(entry("dads edge-agent", service))
+run("dads edge-agent", "services.edge_agent.service")

@@ -1,6 +1,3 @@
-import sys
+from services import run
 
-from common.runtime.service import entry
-from services.planner import service
-
-sys.exit(entry("dads planner", service))
+run("dads planner", "services.planner.service")
