@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from common.errors import DadsError
 
@@ -103,6 +104,8 @@ def costs(args: argparse.Namespace):  # -> nx.DiGraph
         return costgraph.load(args.graph)
     if not args.model:
         raise DadsError("say what to plan: a model name, or --graph COSTS.json")
+    policy(args)  # a policy that cannot be used, said before the model is profiled
+    check_images(args.images)
     from common.model.profiler import cached_profile
 
     graph = served(args)  # what the services run: one graph, one set of names, one profile
@@ -153,6 +156,13 @@ def served(args: argparse.Namespace):  # -> ModelGraph of the model as the servi
     return graph
 
 
+def check_images(folder: str | None) -> None:
+    """--images said wrong before a model loads: a folder that is not there."""
+    if folder and not Path(folder).is_dir():
+        raise DadsError(f"--images {folder}: no such folder (a folder of photos from your "
+                        "cameras)")
+
+
 def images(folder: str, graph, limit: int) -> list:  # -> list[torch.Tensor] frames
     import itertools
 
@@ -165,18 +175,29 @@ def images(folder: str, graph, limit: int) -> list:  # -> list[torch.Tensor] fra
     return frames
 
 
+def policy(args: argparse.Namespace):  # -> (fidelity.Budget, the --codecs wanted)
+    """--fidelity and --codecs, checked before any work: a policy that would plan otherwise
+    than asked is refused (`fidelity.check`)."""
+    from common.codec import codecs
+    from common.planning import fidelity
+
+    budget, wanted = fidelity.parse(args.fidelity), fidelity.parse_codecs(args.codecs, codecs.NAMES)
+    fidelity.check(budget, wanted, bool(args.fidelity_table),
+                   [n for n, c in codecs.CODECS.items() if c.lossy])
+    return budget, wanted
+
+
 def codec_policy(args: argparse.Namespace, g) -> frozenset[str]:
     """The codecs `dads plan` may use: the ones the cost graph lists, as the flags allow."""
-    from common.codec import codecs
     from common.planning import costgraph, fidelity
 
+    budget, wanted = policy(args)
     table = fidelity.load_table(args.fidelity_table) if args.fidelity_table else None
     if table and table.get("fingerprint") != g.graph.get("fingerprint"):
         print(f"warning: {args.fidelity_table} was measured on another model (or weights): "
               "no lossy codec is admitted by it", file=sys.stderr)
     return fidelity.select(costgraph.codec_names(g), costgraph.codec_names(g, lossy=True),
-                           fidelity.parse_codecs(args.codecs, codecs.NAMES),
-                           fidelity.parse(args.fidelity), table,
+                           wanted, budget, table,
                            g.graph.get("fingerprint"))
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from cli.args import add_model_args, images, served
+from cli.args import add_model_args, check_images, images, served
 from common.errors import DadsError
 
 
@@ -84,6 +84,7 @@ def cmd_codecs(args: argparse.Namespace) -> int:
     from common.model import codecprofile
     from common.planning.units import format_bytes
 
+    check_images(args.images)
     graph = served(args)
     frames = images(args.images, graph, args.limit)
     names = None if args.codecs == "all" else {n.strip() for n in args.codecs.split(",")}

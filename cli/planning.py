@@ -15,10 +15,12 @@ from cli.args import (
     add_model_args,
     bandwidth,
     byte_count,
+    check_images,
     codec_policy,
     costs,
     input_bytes,
     pairs,
+    policy,
     resolve_input_bytes,
     served,
     with_codecs,
@@ -71,7 +73,8 @@ def _plan_report(g, plan, baselines: dict) -> str:  # -> the readable table of `
                      f"({q.latency_s / p.latency_s:5.2f}x),  throughput {q.throughput_fps:8.3g} fps "
                      f"({p.throughput_fps / q.throughput_fps if q.throughput_fps else float('inf'):5.2f}x)")
     if plan.extra:
-        lines.append("  " + ", ".join(f"{k}={v}" for k, v in plan.extra.items()))
+        lines.append("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in plan.extra.items()))
     return "\n".join(lines)
 
 
@@ -146,24 +149,39 @@ def cmd_tiers(args: argparse.Namespace) -> int:
     from common.planning.profile import Profile, scaled
     from common.planning.units import format_bandwidth, format_bytes, parse_bandwidth
 
+    if args.graph or not args.model:
+        raise DadsError("--tiers plans a model as the services run it: give MODEL (a cost "
+                        "graph, --graph, holds the times of two tiers only)")
+    check_images(args.images)
+    policy(args)
     names = [t.strip() for t in args.tiers.split(",") if t.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
         raise DadsError("--tiers: two or more distinct names in data-flow order, e.g. "
                         "device,edge,cloud")
-    links = [parse_bandwidth(x) for x in (args.links or "").split(",") if x]
+    try:
+        links = [parse_bandwidth(x) for x in (args.links or "").split(",") if x]
+    except ValueError as exc:
+        raise DadsError(f"--links: {exc}") from None
     if len(links) != len(names) - 1:
         raise DadsError(f"--links: {len(names) - 1} rates for {len(names)} tiers, e.g. 3g,wifi")
-    graph = served(args)  # camera frames in: the first tier holds the frame (as benchmarked)
-    here = cached_profile(graph, "cpu", progress=not args.json)
     files, speedups = pairs(args.tier_profile, "--tier-profile"), pairs(args.tier_speedup,
                                                                            "--tier-speedup")
-    unknown = (set(files) | set(speedups)) - set(names)
+    unknown = (set(files) | set(speedups) | set(args.exclude or [])) - set(names)
     if unknown:
         raise DadsError(f"no tier named {', '.join(sorted(unknown))} in --tiers {args.tiers}")
+    if names[0] in (args.exclude or []):
+        raise DadsError(f"--exclude {names[0]}: the first tier reads the camera's frame; "
+                        "exclude a later tier, or list the tiers from where the frames are")
+    loaded = {name: Profile.load(path) for name, path in files.items()}  # said before profiling
+    plain = [n for n in names if n not in files and n not in speedups]
+    if plain and not args.json:
+        print(f"note: {', '.join(plain)} {'has' if len(plain) == 1 else 'have'} neither "
+              "--tier-profile nor --tier-speedup: modelled as this machine", file=sys.stderr)
+    graph = served(args)  # camera frames in: the first tier holds the frame (as benchmarked)
+    here = cached_profile(graph, "cpu", progress=not args.json)
     times = []
     for name in names:
-        prof = Profile.load(files[name]) if name in files else scaled(
-            here, float(speedups.get(name, 1.0)))
+        prof = loaded[name] if name in loaded else scaled(here, float(speedups.get(name, 1.0)))
         prof.check(graph.fingerprint)
         times.append(prof.node_times_s)
     g = graph.dag.copy()
@@ -191,6 +209,7 @@ def cmd_tiers(args: argparse.Namespace) -> int:
     if args.throughput:
         return _tiers_throughput(tiering, problem, limits, max(1, args.workers), args.json,
                                  graph.name)
+    tiering.solve(problem)  # pins or exclusions that leave no placement: the solver says why
     found: list = []
     for tried, placement in enumerate(tiering.iter_ranked(problem), start=1):  # latency order
         if not limits.broken(problem, placement):
@@ -349,9 +368,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ns = argparse.Namespace(model=args.model, graph=None, weights=None, seed=0, input_shape=None,
-                            edge_profile=None, cloud_profile=None, cloud_speedup=args.cloud_speedup,
-                            input_bytes="frame")
+    costs_parser = argparse.ArgumentParser(add_help=False)  # `dads plan`'s options, defaults
+    add_costs_args(costs_parser)
+    ns = costs_parser.parse_args([args.model, "--cloud-speedup", str(args.cloud_speedup)])
     print(f"== profiling {args.model} on this machine (cached after the first run)")
     g = costs(ns)
     print(f"== {args.model}: {len(g)} nodes; the raw input crosses as a uint8 frame; planning "
@@ -370,7 +389,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
               f"  {len(d.edge_nodes)} edge nodes, {len(d.transfer)} tensor(s) cross")
     print()
     return cmd_bwmap(argparse.Namespace(**{**vars(ns), "min": 1e4, "max": 1e10, "json": False,
-                                          "plot": str(out / f"{args.model}-bwmap.png")}))
+                                           "plot": str(out / f"{args.model}-bwmap.png")}))
 
 
 def register(sub: argparse._SubParsersAction, command: str | None) -> None:

@@ -31,7 +31,8 @@ def pytest_configure(config: pytest.Config) -> None:
 #: modules that start real services, slowest first: a test process starts on them at once, so
 #: the two processes end together instead of one running the last big module alone
 HEAVY = ("test_runtime", "test_faults", "test_tier_runtime", "test_codec_runtime",
-         "test_exit_runtime", "test_predicted_runtime", "test_security", "test_fairness")
+         "test_exit_runtime", "test_predicted_runtime", "test_security", "test_fairness",
+         "test_cli_control")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -157,3 +157,17 @@ def test_an_authenticated_peer_is_answered(system: System) -> None:
     reply, _ = decode(dealer.recv_multipart())
     dealer.close(linger=0)
     assert isinstance(reply, ErrorReply) and reply.code == "fingerprint"
+
+
+def test_a_key_directory_others_may_write_to_is_refused(tmp_path, caplog) -> None:
+    """Every ROLE*.key in the directory is admitted: one others can write to is refused (with
+    the fix); one they can read is warned about (700 is asked for)."""
+    keys = tmp_path / "keys"
+    init_keys(keys)
+    keys.chmod(0o777)
+    with pytest.raises(KeysError, match="chmod 700"):
+        Keys.load(keys, "broker")
+    keys.chmod(0o755)
+    with caplog.at_level("WARNING"):
+        Keys.load(keys, "broker")
+    assert "open to others (mode 0o755): chmod 700" in caplog.text

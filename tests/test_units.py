@@ -25,3 +25,11 @@ def test_parse_refuses(text: str) -> None:
 def test_format() -> None:
     assert format_bandwidth(5.85e6) == "5.85 Mbit/s"
     assert format_bandwidth(130e3) == "130 kbit/s"
+
+
+@pytest.mark.parametrize("text,bps", [
+    ("5MBps", 40e6), ("5MB/s", 40e6), ("2kB/s", 16e3), ("1gbyte/s", 8e9),  # bytes: B or byte
+    ("5Mbps", 5e6), ("5mbps", 5e6), ("5Mb/s", 5e6), ("5mbit", 5e6), ("5Mbit/s", 5e6),  # bits
+])
+def test_bytes_are_an_upper_case_b_bits_a_lower_case_one(text: str, bps: float) -> None:
+    assert parse_bandwidth(text) == pytest.approx(bps)

@@ -88,9 +88,11 @@ def read_checkpoint(path: str | Path) -> object:
         raise ModelLoadError(f"weights file {str(path)!r} does not exist")
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several kinds for a bad file
-        raise ModelLoadError(f"cannot read weights from {str(path)!r}: not a torch checkpoint "
-                             f"({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # torch raises several kinds for a bad file, some over many lines
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise ModelLoadError(f"cannot read weights from {str(path)!r}: not a torch checkpoint of "
+                             f"tensors only, which is all dads loads ({type(exc).__name__}: "
+                             f"{first})") from None
 
 
 def _load_weights(model: nn.Module, name: str, path: str) -> None:

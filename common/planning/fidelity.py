@@ -23,7 +23,7 @@ from typing import Any
 
 from common.errors import DadsError
 
-__all__ = ["Budget", "parse", "parse_codecs", "load_table", "permitted", "select"]
+__all__ = ["check", "Budget", "parse", "parse_codecs", "load_table", "permitted", "select"]
 
 METRICS = {"top1": "top1_agreement", "error": "rel_error"}
 
@@ -97,6 +97,21 @@ def permitted(budget: Budget, lossy: Collection[str], table: dict[str, Any] | No
         return frozenset()
     entries = table["codecs"]
     return frozenset(n for n in lossy if isinstance(entries.get(n), dict) and budget.admits(entries[n]))
+
+
+def check(budget: Budget, wanted: str | Collection[str], has_table: bool,
+          lossy: Collection[str]) -> None:
+    """Refuse a policy that would silently plan otherwise than asked: a measured budget with no
+    table to measure against (it would admit no lossy codec, i.e. plan lossless), or lossy codecs
+    named under the lossless budget (they would be dropped)."""
+    if budget.kind in METRICS and not has_table:
+        raise DadsError(f"fidelity {budget.kind}:{budget.value:g} is judged on measurements: give "
+                        "the model's fidelity table (--fidelity-table, from `dads codecs`)")
+    named = frozenset() if isinstance(wanted, str) else frozenset(wanted) & frozenset(lossy)
+    if named and budget.kind == "lossless":
+        raise DadsError(f"--codecs {','.join(sorted(named))}: lossy, and fidelity lossless (the "
+                        "default) never sends a lossy codec; allow it with --fidelity any, or "
+                        "top1:A / error:E with a fidelity table")
 
 
 def select(present: Collection[str], lossy: Collection[str], wanted: str | Collection[str],

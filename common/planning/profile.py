@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from common.errors import ProfileMismatch
+from common.errors import DadsError, ProfileMismatch
 
 __all__ = ["FORMAT", "DeviceInfo", "Profile", "cache_dir", "cache_path", "write_atomic", "scaled"]
 
@@ -99,7 +99,23 @@ class Profile:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Profile:
-        return cls.from_json(json.loads(Path(path).read_text()))
+        """A profile file; one that is missing, not JSON or not a profile is an error that
+        names it (a user passes these by hand: --edge-profile, --tier-profile, ...)."""
+        try:
+            doc = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise DadsError(f"profile {str(path)!r}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise DadsError(f"profile {str(path)!r} is not JSON ({exc}): give a file that "
+                            "`dads profile` or `dads benchmark` wrote") from None
+        try:
+            return cls.from_json(doc)
+        except DadsError as exc:
+            raise DadsError(f"profile {str(path)!r}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DadsError(f"{str(path)!r} is not a dads profile ({type(exc).__name__}: "
+                            f"{exc}): give a file that `dads profile` or `dads benchmark` "
+                            "wrote") from None
 
 
 def cache_dir() -> Path:

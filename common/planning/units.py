@@ -15,28 +15,50 @@ PRESETS: dict[str, float] = {
     "wifi": 18.88e6,
 }
 
-_UNITS = {"bps": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9,
-          "kbps": 1e3, "mbps": 1e6, "gbps": 1e9, "": 1.0}
+_PREFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z/]*)\s*$", re.IGNORECASE)
 
 
+def _unit_bps(unit: str) -> float | None:
+    """bit/s in one `unit`: bits as 'bit' or a lower-case b (kbit, Mbps, mb/s), bytes as 'byte'
+    or an upper-case B (MB/s, MBps, kbyte/s), the case a reader of network rates expects;
+    None if it is not a rate."""
+    u = unit.removesuffix("/s")
+    if u.lower().endswith("ps"):
+        u = u[:-2]
+    for word, bits in (("bit", 1.0), ("byte", 8.0)):
+        if u.lower().endswith(word):
+            u, scale = u[: -len(word)], bits
+            break
+    else:
+        if u.endswith("B"):
+            u, scale = u[:-1], 8.0
+        elif u.endswith("b") or not u:
+            u, scale = u[:-1], 1.0
+        else:
+            return None
+    prefix = _PREFIX.get(u.lower())
+    return None if prefix is None else prefix * scale
+
+
 def parse_bandwidth(text: str | float) -> float:
-    """'5.85mbit', '300kbit', '1e6bps', '4g' (a DADS preset) or a number of bit/s -> bit/s."""
+    """'5.85mbit', '300kbit', '1e6bps', '5MB/s' (bytes), '4g' (a DADS preset) or a number of
+    bit/s -> bit/s."""
     if isinstance(text, (int, float)):
         value = float(text)
     else:
-        key = text.strip().lower()
-        if key in PRESETS:
-            return PRESETS[key]
+        key = text.strip()
+        if key.lower() in PRESETS:
+            return PRESETS[key.lower()]
         m = _PATTERN.match(key)
-        unit = m.group(2).removesuffix("/s") if m else None
-        if not m or unit not in _UNITS:
+        scale = _unit_bps(m.group(2)) if m else None
+        if not m or scale is None:
             presets = ", ".join(PRESETS)
             raise ValueError(
-                f"bandwidth {text!r} not understood: use e.g. 5.85mbit, 300kbit, 2gbit, 1e6bps "
-                f"or a preset ({presets})"
+                f"bandwidth {text!r} not understood: use e.g. 5.85mbit, 300kbit, 2gbit, 1e6bps, "
+                f"5MB/s (bytes: an upper-case B) or a preset ({presets})"
             )
-        value = float(m.group(1)) * _UNITS[unit]
+        value = float(m.group(1)) * scale
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"bandwidth must be a positive, finite rate, got {text!r}")
     return value

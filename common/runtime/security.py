@@ -63,6 +63,20 @@ def _check_role(role: str) -> None:
         raise KeysError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
 
 
+def _check_directory(d: Path) -> None:
+    """The key directory decides who is admitted (every ROLE*.key in it is a trusted client):
+    one that others may write to (on a writable mount) is refused; one they may read or list,
+    warned about (700 is asked for: a listing tells which cameras and workers exist)."""
+    mode = d.stat().st_mode
+    writable_mount = not os.statvfs(d).f_flag & os.ST_RDONLY
+    if mode & (stat.S_IWGRP | stat.S_IWOTH) and writable_mount:
+        raise KeysError(f"key directory {d} is writable by others (mode {oct(mode & 0o777)}): "
+                        f"anyone who can add a key there is admitted; chmod 700 {d}")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) and writable_mount:
+        log.warning("key directory %s is open to others (mode %s): chmod 700 %s", d,
+                    oct(mode & 0o777), d)
+
+
 def init_keys(directory: str | os.PathLike[str], force: bool = False) -> list[Path]:
     """One key pair per role in `directory` (mode 0700; secrets 0600)."""
     out = Path(directory)
@@ -102,6 +116,7 @@ class Keys:
         d = Path(directory)
         if not d.is_dir():
             raise KeysError(f"no key directory {d}: create one with `dads keys init {d}`")
+        _check_directory(d)
         stem = name or role
         secret_file = d / f"{stem}.key_secret"
         if not secret_file.is_file():

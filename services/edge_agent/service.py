@@ -73,7 +73,7 @@ from common.runtime.wire import (
     WireError,
     clip,
 )
-from services.edge_agent.sources import open_source
+from services.edge_agent.sources import check_source, open_source
 from services.edge_agent.state import Schedule, expired, percentile, retry_delay
 
 __all__ = ["EdgeAgent", "add_arguments", "main"]
@@ -916,4 +916,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     setup_logging("edge_agent")
+    why = check_source(args.source)  # said now, not after seconds of loading the model
+    if why:
+        raise DadsError(why)
     return run_service(EdgeAgent(args).run)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from common.errors import DadsError
 from common.model.models import synthetic_frame
 
-__all__ = ["open_source", "LiveStream", "IMAGE_SUFFIXES", "STREAM_SCHEMES"]
+__all__ = ["open_source", "check_source", "LiveStream", "IMAGE_SUFFIXES", "STREAM_SCHEMES"]
 
 log = logging.getLogger("edge_agent")
 
@@ -40,10 +40,19 @@ def _images(folder: Path, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DadsError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    read = 0
     for path in files:
-        with Image.open(path) as img:
-            hwc = torch.frombuffer(bytearray(img.convert("RGB").tobytes()), dtype=torch.uint8)
-            yield _fit(hwc.reshape(img.height, img.width, 3), shape)
+        try:
+            with Image.open(path) as img:
+                rgb = img.convert("RGB")
+        except (OSError, ValueError) as exc:  # not an image, truncated: skipped, and said
+            log.warning("skipped %s: not a readable image (%s)", path, exc)
+            continue
+        read += 1
+        hwc = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
+        yield _fit(hwc.reshape(rgb.height, rgb.width, 3), shape)
+    if not read:
+        raise DadsError(f"none of the {len(files)} image file(s) in {folder} could be read")
 
 
 def _video(path: str, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
@@ -178,5 +187,18 @@ def open_source(spec: str, shape: tuple[int, ...], loop: bool = False) -> Iterat
         return _looped(lambda: _images(path, shape)) if loop else _images(path, shape)
     if path.is_file():
         return _looped(lambda: _video(str(path), shape)) if loop else _video(str(path), shape)
-    raise DadsError(f"frame source {spec!r}: not 'synthetic', 'camera:N', a folder, a video file "
-                    f"or a stream URL ({', '.join(STREAM_SCHEMES)})")
+    raise DadsError(check_source(spec) or f"frame source {spec!r} cannot be opened")
+
+
+def check_source(spec: str) -> str | None:
+    """Why `spec` cannot be a frame source, before anything is loaded (None: it may be)."""
+    if spec == "synthetic" or spec.startswith(STREAM_SCHEMES):
+        return None
+    if spec.startswith("camera:"):
+        index = spec.split(":", 1)[1]
+        return None if index.isdigit() or not index else (
+            f"frame source {spec!r}: camera:N takes a device number, e.g. camera:0")
+    if Path(spec).exists():
+        return None
+    return (f"frame source {spec!r} does not exist (a folder of images or a video file; or "
+            f"'synthetic', 'camera:N', a stream URL: {', '.join(STREAM_SCHEMES)})")
