@@ -132,7 +132,8 @@ def with_codecs(args: argparse.Namespace, graph, profile):  # -> Profile
 
     frames = images(args.images, graph, args.codec_frames)
     print(f"note: codecs measured on {len(frames)} image(s) of {args.images}", file=sys.stderr)
-    return replace(profile, codecs=codecprofile.measure(graph, [(f,) for f in frames]))
+    return replace(profile, codecs=codecprofile.measure(graph, [(f,) for f in frames],
+                                                        progress=True))
 
 
 def has_exits(args: argparse.Namespace) -> bool:

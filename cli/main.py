@@ -30,7 +30,7 @@ examples:
   dads plan googlenet --images photos/ --bandwidth 3g   cut and codecs, lossless (bit-exact)
   dads codecs googlenet --images photos/ --out fid.json  each lossy codec's fidelity
   dads predict resnet50 --from alexnet vgg16 googlenet --out r50.json   a profile, unprofiled
-  dads train-exits --out digits.pth             a 3-exit CNN on scikit-learn's digits (seconds)
+  dads train-exits --out digits.pth             a 3-exit CNN on scikit-learn's digits (~1 min)
   dads benchmark resnet18 --tier edge --out edge.json    this machine's profile, as tier "edge"
   dads plan resnet18 --tiers device,edge,cloud --tier-profile edge=edge.json \
        --tier-speedup device=0.1 --tier-speedup cloud=10 --links 3g,wifi --top 10

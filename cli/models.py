@@ -90,7 +90,8 @@ def cmd_codecs(args: argparse.Namespace) -> int:
     names = None if args.codecs == "all" else {n.strip() for n in args.codecs.split(",")}
     print(f"{graph.name}: {len(frames)} image(s) from {args.images}; "
           f"{'real weights' if args.weights else 'seeded random weights'}", file=sys.stderr)
-    sizes = codecprofile.measure(graph, [(f,) for f in frames[: args.size_frames]], names)
+    sizes = codecprofile.measure(graph, [(f,) for f in frames[: args.size_frames]], names,
+                                 progress=not args.json)
     table = codecprofile.fidelity(graph, frames, names, args.nodes, progress=not args.json)
     for name, row in table["codecs"].items():  # the size each codec makes, for the reader
         ratios = [v[name]["bytes"] / graph.nodes[n].output_bytes for n, v in sizes.items()
@@ -127,11 +128,18 @@ def cmd_train_exits(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    def say(epoch: int, epochs: int, loss: float) -> None:
-        print(f"\repoch {epoch}/{epochs}  loss {loss:.3f}", end="", file=sys.stderr, flush=True)
+    from tqdm import tqdm
 
-    trained = exits.train(epochs=args.epochs, seed=args.seed, log=say)
-    print(file=sys.stderr)
+    bar = tqdm(total=args.epochs, desc="training digits_exits", unit="epoch")
+
+    def say(epoch: int, epochs: int, loss: float) -> None:
+        bar.set_postfix(loss=f"{loss:.3f}")
+        bar.update(1)
+
+    try:
+        trained = exits.train(epochs=args.epochs, seed=args.seed, log=say)
+    finally:
+        bar.close()
     out = exits.save(trained, args.out)
     m = trained.meta
     print(f"digits_exits: trained on {m['train']} images of {m['data']}, {m['epochs']} epochs in "

@@ -211,7 +211,13 @@ def cmd_tiers(args: argparse.Namespace) -> int:
                                  graph.name)
     tiering.solve(problem)  # pins or exclusions that leave no placement: the solver says why
     found: list = []
-    for tried, placement in enumerate(tiering.iter_ranked(problem), start=1):  # latency order
+    ranked = tiering.iter_ranked(problem)  # latency order; limits may make it a long search
+    if limits.memory_bytes or limits.link_bytes:
+        from tqdm import tqdm
+
+        ranked = tqdm(ranked, desc="placements tried against the limits", unit="placement",
+                      disable=args.json, leave=False)
+    for tried, placement in enumerate(ranked, start=1):
         if not limits.broken(problem, placement):
             found.append(placement)
             if len(found) >= args.top:
