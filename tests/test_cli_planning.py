@@ -183,3 +183,17 @@ def test_bytes_per_second_are_bytes(tmp_path: Path, capsys: pytest.CaptureFixtur
     costs = costgraph.save(chain_loses_graph(), tmp_path / "costs.json")
     assert main(["plan", "--graph", str(costs), "--bandwidth", "5MB/s", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["bandwidth_bps"] == 40e6
+
+
+def test_a_dads_profile_file_is_a_tier_profile(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """One graph for every command: the profile `dads profile` writes times the served graph's
+    nodes, so `--tier-profile` takes it as it is."""
+    shape = ["--input-shape", "1,3,32,32"]
+    prof = tmp_path / "p.json"
+    assert main(["profile", TOY, *shape, "--device", "cpu", "--repeats", "2", "--warmup", "1",
+                 "--out", str(prof)]) == 0
+    capsys.readouterr()
+    assert main(["plan", TOY, *shape, "--tiers", "camera,cloud", "--links", "3g",
+                 "--tier-profile", f"camera={prof}", "--tier-speedup", "cloud=10", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["placements"]
