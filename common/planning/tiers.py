@@ -53,6 +53,7 @@ from common.errors import CostGraphError
 from common.planning import costgraph, dag
 from common.planning.costgraph import RAW, Encoding
 from common.planning.partition import Plan, Prediction
+from common.planning.units import format_bytes
 
 __all__ = ["TierProblem", "Placement", "Limits", "first_link", "cost", "solve", "iter_ranked",
            "ranked",
@@ -261,11 +262,13 @@ class Limits:
         for tier, limit in self.memory_bytes.items():
             need = memory_bytes(p, placement, tier)
             if need > limit:
-                out.append(f"{p.tiers[tier]} needs {need} B of memory (limit {limit})")
+                out.append(f"{p.tiers[tier]} needs {format_bytes(need)} of memory (--memory "
+                           f"{p.tiers[tier]}={format_bytes(limit)})")
         for link, limit in self.link_bytes.items():
             if placement.link_bytes[link] > limit:
                 out.append(f"link {p.tiers[link]}->{p.tiers[link + 1]} carries "
-                           f"{placement.link_bytes[link]} B a frame (limit {limit})")
+                           f"{format_bytes(placement.link_bytes[link])} a frame (--link-budget "
+                           f"{link}={format_bytes(limit)})")
         return out
 
 
