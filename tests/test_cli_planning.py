@@ -122,7 +122,7 @@ def test_tiers_with_codecs_on_the_first_link(tmp_path: Path,
 
     images = smooth_images(tmp_path / "img", 4)
     base = ["plan", TOY, "--input-shape", "1,3,32,32", "--tiers", "device,edge,cloud",
-            "--links", "20kbit,100mbit", "--tier-speedup", "device=0.0001", "--images",
+            "--links", "10kbit,100mbit", "--tier-speedup", "device=0.0001", "--images",
             str(images), "--top", "3", "--json"]
     plans = {}
     for policy in ("lossless", "none"):
@@ -130,7 +130,9 @@ def test_tiers_with_codecs_on_the_first_link(tmp_path: Path,
         plans[policy] = json.loads(capsys.readouterr().out)["placements"][0]
     assert plans["none"]["codecs"] == {}
     assert set(plans["lossless"]["codecs"].values()) - {"raw"} <= {"png", "zstd"}
-    assert plans["lossless"]["codecs"]  # a slow device, a 20 kbit/s uplink: the frame crosses encoded
+    # a slow device, a 10 kbit/s uplink: the frame crosses encoded (about 2x inside the window
+    # where it does: device compute vs the frame's transfer, encode time vs the bytes it saves)
+    assert plans["lossless"]["codecs"]
     assert plans["lossless"]["latency_s"] < plans["none"]["latency_s"]
     assert plans["lossless"]["link_bytes"][0] < plans["none"]["link_bytes"][0]
     assert main(base[:-1]) == 0
