@@ -351,13 +351,17 @@ class EdgeAgent(Service):
         return True
 
     def _depth(self) -> int:
-        """Frames in flight (past edge compute) that keep the plan's pipeline busy without
-        queueing: its predicted latency times its predicted throughput (Little's law), plus one
-        to cover the hand-over; the window bounds it."""
+        """Frames in flight (past edge compute) that keep the plan's pipeline busy without a
+        standing queue (Little's law on the stages after the edge): the frames that entered in
+        the last `downstream` seconds, the time a frame spends past the edge, at the predicted
+        throughput, and the one whose edge compute overlaps them. Counting the edge's own time
+        too (or one more frame) keeps a frame waiting at the broker behind busy workers, which
+        adds a share of a cloud compute to every frame. The window bounds it."""
         pred = (self.cut or self.local_cut).plan.predicted
-        if pred.latency_s <= 0 or pred.throughput_fps <= 0:
+        downstream = pred.latency_s - pred.edge_s
+        if downstream <= 0 or pred.throughput_fps <= 0:
             return self.args.window
-        return max(1, min(self.args.window, math.ceil(pred.latency_s * pred.throughput_fps) + 1))
+        return max(1, min(self.args.window, math.floor(downstream * pred.throughput_fps) + 1))
 
     async def _admit(self) -> None:
         """A live source's gate: wait until the pipeline holds fewer frames than its depth, so
