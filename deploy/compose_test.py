@@ -47,11 +47,12 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE_IMAGE = "dads-base:bookworm"
 PROMETHEUS_IMAGE = "dads-prometheus:local"
 MODEL = "googlenet"
-PORTS = {"DADS_FRONTEND_PORT": 15555, "DADS_PLAN_PORT": 15557, "DADS_TELEMETRY_PORT": 15558,
+PORTS = {"DADS_FRONTEND_PORT": 15555, "DADS_BACKEND_PORT": 15556, "DADS_PLAN_PORT": 15557,
+         "DADS_TELEMETRY_PORT": 15558,
          "PROMETHEUS_PORT": 19090, "EDGE_METRICS_PORT": 19104}
 WHEELHOUSE_PORT = 38765
-CLOUD, EDGE, MIDDLE = "dadscloud", "dadsedge", "dadsmiddle"  # machines: compose projects
-PROFILE = {CLOUD: "cloud", EDGE: "edge", MIDDLE: "edge-server"}
+CLOUD, EDGE, MIDDLE, WORKERS = "dadscloud", "dadsedge", "dadsmiddle", "dadsworkers"  # machines
+PROFILE = {CLOUD: "cloud", EDGE: "edge", MIDDLE: "edge-server", WORKERS: "workers"}
 THREE_TIERS = ROOT / "deploy/three-tiers.yml"
 EDGE_SERVER_PORT = 15565  # the edge server's broker, published
 T0 = time.monotonic()
@@ -337,6 +338,8 @@ def run(cache: Path) -> dict:
                   "Prometheus scraping broker, planner, edge and 3 workers")
             summary["prometheus_up"] = prometheus_up(PORTS["PROMETHEUS_PORT"])
 
+            summary["second_machine"] = second_machine(cfg, path)
+
             compose(EDGE, cfg, "stop", "-t", "60", "edge_agent",
                     files=(override,))  # SIGTERM: it finishes the frames in flight
             summary["frames"] = check_exact(results(path))
@@ -346,18 +349,36 @@ def run(cache: Path) -> dict:
                                             if "summary:" in line), "")
             summary["three_tiers"] = three_tiers(cfg, work, keys, out)
         except BaseException:
-            for project in (CLOUD, MIDDLE, EDGE):
+            for project in (CLOUD, MIDDLE, EDGE, WORKERS):
                 say(f"logs of {project} (last lines):")
                 print(compose(project, env, "logs", "--no-color", "--tail", "40", check=False,
                               quiet=True)[-8000:], file=sys.stderr)
             raise
         finally:
-            for project in (EDGE, MIDDLE, CLOUD):
+            for project in (EDGE, MIDDLE, WORKERS, CLOUD):
                 compose(project, env, "down", "-v", "--remove-orphans",
                         "-t", "5", check=False, quiet=True)
             say("every project down (containers, networks, volumes)")
     summary["seconds"] = round(time.monotonic() - T0, 1)
     return summary
+
+
+def second_machine(cfg: dict[str, str], path: Path) -> dict:
+    """Workers of a second cloud machine (profile workers, a project of its own that reaches
+    the cloud only through its published ports) join the pool mid-stream and answer frames;
+    when that project goes down, the pool shrinks and the stream goes on: nothing lost."""
+    before = _workers(results(path))
+    compose(WORKERS, cfg, "up", "-d", "--scale", "remote_worker=2", "remote_worker")
+    wait_healthy(WORKERS, cfg, ["remote_worker"], 2, timeout=300)
+    joined = lambda: _workers(results(path)) - before  # noqa: E731
+    _wait(lambda: len(joined()) >= 1, 300, "frames answered by the second machine's workers")
+    served = sorted(joined())
+    compose(WORKERS, cfg, "down", "-t", "30")  # SIGTERM: each finishes the request in hand
+    gone = len(results(path))
+    _wait(lambda: len(results(path)) >= gone + 10, 300, "10 more frames after they left")
+    check_exact(results(path))  # every frame so far answered, exactly
+    say(f"second machine: {served} joined, answered, left; the stream went on")
+    return {"joined": served, "frames_after_leaving": len(results(path)) - gone}
 
 
 def three_tiers(cfg: dict[str, str], work: Path, keys: Path, out: Path) -> dict:

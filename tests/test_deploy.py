@@ -29,7 +29,7 @@ def test_compose_file_follows_the_compose_specification() -> None:
 
 def test_every_service_has_a_profile_and_dependencies_stay_inside_it() -> None:
     for name, svc in SERVICES.items():
-        assert svc.get("profiles") in (["cloud"], ["edge"], ["edge-server"]), name
+        assert svc.get("profiles") in (["cloud"], ["edge"], ["edge-server"], ["workers"]), name
         for dep in svc.get("depends_on", {}):
             assert SERVICES[dep]["profiles"] == svc["profiles"], (name, dep)
     cloud = {n for n, s in SERVICES.items() if s["profiles"] == ["cloud"]}
@@ -37,6 +37,11 @@ def test_every_service_has_a_profile_and_dependencies_stay_inside_it() -> None:
     assert SERVICES["edge_agent"]["profiles"] == ["edge"]
     middle = {n for n, s in SERVICES.items() if s["profiles"] == ["edge-server"]}
     assert middle == {"edge_server_broker", "edge_server_worker"}
+    # a second cloud machine: workers only, reaching the cloud's published worker port
+    assert {n for n, s in SERVICES.items() if s["profiles"] == ["workers"]} == {"remote_worker"}
+    env = SERVICES["remote_worker"]["environment"]
+    assert env["DADS_BACKEND_PORT"] == "${DADS_BACKEND_PORT:-5556}"
+    assert "${DADS_BACKEND_PORT:-5556}:5556" in SERVICES["broker"]["ports"]
 
 
 def test_the_three_tier_overlay_changes_only_what_a_tier_needs() -> None:

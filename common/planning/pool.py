@@ -42,7 +42,8 @@ from common.planning import dag, partition
 from common.planning.mincut import CutSolver
 
 __all__ = ["EdgeLoad", "Option", "SharedPlan", "options", "all_options", "share",
-           "least_overload", "independent", "brute_force", "HEADROOM"]
+           "least_overload", "independent", "brute_force", "HEADROOM",
+           "workers_wanted"]
 
 #: the pool's share of its capacity a shared plan may use (a queue at 100% grows without bound)
 HEADROOM = 0.9
@@ -290,3 +291,13 @@ def brute_force(loads: list[EdgeLoad], opts: Mapping[str, list[Option]], workers
         best = min(best, max((o.latency_s for o in combo), default=0.0))
     return best
 
+
+
+def workers_wanted(demand: float, utilisation: float) -> int:
+    """Cloud workers for `demand` worker-seconds per second (the edges' arrival rates times
+    their latency plans' cloud time per frame) at most `utilisation` busy: the regime's
+    leave-heavy threshold, so that with this many no edge leaves its latency plan for load.
+    0 for no demand (an autoscaler's minimum keeps a worker for the first frames)."""
+    if not (math.isfinite(demand) and demand > 0):
+        return 0
+    return math.ceil(demand / utilisation - 1e-9)

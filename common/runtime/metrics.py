@@ -177,6 +177,11 @@ class PlannerMetrics:
         self.pool_demand = Gauge("dads_pool_demand",
                                  "The edges' cloud demand over the workers (worker-seconds per "
                                  "second per worker; joint plans above 0.9)", registry=reg)
+        self.pool_workers_wanted = Gauge(
+            "dads_pool_workers_wanted",
+            "Cloud workers the edges' latency plans need to stay light: each edge's arrival rate "
+            "times its latency plan's cloud time per frame, at most 0.8 busy (scale the pool "
+            "to this: HPA/KEDA, compose --scale)", registry=reg)
         self.errors = _errors(reg)
         self.loop_beat = _loop_beat(reg)
         self.auth_failures = _auth_failures(reg)

@@ -63,12 +63,16 @@ def _check_role(role: str) -> None:
         raise KeysError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
 
 
+def _read_only(d: Path) -> bool:
+    return bool(os.statvfs(d).f_flag & os.ST_RDONLY)
+
+
 def _check_directory(d: Path) -> None:
     """The key directory decides who is admitted (every ROLE*.key in it is a trusted client):
     one that others may write to (on a writable mount) is refused; one they may read or list,
     warned about (700 is asked for: a listing tells which cameras and workers exist)."""
     mode = d.stat().st_mode
-    writable_mount = not os.statvfs(d).f_flag & os.ST_RDONLY
+    writable_mount = not _read_only(d)
     if mode & (stat.S_IWGRP | stat.S_IWOTH) and writable_mount:
         raise KeysError(f"key directory {d} is writable by others (mode {oct(mode & 0o777)}): "
                         f"anyone who can add a key there is admitted; chmod 700 {d}")
@@ -123,7 +127,9 @@ class Keys:
             raise KeysError(f"{secret_file} is missing: this {role} needs its secret key "
                             f"(`dads keys init` makes one per role)")
         mode = secret_file.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        # a read-only mount (a Kubernetes Secret: root-owned, readable by the pod's fsGroup)
+        # may grant its group; anywhere else a secret is its owner's alone
+        if mode & stat.S_IRWXO or (mode & stat.S_IRWXG and not _read_only(d)):
             raise KeysError(f"{secret_file} is readable by others (mode {oct(mode & 0o777)}): "
                             f"chmod 600 it")
         public, secret = zmq.auth.load_certificate(str(secret_file))

@@ -151,6 +151,18 @@ class CloudWorker(Service):
         return out
 
     async def close(self) -> None:
+        """A stop (SIGTERM: a scale-down, an eviction; Ctrl-C) finishes the requests in hand
+        and answers them, up to --drain seconds, before the socket closes: taking no new one
+        meanwhile (what the broker dispatches after it is re-queued when the link drops)."""
+        if self.serving:
+            if self._receiver is not None:
+                self._receiver.cancel()
+            log.info("stopping: finishing %d request(s) in hand first (up to %.0f s)",
+                     len(self.serving), self.args.drain)
+            _, late = await asyncio.wait(set(self.serving), timeout=self.args.drain)
+            if late:
+                log.warning("stopping: %d request(s) not finished in %.0f s are left to the "
+                            "broker to re-queue", len(late), self.args.drain)
         tasks = [*self.serving, *([self._receiver] if self._receiver else []),
                  *([self._measuring] if getattr(self, "_measuring", None) else [])]
         for t in tasks:
@@ -419,6 +431,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(env DADS_NEXT_KEY_NAME; default edge)")
     p.add_argument("--metrics-port", type=int,
                    default=int(config.env("DADS_METRICS_PORT") or 9103), help="default 9103")
+    p.add_argument("--drain", type=float, default=20.0, metavar="S",
+                   help="on SIGTERM or Ctrl-C, finish the requests in hand for up to S seconds "
+                   "before closing (default 20; Kubernetes: below terminationGracePeriodSeconds)")
     p.add_argument("--broker-liveness", type=float, default=3.0, metavar="S",
                    help="reconnect when the broker is silent this long (default 3 s)")
     p.add_argument("--slowdown", type=float, default=1.0, metavar="F",

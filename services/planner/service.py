@@ -170,6 +170,7 @@ class Planner(Service):
         self.book.drop(name)
         self.metrics.forget_edge(name)
         self.metrics.edges.set(len(self.edges))
+        self._set_wanted()
 
     def _expire(self, now: float) -> None:
         for slot in list(self.edges.values()):
@@ -222,6 +223,10 @@ class Planner(Service):
             self._link_news(slot, msg, now)
             self._calibrate(slot, msg)
         elif isinstance(msg, BrokerStats):
+            if msg.workers_ready != self.workers_ready and self.workers_ready is not None:
+                log.info("the pool has %d worker(s) now (was %d): replanning",
+                         msg.workers_ready, self.workers_ready)
+                self.replan.set()  # a pool that grew or shrank changes DSH and the regime now
             self.workers_ready = msg.workers_ready
         elif isinstance(msg, Control):
             self._operator(env)
@@ -447,6 +452,7 @@ class Planner(Service):
                 got = await self._decide(slot)
                 if got is not None:
                     decided.append(got)
+            self._want_workers(decided)
             if (len(decided) > 1 and self.pin_cut is None and self.pin_algorithm is None
                     and not self.args.independent):
                 decided = await self._share(decided)
@@ -498,6 +504,21 @@ class Planner(Service):
             self.metrics.errors.labels("bad_input").inc()
             self.pin_cut = self.pin_algorithm = None
         return slot, g, bw, k, decision, cand, reason
+
+    def _want_workers(self, decided: list[tuple]) -> None:
+        """`dads_pool_workers_wanted`: what an autoscaler (HPA, KEDA, compose --scale) acts on.
+        Each edge's demand is its arrival rate times its latency plan's (DSL's, or its exit's)
+        cloud time per frame, calibrated; the pool that serves the sum at most `leave_heavy`
+        busy keeps every edge on its latency plan. Not the plan in force: under heavy load that
+        has moved work off a pool too small, which would hide the need."""
+        for slot, _, _, _, decision, _, _ in decided:
+            fps = slot.telemetry.arrival_fps if slot.telemetry else 0.0
+            slot.demand = fps * getattr(decision, "dsl", decision.plan).predicted.cloud_s
+        self._set_wanted()
+
+    def _set_wanted(self) -> None:
+        demand = sum(slot.demand for slot in self.edges.values())
+        self.metrics.pool_workers_wanted.set(pool.workers_wanted(demand, self.cfg.leave_heavy))
 
     async def _share(self, decided: list[tuple]) -> list[tuple]:
         """Several edges, one pool: while their own plans would ask more of the pool than it

@@ -84,6 +84,7 @@ class EdgeSlot:
     regime: RegimeState = field(default_factory=RegimeState)
     plan: partition.Plan | None = None
     force_bps: float = 0.0  # an operator's rate for this edge alone (0: none)
+    demand: float = 0.0  # worker-s/s its latency plan asks of the pool at its arrival rate
     repin: bool = False  # a pin or goal changed: its next plan is published whatever it predicts
     planned_bps: float = 0.0  # the bandwidth its last plan was made with
     graph_key: tuple | None = None
