@@ -66,7 +66,9 @@ def test_workers_wanted_follows_the_cameras_and_joins_are_planned(system: System
 @pytest.fixture(scope="module")
 def slow(tmp_path_factory: pytest.TempPathFactory):
     """One worker whose compute takes a couple of seconds: time to stop it mid-request."""
-    with shared_cache_system(tmp_path_factory, workers=1, worker_args=["--slowdown", "20"]) as s:
+    with shared_cache_system(tmp_path_factory, workers=1, worker_args=["--slowdown", "20"],
+                             planner_args=["--initial-bandwidth", "1gbit"]) as s:
+        s.control(algorithm="cloud_only")  # a slow pool: DSL would keep the frame here
         yield s
 
 
