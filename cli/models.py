@@ -222,16 +222,21 @@ def _graph_of(prof):  # -> ModelGraph whose nodes the profile times
                     "of that name here (another torch/torchvision?): profile it again")
 
 
+def _add_profiling_args(p: argparse.ArgumentParser) -> None:
+    """How `profile` and `benchmark` measure: the same passes, the same device choice."""
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--warmup", type=int, default=3, help="warm-up passes (default 3)")
+    p.add_argument("--repeats", type=int, default=10, help="timed passes (default 10)")
+
+
 def register(sub: argparse._SubParsersAction, command: str | None) -> None:
     """This group's commands and their options."""
     p = sub.add_parser("profile", help="measure per-layer latency of a model on this device",
                        description="Measure each layer's latency (median of --repeats passes after "
                        "--warmup) and write a profile JSON keyed by model fingerprint and device.")
     add_model_args(p)
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--warmup", type=int, default=3, help="warm-up passes (default 3)")
-    p.add_argument("--repeats", type=int, default=10, help="timed passes (default 10)")
+    _add_profiling_args(p)
     p.add_argument("--out", metavar="FILE", help="profile JSON (default: the profile cache)")
     p.add_argument("--plot", metavar="DIR", help="also save output-size and latency figures here")
     p.set_defaults(func=cmd_profile)
@@ -251,10 +256,7 @@ def register(sub: argparse._SubParsersAction, command: str | None) -> None:
                        "can each benchmark themselves and one `dads plan --tiers` combines them.")
     add_model_args(p)
     p.add_argument("--tier", required=True, metavar="NAME", help="this machine's tier name")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--warmup", type=int, default=3, help="warm-up passes (default 3)")
-    p.add_argument("--repeats", type=int, default=10, help="timed passes (default 10)")
+    _add_profiling_args(p)
     p.add_argument("--out", metavar="FILE", help="profile JSON (default MODEL-TIER.json)")
     p.set_defaults(func=cmd_benchmark)
 

@@ -199,3 +199,13 @@ def test_a_dads_profile_file_is_a_tier_profile(tmp_path: Path,
     assert main(["plan", TOY, *shape, "--tiers", "camera,cloud", "--links", "3g",
                  "--tier-profile", f"camera={prof}", "--tier-speedup", "cloud=10", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["placements"]
+
+
+def test_explore_profiles_plans_and_maps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dads explore` (README, `dads --help`): the plan for each DADS uplink, then the map."""
+    assert main(["explore", "--model", TOY, "--out", str(tmp_path / "explore")]) == 0
+    out = capsys.readouterr().out
+    for uplink in ("cat1", "3g", "4g", "wifi"):
+        assert f"  {uplink} " in out
+    assert "optimal cuts between" in out
+    assert (tmp_path / "explore" / f"{TOY}-bwmap.png").stat().st_size > 10_000
