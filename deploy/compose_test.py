@@ -376,7 +376,9 @@ def second_machine(cfg: dict[str, str], path: Path) -> dict:
     compose(WORKERS, cfg, "down", "-t", "30")  # SIGTERM: each finishes the request in hand
     gone = len(results(path))
     _wait(lambda: len(results(path)) >= gone + 10, 300, "10 more frames after they left")
-    check_exact(results(path))  # every frame so far answered, exactly
+    dropped = [line for line in results(path) if line["dropped"]]
+    if dropped:  # (exactness of every frame is checked once the edge has stopped)
+        raise AssertionError(f"frames dropped around the second machine: {dropped[:3]}")
     say(f"second machine: {served} joined, answered, left; the stream went on")
     return {"joined": served, "frames_after_leaving": len(results(path)) - gone}
 
