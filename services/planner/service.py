@@ -137,12 +137,12 @@ class Planner(Service):
     async def start(self) -> None:
         self.pub = self.open(zmq.PUB, self.args.plans, bind=True, domain="planner-out")
         # a ROUTER, not a PULL: an operator's Control is answered (ControlReply) to its sender
-        self.pull = self.open(zmq.ROUTER, self.args.telemetry, bind=True, domain="planner-in")
-        log.info("plans on %s, telemetry on %s", self.pub.endpoint, self.pull.endpoint)
+        self.inbox = self.open(zmq.ROUTER, self.args.telemetry, bind=True, domain="planner-in")
+        log.info("plans on %s, telemetry on %s", self.pub.endpoint, self.inbox.endpoint)
 
     def tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
         take = {kind: self._take for kind in SENDERS}
-        return {"inbox": self.receive(self.pull, take, senders=SENDERS),
+        return {"inbox": self.receive(self.inbox, take, senders=SENDERS),
                 "tick": self.every(self.args.tick, self._tick, wake=self.replan),
                 "republish": self.every(1.0, self._republish)}
 
@@ -270,7 +270,7 @@ class Planner(Service):
         if peer is None:
             return
         try:  # never waits: the inbox's loop is this one
-            self.pull.blocking().send(ControlReply(control_id, applied, clip(detail, 400), plans),
+            self.inbox.blocking().send(ControlReply(control_id, applied, clip(detail, 400), plans),
                                       to=peer)
         except zmq.ZMQError:  # the operator is gone (or its queue is full): nothing to tell
             log.info("an operator left before its control was answered")
