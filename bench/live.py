@@ -165,9 +165,13 @@ class Live:
             timeout: float = 120.0) -> Plan:
         """Pin an algorithm or a cut; the new plan once the planner publishes it for k workers."""
         deadline = time.monotonic() + timeout
+        want = "pinned" if cut is not None else None if algorithm in (None, "auto") else algorithm
         while True:
             self.control(algorithm=algorithm or "auto", edge_nodes=cut if cut is not None else ())
             plan = self._next_plan(deadline)
+            # a plan made for an earlier control (a new rate under the last pin) is not this one
+            while want is not None and plan.algorithm != want:
+                plan = self._next_plan(deadline)
             if plan.workers == self.workers and plan.bandwidth_bps == self.uplink_bps:
                 return plan
             time.sleep(0.5)  # the planner has not seen every worker (or the rate) yet
