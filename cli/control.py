@@ -51,6 +51,9 @@ def cmd_ctl(args: argparse.Namespace) -> int:
             goal = 0.0 if args.latency_goal in ("0", "none") else parse_duration(args.latency_goal)
         except ValueError as exc:
             raise DadsError(f"--latency-goal: {exc}") from None
+    if args.edge and args.bandwidth is None:
+        raise DadsError("--edge sets one edge's --bandwidth; the other controls apply to every "
+                        "edge")
     msg = Control(args.bandwidth, args.algorithm, cut, goal, edge=args.edge)
     if msg == Control():
         raise DadsError("nothing to send; give --bandwidth, --algorithm, --latency-goal, "

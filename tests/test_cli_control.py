@@ -74,6 +74,8 @@ def test_a_plan_printed_by_dads_plan_is_pinned_as_it_is(
         assert "Traceback" not in refused.stderr
         nobody = dads(system, *ctl, "--edge", "no-such-camera", "--bandwidth", "3g")
         assert nobody.returncode == 1 and "no edge named 'no-such-camera'" in nobody.stderr
+        goal = dads(system, *ctl, "--latency-goal", "30ms")  # googlenet has no early exit
+        assert goal.returncode == 1 and "no edge's model has one" in goal.stderr, goal.stderr
         unpinned = dads(system, *ctl, "--unpin-cut")
         assert unpinned.returncode == 0 and "cut unpinned: applied" in unpinned.stdout
     finally:
@@ -120,6 +122,8 @@ def test_ctl_errors_say_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture
     ctl = ["ctl", "--planner", "tcp://127.0.0.1:1", "--insecure"]
     assert main(ctl) == 2
     assert "nothing to send" in capsys.readouterr().err
+    assert main([*ctl, "--edge", "cam1", "--algorithm", "dsl"]) == 2
+    assert "--edge sets one edge's --bandwidth" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     for content, words in ((None, "No such file"), ("{not json", "not JSON"),
                            (json.dumps({"edge_nodes": [1, 2]}), "list of node names")):

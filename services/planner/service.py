@@ -298,6 +298,10 @@ class Planner(Service):
         if msg.edge and msg.edge not in self.edges:
             raise ValueError(f"no edge named {msg.edge!r} (known: "
                              f"{', '.join(sorted(self.edges)[:8]) or 'none yet'})")
+        known = [slot.dag for slot in self.edges.values() if slot.dag is not None]
+        if msg.latency_goal_s and known and not any(dag.exits(g) for g in known):
+            raise ValueError("a latency goal chooses among early exits, and no edge's model has "
+                             "one (e.g. digits_exits with weights from `dads train-exits`)")
         self.controls += 1
         for slot in self.edges.values():
             if msg.edge_nodes and slot.dag is not None and (not msg.edge or slot.name == msg.edge):
