@@ -168,23 +168,29 @@ class Live:
         want = "pinned" if cut is not None else None if algorithm in (None, "auto") else algorithm
         while True:
             self.control(algorithm=algorithm or "auto", edge_nodes=cut if cut is not None else ())
-            plan = self._next_plan(deadline)
-            # a plan made for an earlier control (a new rate under the last pin) is not this one
-            while want is not None and plan.algorithm != want:
-                plan = self._next_plan(deadline)
+            plan = self._newest_plan(deadline)
+            while want is not None and plan.algorithm != want:  # not yet this pin's
+                plan = self._newest_plan(deadline)
             if plan.workers == self.workers and plan.bandwidth_bps == self.uplink_bps:
                 return plan
             time.sleep(0.5)  # the planner has not seen every worker (or the rate) yet
 
-    def _next_plan(self, deadline: float) -> Plan:
+    def _newest_plan(self, deadline: float, settle_s: float = 0.5) -> Plan:
+        """The newest plan published since the last one taken. A control is answered once its
+        tick has published, so what is queued by then includes its plan; plans made for
+        earlier controls (a new rate under the last pin) queued before it are passed over."""
+        newest: Plan | None = None
+        quiet_at = 0.0
         while time.monotonic() < deadline:
-            if self.sub.poll(500):
+            if self.sub.poll(100):
                 msg, _ = decode(self.sub.recv_multipart())
                 if isinstance(msg, PlanMsg):
                     plan = Plan.from_json(msg.plan)
-                    if plan.plan_id > self.last_plan_id:
-                        self.last_plan_id = plan.plan_id
-                        return plan
+                    if plan.plan_id > max(self.last_plan_id, newest.plan_id if newest else 0):
+                        newest, quiet_at = plan, time.monotonic() + settle_s
+            elif newest is not None and time.monotonic() >= quiet_at:
+                self.last_plan_id = newest.plan_id
+                return newest
         raise TimeoutError(f"no new plan from the planner; see {self.log_dir}/planner.log")
 
     # -- the edge --
