@@ -183,8 +183,7 @@ def policy(args: argparse.Namespace):  # -> (fidelity.Budget, the --codecs wante
     from common.planning import fidelity
 
     budget, wanted = fidelity.parse(args.fidelity), fidelity.parse_codecs(args.codecs, codecs.NAMES)
-    fidelity.check(budget, wanted, bool(args.fidelity_table),
-                   [n for n, c in codecs.CODECS.items() if c.lossy])
+    fidelity.check(budget, wanted, bool(args.fidelity_table), codecs.LOSSY)
     return budget, wanted
 
 

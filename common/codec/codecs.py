@@ -30,7 +30,7 @@ import zstandard
 
 from common.errors import DadsError
 
-__all__ = ["RAW", "Codec", "CodecError", "CODECS", "NAMES", "get", "applicable", "max_encoded",
+__all__ = ["RAW", "Codec", "CodecError", "CODECS", "NAMES", "LOSSY", "get", "applicable", "max_encoded",
            "FRAME_CODECS", "ACTIVATION_CODECS"]
 
 RAW = "raw"
@@ -285,6 +285,7 @@ CODECS: dict[str, Codec] = {c.name: c for c in (
     _codec("int8+zstd", True, _F32, _int8_zstd_encode, _int8_zstd_decode),
 )}
 NAMES: frozenset[str] = frozenset(CODECS)
+LOSSY: frozenset[str] = frozenset(c.name for c in CODECS.values() if c.lossy)
 FRAME_CODECS = ("png", "jpeg95", "jpeg90", "jpeg75")
 ACTIVATION_CODECS = ("zstd", "fp16", "fp16+zstd", "int8", "int8+zstd")
 

@@ -31,7 +31,7 @@ from typing import Any
 import networkx as nx
 import zmq
 
-from common.codec.codecs import CODECS
+from common.codec.codecs import LOSSY
 from common.codec.codecs import NAMES as CODEC_NAMES
 from common.errors import DadsError
 from common.planning import costgraph, dag, fidelity, partition, pool, tiers
@@ -108,8 +108,7 @@ class Planner(Service):
         self.initial_bps = parse_bandwidth(args.initial_bandwidth)
         self.budget = fidelity.parse(args.fidelity)
         self.wanted = fidelity.parse_codecs(args.codecs, CODEC_NAMES)
-        fidelity.check(self.budget, self.wanted, bool(args.fidelity_table),
-                       [n for n, c in CODECS.items() if c.lossy])
+        fidelity.check(self.budget, self.wanted, bool(args.fidelity_table), LOSSY)
         self.fidelity_table = (fidelity.load_table(args.fidelity_table)
                                if args.fidelity_table else None)
         try:
