@@ -20,7 +20,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from common.errors import DadsError
 from common.runtime.config import CONTROL_TIMEOUT_S
-from common.runtime.security import Keys, handshake_trouble
+from common.runtime.security import Keys, curve_client, handshake_trouble
 from common.runtime.wire import Control, ControlReply, WireError, decode, encode
 
 __all__ = ["Operator", "ControlError", "ControlRefused"]
@@ -44,10 +44,7 @@ class Operator:
                  ctx: zmq.Context | None = None) -> None:
         self.endpoint = endpoint
         self.sock = (ctx or zmq.Context.instance()).socket(zmq.DEALER)
-        if keys is not None:
-            self.sock.curve_secretkey = keys.secret
-            self.sock.curve_publickey = keys.public
-            self.sock.curve_serverkey = keys.server_key("planner")
+        curve_client(self.sock, keys, "planner")
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RECONNECT_IVL, 100)
         self.monitor = self.sock.get_monitor_socket(_EVENTS)  # before connecting: every event

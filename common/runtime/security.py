@@ -38,7 +38,7 @@ from common.errors import DadsError
 
 __all__ = ["ROLES", "DOMAINS", "KeysError", "Keys", "init_keys", "add_key", "Guard",
            "handshake_monitor", "watch_handshakes", "handshake_trouble", "watch_all_handshakes", "HANDSHAKE_FAILURES", "role_allowed", "from_options",
-           "client_socket"]
+           "client_socket", "curve_client"]
 
 log = logging.getLogger("security")
 
@@ -230,14 +230,20 @@ def role_allowed(keys: Keys | None, user: str, roles: Iterable[str]) -> bool:
     return keys is None or keys.role_of(user) in set(roles)
 
 
-def client_socket(ctx: zmq.Context, kind: int, endpoint: str, keys: Keys | None,
-                  server: str) -> zmq.Socket:
-    """A plain (blocking) socket that connects as `keys`' role, for tools and tests."""
-    sock = ctx.socket(kind)
+def curve_client(sock: zmq.Socket, keys: Keys | None, server: str) -> None:
+    """Make `sock` a CURVE client as `keys`' role that trusts `server`'s public key only (as
+    it is, in plaintext, without keys: --insecure). Before it connects."""
     if keys is not None:
         sock.curve_secretkey = keys.secret
         sock.curve_publickey = keys.public
         sock.curve_serverkey = keys.server_key(server)
+
+
+def client_socket(ctx: zmq.Context, kind: int, endpoint: str, keys: Keys | None,
+                  server: str) -> zmq.Socket:
+    """A plain (blocking) socket that connects as `keys`' role, for tools and tests."""
+    sock = ctx.socket(kind)
+    curve_client(sock, keys, server)
     sock.connect(endpoint)
     return sock
 
