@@ -67,18 +67,20 @@ def _read_only(d: Path) -> bool:
     return bool(os.statvfs(d).f_flag & os.ST_RDONLY)
 
 
-def _check_directory(d: Path) -> None:
+def _check_directory(d: Path) -> bool:
     """The key directory decides who is admitted (every ROLE*.key in it is a trusted client):
     one that others may write to (on a writable mount) is refused; one they may read or list,
-    warned about (700 is asked for: a listing tells which cameras and workers exist)."""
+    warned about (700 is asked for: a listing tells which cameras and workers exist). Whether
+    it is a read-only mount (a Kubernetes Secret), which the secrets' own check needs too."""
     mode = d.stat().st_mode
-    writable_mount = not _read_only(d)
-    if mode & (stat.S_IWGRP | stat.S_IWOTH) and writable_mount:
+    read_only = _read_only(d)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not read_only:
         raise KeysError(f"key directory {d} is writable by others (mode {oct(mode & 0o777)}): "
                         f"anyone who can add a key there is admitted; chmod 700 {d}")
-    if mode & (stat.S_IRWXG | stat.S_IRWXO) and writable_mount:
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) and not read_only:
         log.warning("key directory %s is open to others (mode %s): chmod 700 %s", d,
                     oct(mode & 0o777), d)
+    return read_only
 
 
 def init_keys(directory: str | os.PathLike[str], force: bool = False) -> list[Path]:
@@ -120,7 +122,7 @@ class Keys:
         d = Path(directory)
         if not d.is_dir():
             raise KeysError(f"no key directory {d}: create one with `dads keys init {d}`")
-        _check_directory(d)
+        read_only = _check_directory(d)
         stem = name or role
         secret_file = d / f"{stem}.key_secret"
         if not secret_file.is_file():
@@ -129,7 +131,7 @@ class Keys:
         mode = secret_file.stat().st_mode
         # a read-only mount (a Kubernetes Secret: root-owned, readable by the pod's fsGroup)
         # may grant its group; anywhere else a secret is its owner's alone
-        if mode & stat.S_IRWXO or (mode & stat.S_IRWXG and not _read_only(d)):
+        if mode & stat.S_IRWXO or (mode & stat.S_IRWXG and not read_only):
             raise KeysError(f"{secret_file} is readable by others (mode {oct(mode & 0o777)}): "
                             f"chmod 600 it")
         public, secret = zmq.auth.load_certificate(str(secret_file))
