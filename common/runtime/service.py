@@ -273,8 +273,8 @@ class Service:
         return ch
 
     async def _watch_server(self, server: str, endpoint: str, sock: zmq.asyncio.Socket,
-                          monitor: zmq.asyncio.Socket, on_link: Callable[[int], None] | None
-                          ) -> None:
+                            monitor: zmq.asyncio.Socket, on_link: Callable[[int], None] | None
+                            ) -> None:
         """A refused handshake is said once, plainly, with what to check, and counted
         (`dads_errors_total{kind="handshake"}`), not once per retry; a success after it is
         said too. Without this a wrong key shows only as a link that comes and goes."""
