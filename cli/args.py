@@ -143,17 +143,24 @@ def has_exits(args: argparse.Namespace) -> bool:
 
 
 def served(args: argparse.Namespace):  # -> ModelGraph of the model as the services run it
+    """The model the options name (MODEL, --weights, --seed, --input-shape), as served."""
+    return served_graph(args.model, args.weights, args.seed, args.input_shape)
+
+
+def served_graph(model: str, weights: str | None = None, seed: int = 0,
+                 shape: tuple[int, ...] | None = None):  # -> ModelGraph
+    """The model as the services run it (uint8 frames in), its early exits marked: the one
+    graph every command plans, profiles and prints."""
     from common.model.exits import load_accuracy, mark_exits
     from common.model.graph import trace
     from common.model.models import input_shape_for, load_served, synthetic_frame
 
-    shape = args.input_shape or input_shape_for(args.model)
+    shape = shape or input_shape_for(model)
     if len(shape) != 4 or shape[1] != 3:
         raise DadsError(f"--input-shape {','.join(map(str, shape))}: the model is served camera "
                         "frames, N,3,H,W (uint8 RGB), e.g. 1,3,224,224")
-    graph = trace(load_served(args.model, args.weights, args.seed), synthetic_frame(0, shape),
-                  name=args.model)
-    mark_exits(graph.dag, graph.outputs, load_accuracy(args.weights))
+    graph = trace(load_served(model, weights, seed), synthetic_frame(0, shape), name=model)
+    mark_exits(graph.dag, graph.outputs, load_accuracy(weights))
     return graph
 
 

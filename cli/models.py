@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from cli.args import add_model_args, check_images, images, served
+from cli.args import add_model_args, check_images, images, served, served_graph
 from common.errors import DadsError
 
 
@@ -164,7 +164,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             prof = Profile.load(source)
             graph = _graph_of(prof)
         else:  # a model name: profiled on this device (cached)
-            graph = _served_named(source, args)
+            graph = served_graph(source, seed=args.seed)
             prof = cached_profile(graph, str(device), progress=not args.json)
         devices.add(prof.device.key)
         models.append(prof.model)
@@ -177,7 +177,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                             models=models)
     if args.save_predictor:
         predictor.save(args.save_predictor)
-    graph = _served_named(args.model, args)
+    graph = served_graph(args.model, seed=args.seed)
     prof = predicted_profile(graph, device, predictor)
     if args.out:
         prof.save(args.out)
@@ -195,14 +195,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.save_predictor:
         print(f"predictor written to {args.save_predictor} (services: --predictor / DADS_PREDICTOR)")
     return 0
-
-
-def _served_named(name: str, args: argparse.Namespace):  # -> ModelGraph
-    from common.model.graph import trace
-    from common.model.models import input_shape_for, load_served, synthetic_frame
-
-    return trace(load_served(name, None, args.seed), synthetic_frame(0, input_shape_for(name)),
-                 name=name)
 
 
 def _graph_of(prof):  # -> ModelGraph whose nodes the profile times
