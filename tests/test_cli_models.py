@@ -75,3 +75,13 @@ def test_codecs_fidelity_table_and_plans_with_codecs(tmp_path: Path,
     admitted = {n for n, row in doc["codecs"].items() if row["top1_agreement"] >= 0.99}
     assert set(plans["top1:0.99"].get("codecs", {}).values()) <= admitted | {"raw"}
     assert plans["lossless"]["predicted"]["latency_s"] <= plans["none"]["predicted"]["latency_s"]
+
+
+def test_predict_a_profile_from_others(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dads predict`: fitted on a profiled model, a profile of the served graph, marked
+    predicted, that covers every node."""
+    out = tmp_path / "predicted.json"
+    assert main(["predict", TOY, "--from", TOY, "--out", str(out)]) == 0
+    assert f"{TOY}: predicted" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["predicted"] is True and "frame" in doc["node_times_s"]
