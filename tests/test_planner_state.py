@@ -84,6 +84,21 @@ def test_a_bound_lets_go_when_the_link_was_never_that_slow_or_no_report_renews_i
     assert not est.bounded(6.0)
 
 
+def test_a_bound_that_transfers_confirm_holds_until_the_window_steps() -> None:
+    """wifi -> 400 kbit/s with 150 kB frames (3 s each), seen in a run: the bound came from the
+    first frame stalling; when it arrived, the next frame was on the link, on time for the
+    bound's rate, so nothing renewed the bound; it lapsed 3 s on and the window's old median
+    (28 Mbit/s) came back for a plan that sent a frame into the slow link."""
+    est = BandwidthEstimator(hold_s=3.0)
+    for _ in range(7):
+        est.add(3_500_000, 1.0)
+    est.bound(150_000, 0.2, now=10.0)
+    assert not est.add(150_000, 3.0, now=12.8)  # the stalled frame arrives: one sample, no step
+    assert est.bounded(15.0) and est.estimate(15.0) == pytest.approx(5e4)  # renewed at 12.8
+    assert est.add(150_000, 3.0, now=15.8)  # the next: a step
+    assert not est.bounded(16.0) and est.estimate(16.0) == pytest.approx(5e4)
+
+
 def test_link_clock_is_fifo() -> None:
     clock = LinkClock()
     assert clock.transfer(0.0, 1.0) == 1.0
@@ -122,6 +137,25 @@ def test_a_stale_profile_is_corrected_within_ten_frames_and_noise_moves_nothing(
     for _ in range(10):  # the host gets busy: 3x slower
         cal.observe("cloud", 0.300, 1.078)
     assert cal.factor("cloud") == pytest.approx(0.300 / 1.078, rel=0.15)
+
+
+def test_the_measured_wait_joins_the_prediction_and_goes_with_its_plan() -> None:
+    """What frames wait beyond the stages (a saturated pool's broker queue, a busy host's hops)
+    is part of the latency the planner states; the cut's own evaluation, and the edge's
+    admission depth, keep the stages alone."""
+    cal = Calibration()
+    cal.observe_wait(0.080)
+    assert cal.wait_s == pytest.approx(0.080)  # the first report is taken as it is
+    for _ in range(10):
+        cal.observe_wait(0.020)
+    assert cal.wait_s == pytest.approx(0.020, abs=0.002)
+    pred = partition.Prediction(0.01, 0.02, 0.1, 0.13, 10.0)
+    waiting = pred.waiting(cal.wait_s)
+    assert waiting.latency_s == pytest.approx(0.13 + cal.wait_s)
+    assert waiting.waiting(0.005).latency_s == pytest.approx(0.135)  # replaced, not added twice
+    assert waiting.latency_s - waiting.edge_s - waiting.wait_s == pytest.approx(0.12)
+    cal.forget_wait()
+    assert cal.wait_s == 0.0 and cal.wait_samples == 0
 
 
 def test_plan_changes_only_for_a_real_gain() -> None:

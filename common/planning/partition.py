@@ -40,8 +40,15 @@ class Prediction:
     edge_s: float
     transfer_s: float
     cloud_s: float  # one frame on one worker
-    latency_s: float
+    latency_s: float  # the stages' sum, plus `wait_s`
     throughput_fps: float  # pipelined, cloud stage shared by k workers
+    #: what the plan in force's frames have spent beyond the three stages (queues at the edge,
+    #: the link and the broker; hops): measured, not modelled; 0 in a cut's own evaluation
+    wait_s: float = 0.0
+
+    def waiting(self, wait_s: float) -> Prediction:
+        """This prediction with `wait_s` measured (in place of its own) added to its latency."""
+        return replace(self, wait_s=wait_s, latency_s=self.latency_s - self.wait_s + wait_s)
 
     @property
     def bottleneck_s(self) -> float:

@@ -21,9 +21,9 @@ from above (the true rate is lower still). A bound is not a sample: it is not th
 and it tightens while the transfer lasts. So it is held beside the window (`bound`), and the
 estimate is the lower of the two: the planner can plan for the slower link a fraction of a
 second after a step down, long before any transfer through it has finished, and follows the
-bound down as it tightens. It lets go when the window has caught up (a step), when a finished
-transfer shows the link faster than the bound (the stall was something else), or when no
-report has renewed it for `hold_s`.
+bound down as it tightens. A finished transfer as slow as the bound renews it. It lets go when
+the window has caught up (a step), when a finished transfer shows the link faster than the bound
+(the stall was something else), or when nothing has renewed it for `hold_s`.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ class BandwidthEstimator:
     _pending: list[float] = field(default_factory=list)
     _bound: tuple[float, float] | None = None  # (bytes/s, renewed at)
 
-    def add(self, nbytes: float, seconds: float) -> bool:
-        """Take one transfer; True when it completed a step (the window restarted)."""
+    def add(self, nbytes: float, seconds: float, now: float | None = None) -> bool:
+        """Take one transfer (finished at `now`); True when it completed a step (the window
+        restarted)."""
         if nbytes < self.min_bytes or seconds <= 0:
             return False
         rate = nbytes / seconds  # bytes/s
@@ -66,8 +67,12 @@ class BandwidthEstimator:
         if self._bound is not None:
             if stepped or rate > self.step_factor * self._bound[0]:
                 self._bound = None  # the window has caught up, or the link was never that slow
-            elif rate < self._bound[0]:  # a finished transfer measures what the bound guessed
-                self._bound = (rate, self._bound[1])
+            else:  # a finished transfer as slow as the bound guessed: it holds (renewed), at
+                # the measured rate if lower, until the window has the samples to step to it;
+                # else it would lapse between two slow transfers (nothing on the link stalls
+                # against the bound's own rate) and the window's old median would come back
+                self._bound = (min(rate, self._bound[0]),
+                               self._bound[1] if now is None else max(now, self._bound[1]))
         return stepped
 
     def bound(self, nbytes: float, seconds: float, now: float) -> None:

@@ -19,7 +19,7 @@ __all__ = ["LATENCY_BUCKETS", "LOOP_BEAT", "EdgeMetrics", "BrokerMetrics", "Work
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                    30.0, 60.0)
-STAGES = ("edge", "transfer", "cloud")
+STAGES = ("edge", "transfer", "cloud", "wait")  # a plan's predicted stages, and its measured wait
 
 
 def _errors(reg: CollectorRegistry) -> Counter:

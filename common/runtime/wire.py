@@ -251,6 +251,10 @@ class Telemetry:
     # predicts: its bytes and its seconds so far bound the link's rate from above (0: none)
     stalled_bytes: int = 0
     stalled_s: float = 0.0
+    # the plan in force's answered frames: median latency beyond their edge, transfer and cloud
+    # times (queues at the edge, the link and the broker; hops), so the planner's prediction
+    # includes what its frames wait (0: none answered yet)
+    wait_s: float = 0.0
 
 
 @dataclass(frozen=True)

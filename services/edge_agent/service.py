@@ -37,7 +37,7 @@ import statistics
 import sys
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterator
+from collections.abc import Collection, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
@@ -86,6 +86,7 @@ PROBE_TIMEOUT_S = 30.0
 STALL_FACTOR = 3.0  # a transfer this many times slower than the planner's bandwidth predicts
 CONFIRM_FACTOR = 2.0  # a probe this far from the planner's estimate is confirmed at once
 RESTALL = 1.25  # a stalled transfer is reported again once its bound has tightened this much
+WAIT_WINDOW_S = 2.0  # the telemetry's wait: the median of the plan's frames answered this recently
 SIZE_MEMORY = 0.2  # weight of the newest frame in a codec's running size
 SIZE_DRIFT = 0.1  # the planner hears of codec sizes that drift this far from the profile's
 PROFILE_REFRESH_S = 60.0  # the profile is re-sent unchanged this often (it crosses the uplink)
@@ -143,6 +144,10 @@ class EdgeAgent(Service):
         # prediction against its frames alone, not a mix with the last plan's)
         self.plan_times: dict[str, deque[float]] = {"edge": deque(maxlen=20),
                                                     "cloud": deque(maxlen=20)}
+        # ... and (answered at, latency beyond its edge, transfer and cloud times) of its
+        # frames: by time, not count, so a queue that builds (or clears) is seen within seconds
+        # at a camera's rate as at a few answers a second
+        self.plan_waits: deque[tuple[float, float]] = deque(maxlen=512)
         self.rtts: deque[float] = deque(maxlen=50)
         self.counts = {"in": 0, "out": 0, "dropped": 0, "shed": 0, "retried": 0, "local": 0}
         self.plans_used: set[int] = set()
@@ -357,8 +362,11 @@ class EdgeAgent(Service):
         throughput, and the one whose edge compute overlaps them. Counting the edge's own time
         too (or one more frame) keeps a frame waiting at the broker behind busy workers, which
         adds a share of a cloud compute to every frame. The window bounds it."""
-        pred = (self.cut or self.local_cut).plan.predicted
-        downstream = pred.latency_s - pred.edge_s
+        cut = self.cut or self.local_cut
+        if not cut.local and self._stalled(time.monotonic()) is not None:
+            return 1  # the link has stepped down under a frame: none joins it there
+        pred = cut.plan.predicted
+        downstream = pred.latency_s - pred.edge_s - pred.wait_s  # the stages', not the queues'
         if downstream <= 0 or pred.throughput_fps <= 0:
             return self.args.window
         return max(1, min(self.args.window, math.floor(downstream * pred.throughput_fps) + 1))
@@ -369,6 +377,20 @@ class EdgeAgent(Service):
         while self.live and len(self.in_flight) >= self._depth():
             self.released.clear()
             await self.released.wait()
+
+    async def _next_frame(self) -> tuple[int, float, torch.Tensor] | None:
+        """The next frame to run (None: the stream ended). The gate is asked again once the
+        frame is there: the pipeline may have filled while it came (the link stalled under a
+        frame in flight). Then it waits as the freshest again, and a newer one sheds it."""
+        while True:
+            await self._admit()
+            item = await self.frames.get()
+            if item is None or not self.live or len(self.in_flight) < self._depth():
+                return item
+            if self.frames.empty():
+                self.frames.put_nowait(item)
+            else:
+                self._shed(item[0])
 
     def _release(self) -> None:
         self.window.release()
@@ -381,8 +403,7 @@ class EdgeAgent(Service):
 
     async def _pipeline(self) -> None:
         while True:
-            await self._admit()
-            item = await self.frames.get()
+            item = await self._next_frame()
             if item is None:
                 return
             frame_id, captured_at, frame = item
@@ -523,13 +544,14 @@ class EdgeAgent(Service):
         # peer), the frame stays in flight and its deadline reports it; never lost
         output = from_frames(msg.outputs, env.frames)[0] if msg.outputs else None
         del self.in_flight[msg.request_id]
-        self._transfer_sample(job.nbytes, job.handed_at, now, msg.cloud_s + msg.queue_s)
+        transfer_s = self._transfer_sample(job.nbytes, job.handed_at, now,
+                                           msg.cloud_s + msg.queue_s)
         self.cloud_times.append(msg.cloud_s)
         if job.cut is self.cut:
             self.plan_times["cloud"].append(msg.cloud_s)
         self.rtts.append(now - job.handed_at)
         self._finish(job, output, worker=msg.worker, cloud_s=msg.cloud_s,
-                     classes=(msg.top_classes, msg.top_scores))
+                     classes=(msg.top_classes, msg.top_scores), transfer_s=transfer_s)
         self._release()
         self.metrics.queue_depth.labels("in_flight").set(len(self.in_flight))
 
@@ -604,10 +626,13 @@ class EdgeAgent(Service):
             self.idle.set()
 
     def _finish(self, job: _Frame, output: Any, worker: str, cloud_s: float,
-                classes: tuple[tuple[int, ...], tuple[float, ...]] | None = None) -> None:
+                classes: tuple[tuple[int, ...], tuple[float, ...]] | None = None,
+                transfer_s: float = 0.0) -> None:
         self._closed()
         now = time.monotonic()
         latency = now - job.captured_at
+        if job.cut is self.cut:
+            self.plan_waits.append((now, max(latency - job.edge_s - transfer_s - cloud_s, 0.0)))
         self.latencies.append(latency)
         self.recent.append((now, latency))
         self.counts["out"] += 1
@@ -682,6 +707,7 @@ class EdgeAgent(Service):
         self.cut = cut  # the pipeline picks it up at the next frame boundary
         for times in self.plan_times.values():
             times.clear()
+        self.plan_waits.clear()
         self.metrics.plan_changes.inc()
         self.metrics.plan.info({"plan_id": str(plan.plan_id), "algorithm": plan.algorithm,
                                 "regime": msg.regime})
@@ -727,7 +753,8 @@ class EdgeAgent(Service):
             self.args.name, self.cut.plan.plan_id if self.cut else -1, fps, self.frames.qsize(),
             len(self.in_flight), _median(self.plan_times["edge"]), _median(self.plan_times["cloud"]),
             _median(self.rtts), tuple((int(b), float(s)) for b, s in samples[-64:]),
-            stalled_bytes, stalled_s)
+            stalled_bytes, stalled_s,
+            _median([w for at, w in self.plan_waits if now - at <= WAIT_WINDOW_S]))
         with contextlib.suppress(zmq.ZMQError):
             await self.telemetry.send(msg, nowait=True)
 
@@ -865,7 +892,7 @@ def _with_attempt(req: Request, attempt: int) -> Request:
     return replace(req, attempt=attempt)
 
 
-def _median(values: deque[float]) -> float:
+def _median(values: Collection[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 

@@ -344,7 +344,8 @@ class Planner(Service):
         est = slot.estimator
         was_bounded = est.bounded(now)
         for nbytes, seconds in t.samples:
-            if est.add(nbytes, seconds):
+            if est.add(nbytes, seconds, now):
+                slot.calibration.forget_wait()
                 self.metrics.bandwidth_steps.inc()
                 log.info("bandwidth step: the uplink of %s now measures %s", clip(slot.name, 64),
                          format_bandwidth(est.bps or 0.0))
@@ -370,6 +371,8 @@ class Planner(Service):
             cal.observe("edge", t.edge_s, pred.edge_s / e)
         if pred.cloud_s and slot.plan.transfer:
             cal.observe("cloud", t.cloud_s, pred.cloud_s / c)
+        if t.wait_s > 0:  # 0: none of the plan's frames answered yet
+            cal.observe_wait(t.wait_s)
         for stage in ("edge", "cloud"):
             self.metrics.calibration.labels(slot.name, stage).set(cal.residual(stage))
         self._contradicted(slot, time.monotonic())
@@ -572,6 +575,7 @@ class Planner(Service):
                                                 self.args.threshold))):
             slot.plan = self.book.issue(cand, time.time())
             slot.plan_factors = g.graph.get("calibration", (1.0, 1.0))
+            slot.calibration.forget_wait()
             self.metrics.plan_changes.inc()
             log.info("plan %d: %s for %s, %d/%d nodes on the edge, %d tensor(s) (%d B) cross; "
                      "bandwidth %s, %.2f fps, %d worker(s); predicted latency %.1f ms, %.2f fps; "
@@ -590,11 +594,13 @@ class Planner(Service):
         """The edge's plan in force: its metrics, and its place in the republished set."""
         plan = slot.plan
         assert plan is not None
+        if not plan.tiers:  # over tiers, the edge's "wait" holds the middle tiers' times too
+            predicted = predicted.waiting(slot.calibration.wait_s)
         self.metrics.plan_id.set(plan.plan_id)
         self.metrics.plan.info({"plan_id": str(plan.plan_id), "algorithm": plan.algorithm,
                                 "regime": regime})
         for stage, value in (("edge", predicted.edge_s), ("transfer", predicted.transfer_s),
-                             ("cloud", predicted.cloud_s)):
+                             ("cloud", predicted.cloud_s), ("wait", predicted.wait_s)):
             self.metrics.predicted.labels(slot.name, stage).set(value)
         self.metrics.edge_latency.labels(slot.name).set(predicted.latency_s)
         # republished with what it predicts now (the estimate and the calibration move on; the

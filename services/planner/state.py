@@ -46,6 +46,11 @@ class Calibration:
     ratio: dict[str, float] = field(default_factory=lambda: {"edge": 1.0, "cloud": 1.0})
     samples: dict[str, int] = field(default_factory=lambda: {"edge": 0, "cloud": 0})
     applied: dict[str, float] = field(default_factory=lambda: {"edge": 1.0, "cloud": 1.0})
+    #: the plan in force's frames' time beyond its stages (queues, hops), smoothed: added to
+    #: its predicted latency, not to the cost graph (a queue is the load's, not a cut's)
+    wait_s: float = 0.0
+    wait_samples: int = 0
+    wait_alpha: float = 0.5  # each report is already a median over seconds (the edge's)
 
     def observe(self, stage: str, measured_s: float, predicted_s: float) -> None:
         """One measurement of a stage against the profile's own (uncalibrated) prediction."""
@@ -59,6 +64,19 @@ class Calibration:
                 1 - self.dead_band <= self.ratio[stage] / self.applied[stage] <= 1 + self.dead_band):
             lo, hi = self.bounds
             self.applied[stage] = min(max(self.ratio[stage], lo), hi)
+
+    def observe_wait(self, measured_s: float) -> None:
+        """One median wait of the plan in force's frames (the edge's telemetry)."""
+        if measured_s < 0:
+            return
+        self.wait_s += self.wait_alpha * (measured_s - self.wait_s) if self.wait_samples else (
+            measured_s - self.wait_s)
+        self.wait_samples += 1
+
+    def forget_wait(self) -> None:
+        """A new plan, or a new link: its frames' wait is its own (a cut to the edge leaves the
+        broker's queue behind, a faster link the frames queued behind it), measured afresh."""
+        self.wait_s, self.wait_samples = 0.0, 0
 
     def factor(self, stage: str) -> float:
         return self.applied[stage]
