@@ -1,13 +1,15 @@
 """The control loop under real conditions: estimate -> plan -> admission, step by step.
 
-    python -m bench.control [--quick] [--model googlenet] [--edge-slowdown 8]
+    python -m bench.control [--quick] [--link emulated|tc|both] [--model googlenet]
 
-Runs `dads up --check` (every service a process, CURVE on loopback, the edge's emulated uplink)
-on step schedules of the uplink and of the camera's rate, each once on a quiet machine and once
-with a CPU hog (a busy-looping process) joining half way, and reads each run's verdict by phase
-(`launch.story`): how long the planner's estimate took to come within 2x of each new rate, the
-plan changes after settling, p95 latency against twice the planner's own prediction plus a frame
-interval, measured / predicted, frames shed. Table, figure and raw JSON in docs/control.md.
+Runs `dads up --check` (every service a process, CURVE) on step schedules of the uplink and of
+the camera's rate, each once on a quiet machine and once with a CPU hog (a busy-looping process)
+joining half way, over two links: the edge's emulated uplink (loopback), and a real link between
+network namespaces shaped by tc tbf (`dads up --link tc`; needs root, skipped without). It reads
+each run's verdict by phase (`launch.story`): how long the planner's estimate took to come
+within 2x of each new rate, the plan changes after settling, p95 latency against twice the
+planner's own prediction plus a frame interval, measured / predicted, the planner's calibration
+ratios 10 s into the phase, frames shed. Table, figure and raw JSON in docs/control.md.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import figure, log_dir, markdown_table, parser, save_raw, write_report
+from launch import testbed
 
 #: (name, uplink schedule, fps schedule, seconds): steps both ways across the breakpoints of the
 #: default model's bandwidth map here (about 2 Mbit/s at an 8x slower camera), and load steps
@@ -49,17 +52,18 @@ def hog(after_s: float | None) -> Iterator[None]:
 
 
 def run_one(name: str, uplink: str, fps: str, seconds: float, model: str, slowdown: float,
-            with_hog: bool) -> dict[str, Any]:
-    logs = log_dir(f"control-{name}{'-hog' if with_hog else ''}")
+            with_hog: bool, link: str = "emulated") -> dict[str, Any]:
+    logs = log_dir(f"control-{name}-{link}{'-hog' if with_hog else ''}")
     cmd = [sys.executable, "-m", "cli", "up", "--model", model, "--uplink", uplink, "--fps", fps,
            "--duration", str(seconds), "--edge-slowdown", str(slowdown), "--check",
-           "--log-dir", str(logs), "--base-port", "0", "--metrics-port", "0"]
+           "--log-dir", str(logs), "--base-port", "0", "--metrics-port", "0", "--link", link]
     t0 = time.monotonic()
     # the hog joins half way through the stream (model loading takes ~10 s before it starts)
     with hog(10.0 + seconds / 2 if with_hog else None):
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 240)
     story = json.loads((logs / "story.json").read_text()) if (logs / "story.json").exists() else {}
-    return {"schedule": name, "uplink": uplink, "fps": fps, "hog": with_hog, "rc": done.returncode,
+    return {"schedule": name, "link": link, "uplink": uplink, "fps": fps, "hog": with_hog,
+            "rc": done.returncode,
             "wall_s": round(time.monotonic() - t0, 1), "verdicts": story.get("verdicts", []),
             "failures": story.get("failures", []), "logs": str(logs),
             "tail": done.stdout[-1500:] + done.stderr[-800:]}
@@ -75,18 +79,21 @@ def table(records: list[dict[str, Any]]) -> str:
         for v in r["verdicts"]:
             p = v["phase"]
             pred = v["predicted_s"]
+            cal = v.get("calibration") or (float("nan"),) * 2
             rows.append([
-                r["schedule"], "yes" if r["hog"] else "no", f"{p['start_s']:.0f}",
+                r["schedule"], r.get("link", "emulated"), "yes" if r["hog"] else "no",
+                f"{p['start_s']:.0f}",
                 f"{p['bandwidth_bps'] / 1e6:.2f}", f"{p['fps']:g}", _f(v["tracked_s"]),
                 v["changes"], _f(v["p95_s"], 1e3, 0), _f(pred, 1e3, 0),
                 _f(v["p95_s"] / (2 * pred + 1 / p["fps"]) if pred == pred and pred else None,
                    1, 2),
                 _f(v["p50_s"] / pred if pred == pred and pred else None, 1, 2),
-                v["answered"], v["shed"], "ok" if not v["failures"] else "; ".join(v["failures"])])
+                f"{_f(cal[0], 1, 2)} / {_f(cal[1], 1, 2)}", v["answered"], v["shed"], "ok" if not v["failures"] else "; ".join(v["failures"])])
     return markdown_table(
-        ["schedule", "CPU hog", "phase at (s)", "uplink (Mbit/s)", "fps", "estimate within 2x "
-         "after (s)", "plan changes after settling", "p95 (ms)", "predicted (ms)",
-         "p95 / (2 x predicted + interval)", "p50 / predicted", "answered", "shed", "verdict"],
+        ["schedule", "link", "CPU hog", "phase at (s)", "uplink (Mbit/s)", "fps",
+         "estimate within 2x after (s)", "plan changes after settling", "p95 (ms)",
+         "predicted (ms)", "p95 / (2 x predicted + interval)", "p50 / predicted",
+         "calibration edge / cloud at 10 s", "answered", "shed", "verdict"],
         rows)
 
 
@@ -110,20 +117,31 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
         b.legend()
 
 
+_LINKS = {"emulated": "the uplink emulated in the edge agent (loopback)",
+          "tc": "a real link (network namespaces, a veth pair shaped by tc tbf, the schedule "
+                "applied as the stream runs: `dads up --link tc`)"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__, "control.md")
     ap.add_argument("--quick", action="store_true", help="one short schedule, quiet only")
     ap.add_argument("--model", default="googlenet")
     ap.add_argument("--edge-slowdown", type=float, default=8.0)
+    ap.add_argument("--link", choices=("emulated", "tc", "both"), default=None,
+                    help="the uplink (default: both where the tc test bed can run, i.e. as "
+                    "root; emulated with --quick)")
     args = ap.parse_args(argv)
     schedules = QUICK if args.quick else SCHEDULES
+    link = args.link or ("emulated" if args.quick or not testbed.available() else "both")
+    links = ["emulated", "tc"] if link == "both" else [link]
     records = []
-    for name, uplink, fps, seconds in schedules:
-        for with_hog in ((False,) if args.quick else (False, True)):
-            print(f"bench.control: {name} {'with' if with_hog else 'without'} a CPU hog",
-                  file=sys.stderr, flush=True)
-            records.append(run_one(name, uplink, fps, seconds, args.model, args.edge_slowdown,
-                                   with_hog))
+    for lk in links:
+        for name, uplink, fps, seconds in schedules:
+            for with_hog in ((False,) if args.quick else (False, True)):
+                print(f"bench.control: {name} over the {lk} link "
+                      f"{'with' if with_hog else 'without'} a CPU hog", file=sys.stderr, flush=True)
+                records.append(run_one(name, uplink, fps, seconds, args.model,
+                                       args.edge_slowdown, with_hog, lk))
     out = Path(args.out)
     picture = save_raw(records, out, plot)
     held = sum(not r["failures"] for r in records)
@@ -131,11 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         "## The control loop under real conditions (bench.control)", "",
         f"`python -m bench.control{' --quick' if args.quick else ''}`: `dads up --check` "
         f"({args.model}, the camera {args.edge_slowdown:g}x slower than this machine, two "
-        "workers, the uplink emulated at the edge) on step schedules, each quiet and with a "
-        "CPU hog (one busy-looping process) joining half way. Per phase, judged from 4 s after "
-        "its step (`launch.story`): the estimate's time to come within 2x of the new rate, plan "
-        "changes after settling, p95 latency of the answered frames against twice the "
-        "planner's own prediction plus a frame interval, measured / predicted, frames shed. "
+        "workers) on step schedules, each quiet and with a CPU hog (one busy-looping process) "
+        "joining half way, over " + (" and ".join(_LINKS[lk] for lk in links)) + ". Per phase, "
+        "judged from 4 s after its step (`launch.story`): the estimate's time to come within 2x "
+        "of the new rate, plan changes after settling, p95 latency of the answered frames "
+        "against twice the planner's own prediction (its stages and its frames' measured wait) "
+        "plus a frame interval, measured / predicted, the planner's calibration ratios (measured "
+        "/ predicted edge and cloud stage) 10 s into the phase, frames shed. "
         f"{held} of {len(records)} runs held every bound.", "",
         table(records), "", f"![control]({picture})", ""])
     write_report(text, str(out))

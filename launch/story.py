@@ -44,6 +44,7 @@ TRACK_UP_S = 3.0  # the estimate within 2x of a faster uplink in this long
 TRACK_DOWN_S = 1.5  # ... of a slower one, once knowable: a frame sent after the step (within a
 # frame interval) has been on the link long enough for its rate so far to be within 2x
 PROBE_BYTES = 64 * 1024  # the largest probe: what crosses when no frame does
+CALIBRATED_S = 10.0  # the planner's stage predictions within [0.67, 1.5] of the measured by then
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class Sample:
     heavy: bool
     plan_id: int
     predicted_s: float = 0.0  # the planner's latency prediction for the plan in force
+    calibration: tuple[float, float] = (1.0, 1.0)  # measured / predicted: edge, cloud stage
 
 
 class Recorder:
@@ -188,9 +190,9 @@ class Recorder:
 class PlannerRecorder(Recorder):
     """The planner's estimate, regime and plan id, read from its /metrics every `period_s`."""
 
-    def __init__(self, port: int, period_s: float = 0.25) -> None:
+    def __init__(self, url: str, period_s: float = 0.25) -> None:
         super().__init__("planner-recorder")
-        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.url = url
         self.period_s = period_s
         self.samples: list[Sample] = []
 
@@ -206,16 +208,19 @@ class PlannerRecorder(Recorder):
             self.samples.append(Sample(
                 time.time(), values.get("dads_bandwidth_estimate_bytes_per_second", 0) * 8,
                 values.get("dads_regime_heavy", 0) > 0, int(values["dads_plan_id"]),
-                values.get("dads_edge_predicted_latency_seconds", 0.0)))
+                values.get("dads_edge_predicted_latency_seconds", 0.0),
+                (values.get("dads_calibration_ratio:edge", 1.0),
+                 values.get("dads_calibration_ratio:cloud", 1.0))))
 
 
 def _gauges(text: str) -> dict[str, float]:
     """The samples of a /metrics page that have no labels but `edge` (the story runs one
-    edge), by name (prometheus_client's own parser)."""
+    edge) and `stage`, by name, and `name:stage` (prometheus_client's own parser)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    return {sample.name: sample.value for family in text_string_to_metric_families(text)
-            for sample in family.samples if set(sample.labels) <= {"edge"}}
+    return {sample.name + (f":{sample.labels['stage']}" if "stage" in sample.labels else ""):
+            sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if set(sample.labels) <= {"edge", "stage"}}
 
 
 @dataclass
@@ -231,6 +236,8 @@ class Verdict:
     p95_s: float
     predicted_s: float  # median of the planner's prediction while the phase ran (settled)
     tracked_s: float | None  # the estimate within 2x of the phase's rate, after its step
+    calibration: tuple[float, float]  # the planner's measured / predicted (edge, cloud stage)
+    # CALIBRATED_S into the phase (or at its end)
     changes: int  # plan changes after settling
     placement: str  # where the settled frames ran: edge, cloud, or mixed
     failures: tuple[str, ...]
@@ -269,6 +276,9 @@ class Story:
             preds = [sm.predicted_s for sm in window if sm.predicted_s > 0]
             pred = statistics.median(preds) if preds else nan
             tracked = self._tracked(phase, end) if i else 0.0
+            at = t0 + min(phase.start_s + CALIBRATED_S, end)
+            calibration = min(self.samples, key=lambda sm: abs(sm.at - at)).calibration \
+                if self.samples else (nan, nan)
             changes = sum(a.plan_id != b.plan_id for a, b in zip(window, window[1:], strict=False))
             here = sum(ln["worker"] == "edge" for ln in ok)
             placement = ("-" if not ok else "edge" if here >= 0.8 * len(ok)
@@ -305,7 +315,7 @@ class Story:
                 phase, end, sum(not ln["dropped"] for ln in mine),
                 sum(ln.get("reason") == "shed" for ln in mine),
                 sum(ln["dropped"] and ln.get("reason") != "shed" for ln in mine),
-                percentile(lat, 50, nan), p95, pred, tracked, changes, placement,
+                percentile(lat, 50, nan), p95, pred, tracked, calibration, changes, placement,
                 tuple(fails)))
         return out
 

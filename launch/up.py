@@ -3,6 +3,9 @@
 Broker, planner, N cloud workers and an edge agent (synthetic frames, emulated uplink) start
 as separate processes; the edge agent prints a live line per second and a summary at the end.
 Ctrl-C (or --duration) stops the edge first, so frames in flight finish, then the rest.
+`--link tc` runs the same system over a real link instead: the cloud's services and the edge in
+two network namespaces joined by a veth pair, the uplink shaped by `tc tbf` (`launch.testbed`),
+its schedule applied while the stream runs.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.errors import DadsError
 from launch import story
 from services.edge_agent.results import read_results
 
@@ -210,11 +214,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="judge any run like the story: exit 1 if a phase's p95 exceeds twice "
                    "the planner's prediction plus a frame interval, the estimate lags a step, "
                    "the plan flaps after settling, or a frame is unaccounted for")
+    p.add_argument("--link", choices=("emulated", "tc"), default="emulated",
+                   help="the uplink: emulated inside the edge agent (default), or tc: a real "
+                   "link between two network namespaces, shaped by tc tbf to the --uplink "
+                   "schedule as the stream runs (needs root; see `dads testbed`)")
     p.add_argument("--insecure", action="store_true",
                    help="plaintext sockets (default: fresh throwaway CURVE keys in LOG_DIR/keys)")
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.link == "tc" and os.geteuid() != 0:
+        raise DadsError("--link tc needs root (network namespaces and tc): run it as root, or "
+                        "leave --link out (the uplink emulated in the edge agent)")
+    if args.link == "tc" and args.uplink == "none":
+        raise DadsError("--link tc shapes the link to --uplink: give a rate, not 'none'")
     ports = Ports(args.base_port or free_base(4),
                   args.metrics_port or free_base(args.workers + 3))
     log_dir = Path(args.log_dir)
@@ -229,33 +242,43 @@ def main(args: argparse.Namespace) -> int:
                                  str(args.fps), args.duration or 1e9)
     edge_args = ["--live", "--fps", str(args.fps), "--deadline", "20",
                  "--edge-slowdown", str(args.edge_slowdown), "--output", args.output]
-    if args.uplink and args.uplink != "none":
+    if args.uplink and args.uplink != "none" and args.link == "emulated":
         edge_args += ["--uplink", args.uplink]
     m = ports.metrics_base
-    print(f"dads up: {args.model}, {args.workers} worker(s), uplink {args.uplink} (emulated), "
+    print(f"dads up: {args.model}, {args.workers} worker(s), uplink {args.uplink} "
+          f"({'tc tbf on a veth pair' if args.link == 'tc' else 'emulated'}), "
           f"edge {args.edge_slowdown:g}x slower (emulated), {args.fps} fps; logs in {log_dir}/")
     if args.story:
         print(f"  the story ({script.seconds:.0f} s from the first frame; its rates and frame "
               "rates follow from this machine's profile):")
         print(script.describe())
-    print(f"  broker   {ports.frontend} (edges), {ports.backend} (workers), metrics :{m}")
-    print(f"  planner  {ports.plans} (plans), {ports.telemetry} (telemetry), metrics :{m + 1}")
-    print(f"  workers  metrics :{m + 2}..:{m + 1 + args.workers};  edge metrics :{m + 2 + args.workers}")
+    if args.link == "emulated":
+        print(f"  broker   {ports.frontend} (edges), {ports.backend} (workers), metrics :{m}")
+        print(f"  planner  {ports.plans} (plans), {ports.telemetry} (telemetry), metrics :{m + 1}")
+        print(f"  workers  metrics :{m + 2}..:{m + 1 + args.workers};  edge metrics :{m + 2 + args.workers}")
     print("  (loading the model and profiling it on first start takes a few seconds; Ctrl-C stops)")
     log_dir.mkdir(parents=True, exist_ok=True)
     Path(args.output).unlink(missing_ok=True)
     env = security_env(log_dir, args.insecure)
     print("  sockets: plaintext (--insecure)" if args.insecure else
           f"  sockets: CURVE, throwaway keys in {log_dir}/keys")
-    procs = spawn_system(ports, args.model, args.workers, log_dir, edge_args, edge_stdout=None,
-                         env=env)
     seconds = script.seconds if args.story else args.duration
     dead: list[str] = []
-    with story.PlannerRecorder(m + 1) as recorder:
+    with contextlib.ExitStack() as stack:
+        if args.link == "tc":
+            procs, planner_metrics, shape = _on_testbed(stack, args, log_dir, env, edge_args)
+        else:
+            procs = spawn_system(ports, args.model, args.workers, log_dir, edge_args,
+                                 edge_stdout=None, env=env)
+            planner_metrics, shape = f"http://127.0.0.1:{m + 1}/metrics", None
+        recorder = stack.enter_context(story.PlannerRecorder(planner_metrics))
         try:
             while procs["edge"].poll() is None:
-                if seconds and _streamed(Path(args.output)) > seconds:
+                streamed = _streamed(Path(args.output))
+                if seconds and streamed > seconds:
                     break  # counted from the first frame, not from the start of loading
+                if shape is not None:
+                    shape(streamed)
                 dead = [n for n, p in procs.items() if p.poll() is not None and n != "edge"]
                 if dead:
                     break
@@ -280,6 +303,36 @@ def main(args: argparse.Namespace) -> int:
               f"{_last_error(log_dir / 'edge.log')}; see {log_dir}/edge.log", file=sys.stderr)
         return 1
     return 1 if failed else 0
+
+
+def _on_testbed(stack: contextlib.ExitStack, args: argparse.Namespace, log_dir: Path,
+                env: dict[str, str], edge_args: list[str]
+                ) -> tuple[dict[str, subprocess.Popen[bytes]], str, Any]:
+    """The system on the test bed (torn down when `stack` closes): its processes, where the
+    planner's /metrics answers (over the bed's unshaped management link), and the function
+    that shapes the uplink to its schedule, given the seconds streamed so far."""
+    from common.planning.units import format_bandwidth, parse_bandwidth
+    from common.runtime import config
+    from launch import testbed
+    from services.edge_agent.state import Schedule
+
+    uplink = Schedule.parse(args.uplink, parse_bandwidth)
+    bed = testbed.Testbed(log_dir, manage=True)
+    bed.extra_env = env
+    stack.enter_context(bed)
+    bed.shape(uplink.at(0.0))
+    print(f"  test bed: cloud {testbed.CLOUD_IP} ({bed.cloud_ns}), edge {testbed.EDGE_IP} "
+          f"({bed.edge_ns}); the planner's metrics at {testbed.CLOUD_MGMT_IP}")
+    bed.start_cloud(args.model, args.workers)
+    bed.start_edge("edge", ["--model", args.model, "--threads", "1", *edge_args], stdout=None)
+
+    def shape(streamed: float) -> None:
+        rate = uplink.at(streamed)
+        if rate != bed.rate_bps:
+            print(f"dads up: uplink now {format_bandwidth(bed.shape(rate))} (tc)", flush=True)
+
+    port = int(config.env("DADS_METRICS_PORT") or 9102)  # the planner's, as it reads it
+    return bed.procs, f"http://{testbed.CLOUD_MGMT_IP}:{port}/metrics", shape
 
 
 def _last_error(log: Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,7 @@ BAD_INPUTS = [  # (what a user types, the words that must say what is wrong)
     ("codecs {toy} --input-shape 1,3,32,32 --images {corrupt}", "could be read"),
     ("edge-agent --model {toy} --source {missing} --insecure", "does not exist"),
     ("split-check {toy} --input-shape 1,7", "N,3,H,W"),
+    ("up --link tc --uplink none", "give a rate" if os.geteuid() == 0 else "needs root"),
 ]
 
 

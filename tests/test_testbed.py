@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -139,6 +140,25 @@ def test_planner_follows_the_uplink(bed: testbed.Testbed) -> None:
     lines = read_lines(out)
     assert {x["worker"] for x in lines if not x["dropped"]} >= {"edge"}  # 3G: computed here
     assert any(x["worker"].startswith("worker-") for x in lines if not x["dropped"])
+
+
+def test_dads_up_over_a_tc_link_follows_its_schedule(tmp_path: Path) -> None:
+    """`dads up --link tc --check`: the whole system over a real shaped link, the schedule
+    applied by tc as the stream runs; the run holds the story's bounds (every frame accounted
+    for, the estimate tracks each step, no flapping, p95 within twice the prediction), the
+    slow phase runs here and the fast ones in the pool, and the namespaces are gone after."""
+    before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    run = subprocess.run(
+        [sys.executable, "-m", "cli", "up", "--link", "tc", "--uplink", "20mbit,700kbit@10,20mbit@20",
+         "--fps", "1", "--duration", "30", "--check", "--log-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "uplink now 700 kbit/s (tc)" in run.stdout and "uplink now 20 Mbit/s (tc)" in run.stdout
+    verdicts = json.loads((tmp_path / "story.json").read_text())["verdicts"]
+    assert [v["placement"] for v in verdicts] == ["cloud", "edge", "cloud"]
+    assert all(v["tracked_s"] is not None for v in verdicts)
+    after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert set(after.split()) <= set(before.split())
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None,
