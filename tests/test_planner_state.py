@@ -70,13 +70,17 @@ def test_a_stalled_transfer_bounds_the_estimate_until_transfers_catch_up() -> No
     assert not est.bounded(10.8) and est.estimate(10.8) == pytest.approx(1.43e5, rel=0.05)
 
 
-def test_a_bound_lets_go_when_the_link_was_never_that_slow_or_no_report_renews_it() -> None:
+def test_a_bound_lets_go_when_the_link_was_never_that_slow_or_nothing_is_stuck() -> None:
     est = BandwidthEstimator(hold_s=3.0)
     for _ in range(7):
         est.add(1_000_000, 1.0)
     est.bound(100_000, 1.0, now=0.0)  # a transfer held up by something else than the link
-    assert est.estimate(2.9) == pytest.approx(1e5)
-    assert est.estimate(3.1) == pytest.approx(1e6)  # not renewed: dropped
+    est.unstalled(1.0)  # ... that is through: the edge says nothing is stuck
+    est.unstalled(2.0)
+    assert est.estimate(3.9) == pytest.approx(1e5)
+    assert est.estimate(4.1) == pytest.approx(1e6)  # nothing stuck for 3 s: dropped
+    assert not est.add(100_000, 1.0, now=4.1)  # a slow transfer now is a sample, not a bound
+    assert not est.bounded(4.2)
     est.bound(100_000, 1.0, now=5.0)
     est.add(1_000_000, 1.0)  # a finished transfer at the old rate: the bound was wrong
     assert est.estimate(5.1) == pytest.approx(1e6) and not est.bounded(5.1)
@@ -93,10 +97,16 @@ def test_a_bound_that_transfers_confirm_holds_until_the_window_steps() -> None:
     for _ in range(7):
         est.add(3_500_000, 1.0)
     est.bound(150_000, 0.2, now=10.0)
-    assert not est.add(150_000, 3.0, now=12.8)  # the stalled frame arrives: one sample, no step
-    assert est.bounded(15.0) and est.estimate(15.0) == pytest.approx(5e4)  # renewed at 12.8
-    assert est.add(150_000, 3.0, now=15.8)  # the next: a step
-    assert not est.bounded(16.0) and est.estimate(16.0) == pytest.approx(5e4)
+    est.bound(150_000, 1.2, now=11.0)
+    # the telemetry crosses the same link: behind the stuck frame it comes late or not at all,
+    # and silence is no reason to let go
+    assert est.bounded(14.5) and est.estimate(14.5) == pytest.approx(1.25e5)
+    assert not est.add(150_000, 3.0, now=14.8)  # the stalled frame arrives: one sample, no step
+    for t in (15.0, 16.0, 17.0, 17.9):  # the next frame, on the link, on time for the bound
+        est.unstalled(t)
+    assert est.bounded(17.9) and est.estimate(17.9) == pytest.approx(5e4)  # renewed at 14.8
+    assert est.add(150_000, 3.0, now=17.9)  # it arrives: a step
+    assert not est.bounded(18.0) and est.estimate(18.0) == pytest.approx(5e4)
 
 
 def test_link_clock_is_fifo() -> None:

@@ -23,7 +23,11 @@ estimate is the lower of the two: the planner can plan for the slower link a fra
 second after a step down, long before any transfer through it has finished, and follows the
 bound down as it tightens. A finished transfer as slow as the bound renews it. It lets go when
 the window has caught up (a step), when a finished transfer shows the link faster than the bound
-(the stall was something else), or when nothing has renewed it for `hold_s`.
+(the stall was something else), or once the edge has said for `hold_s` that nothing is stuck
+(`unstalled`). Silence is not such a report: the edge's telemetry crosses the same uplink, and
+behind a stuck frame on a deep-buffered link (tc's tbf, a cellular modem) it arrives seconds
+late; a bound that lapsed for want of reports brought the window's old median back, and a plan
+that sent the next frame into the slow link.
 """
 
 from __future__ import annotations
@@ -44,12 +48,13 @@ class BandwidthEstimator:
     rates: deque[float] = field(default_factory=deque)
     samples: int = 0
     steps: int = 0  # steps detected so far (the planner exports it)
-    hold_s: float = 3.0  # a bound no report has renewed for this long is dropped
+    hold_s: float = 3.0  # a bound the edge has reported nothing stuck for this long is dropped
     _pending: list[float] = field(default_factory=list)
-    _bound: tuple[float, float] | None = None  # (bytes/s, renewed at)
+    _bound: float | None = None  # bytes/s
+    _clear_since: float | None = None  # the first report since the bound's renewal: none stuck
 
     def add(self, nbytes: float, seconds: float, now: float | None = None) -> bool:
-        """Take one transfer (finished at `now`); True when it completed a step (the window
+        """Take one transfer (reported at `now`); True when it completed a step (the window
         restarted)."""
         if nbytes < self.min_bytes or seconds <= 0:
             return False
@@ -64,15 +69,17 @@ class BandwidthEstimator:
             self.rates.append(rate)
         while len(self.rates) > self.window:
             self.rates.popleft()
+        if self._bound is not None and now is not None and self._live_bound(now) is None:
+            self._bound = self._clear_since = None  # lapsed: a slow transfer starts no bound
         if self._bound is not None:
-            if stepped or rate > self.step_factor * self._bound[0]:
+            if stepped or rate > self.step_factor * self._bound:
                 self._bound = None  # the window has caught up, or the link was never that slow
             else:  # a finished transfer as slow as the bound guessed: it holds (renewed), at
                 # the measured rate if lower, until the window has the samples to step to it;
                 # else it would lapse between two slow transfers (nothing on the link stalls
                 # against the bound's own rate) and the window's old median would come back
-                self._bound = (min(rate, self._bound[0]),
-                               self._bound[1] if now is None else max(now, self._bound[1]))
+                self._bound = min(rate, self._bound)
+                self._clear_since = None
         return stepped
 
     def bound(self, nbytes: float, seconds: float, now: float) -> None:
@@ -82,7 +89,13 @@ class BandwidthEstimator:
         transfers, not stalled ones, say when the link is faster again."""
         if nbytes >= self.min_bytes and seconds > 0:
             rate, live = nbytes / seconds, self._live_bound(now)
-            self._bound = (rate if live is None else min(rate, live), now)
+            self._bound = rate if live is None else min(rate, live)
+            self._clear_since = None
+
+    def unstalled(self, now: float) -> None:
+        """The edge reports no transfer stuck on the link (its telemetry, at `now`)."""
+        if self._bound is not None and self._clear_since is None:
+            self._clear_since = now
 
     def estimate(self, now: float) -> float | None:
         """Bytes/s to plan with at `now`: the window's median, or a live bound below it."""
@@ -95,10 +108,11 @@ class BandwidthEstimator:
         return live is not None and (rate is None or live < rate)
 
     def _live_bound(self, now: float) -> float | None:
-        """The bound's rate, unless no report has renewed it for `hold_s`."""
-        if self._bound is None or now - self._bound[1] > self.hold_s:
+        """The bound's rate, unless the edge has reported nothing stuck for `hold_s`."""
+        if self._bound is None or (self._clear_since is not None
+                                   and now - self._clear_since > self.hold_s):
             return None
-        return self._bound[0]
+        return self._bound
 
     def _change_test(self, rate: float) -> bool:
         current, f = self.bytes_per_second, self.step_factor
@@ -115,7 +129,7 @@ class BandwidthEstimator:
     def reset(self) -> None:
         self.rates.clear()
         self._pending = []
-        self._bound = None
+        self._bound = self._clear_since = None
         self.samples = 0
 
     @property

@@ -361,10 +361,11 @@ class EdgeAgent(Service):
         the last `downstream` seconds, the time a frame spends past the edge, at the predicted
         throughput, and the one whose edge compute overlaps them. Counting the edge's own time
         too (or one more frame) keeps a frame waiting at the broker behind busy workers, which
-        adds a share of a cloud compute to every frame. The window bounds it."""
+        adds a share of a cloud compute to every frame. The window bounds it. While a transfer
+        is stalled on the link (it has stepped down), 1: no frame joins it there."""
         cut = self.cut or self.local_cut
         if not cut.local and self._stalled(time.monotonic()) is not None:
-            return 1  # the link has stepped down under a frame: none joins it there
+            return 1
         pred = cut.plan.predicted
         downstream = pred.latency_s - pred.edge_s - pred.wait_s  # the stages', not the queues'
         if downstream <= 0 or pred.throughput_fps <= 0:

@@ -347,10 +347,13 @@ class Planner(Service):
             if est.add(nbytes, seconds, now):
                 slot.calibration.forget_wait()
                 self.metrics.bandwidth_steps.inc()
-                log.info("bandwidth step: the uplink of %s now measures %s", clip(slot.name, 64),
-                         format_bandwidth(est.bps or 0.0))
+                log.info("bandwidth step: the uplink of %s now measures %s (transfers: %s)",
+                         clip(slot.name, 64), format_bandwidth(est.bps or 0.0),
+                         ", ".join(f"{b} B in {s * 1e3:.0f} ms" for b, s in t.samples[-4:]))
         if t.stalled_bytes > 0 and t.stalled_s > 0:
             est.bound(t.stalled_bytes, t.stalled_s, now)
+        else:
+            est.unstalled(now)
         bounded, bw = est.bounded(now), self._bandwidth(slot, now)
         if bounded and not was_bounded:
             log.info("a transfer of %d B has been on the uplink of %s for %.2f s: planning for at "
