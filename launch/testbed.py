@@ -38,6 +38,21 @@ def _run(*cmd: str) -> None:
         raise RuntimeError(f"{' '.join(cmd)}: {out.stderr.strip() or out.stdout.strip()}")
 
 
+def _tbf(ns: str, dev: str, rate: str | float, shaped: bool) -> float:
+    """Shape `dev`'s egress in namespace `ns` to `rate` with tbf (a small bucket: the rate holds
+    for short bursts); returns bit/s. A rate that changes deletes the qdisc and adds a new one:
+    `tc qdisc replace` (or `change`) of a tbf while a transfer was in its queue stalled that
+    transfer until the next change here (kernel 6.18; 150 kB at 50 -> 5 Mbit/s took 4 s, not
+    0.25), which no real link does; a new qdisc drops what was queued, which TCP resends."""
+    bps = parse_bandwidth(rate)
+    burst = max(4096, int(bps / 8 * 0.004))
+    if shaped:
+        _run("ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", dev, "root")
+    _run("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate",
+         f"{int(bps)}bit", "burst", str(burst), "latency", "2s")
+    return bps
+
+
 def available() -> bool:
     """Whether this process can build a test bed (root and iproute2)."""
     import shutil
@@ -110,10 +125,7 @@ class Testbed(_Bed):
 
     def shape(self, rate: str | float) -> float:
         """Shape the edge→cloud uplink (tbf on the edge's interface); returns bit/s."""
-        bps = parse_bandwidth(rate)
-        burst = max(4096, int(bps / 8 * 0.004))  # a small bucket: the rate holds for short bursts
-        _run("ip", "netns", "exec", self.edge_ns, "tc", "qdisc", "replace", "dev", self.edge_if,
-             "root", "tbf", "rate", f"{int(bps)}bit", "burst", str(burst), "latency", "2s")
+        bps = _tbf(self.edge_ns, self.edge_if, rate, self.rate_bps is not None)
         self.rate_bps = bps
         return bps
 
@@ -214,11 +226,7 @@ class ChainBed(_Bed):
 
     def shape(self, link: int, rate: str | float) -> float:
         """Shape link `link` (host link -> link + 1); returns bit/s."""
-        bps = parse_bandwidth(rate)
-        burst = max(4096, int(bps / 8 * 0.004))
-        _run("ip", "netns", "exec", self.ns[link], "tc", "qdisc", "replace", "dev",
-             self.ifs[link][0], "root", "tbf", "rate", f"{int(bps)}bit", "burst", str(burst),
-             "latency", "2s")
+        bps = _tbf(self.ns[link], self.ifs[link][0], rate, self.rates_bps[link] is not None)
         self.rates_bps[link] = bps
         return bps
 

@@ -21,7 +21,8 @@ from above (the true rate is lower still). A bound is not a sample: it is not th
 and it tightens while the transfer lasts. So it is held beside the window (`bound`), and the
 estimate is the lower of the two: the planner can plan for the slower link a fraction of a
 second after a step down, long before any transfer through it has finished, and follows the
-bound down as it tightens. A finished transfer as slow as the bound renews it. It lets go when
+bound down as it tightens, also between reports (a transfer still stuck a second later bounds
+the link tighter still). A finished transfer as slow as the bound renews it. It lets go when
 the window has caught up (a step), when a finished transfer shows the link faster than the bound
 (the stall was something else), or once the edge has said for `hold_s` that nothing is stuck
 (`unstalled`). Silence is not such a report: the edge's telemetry crosses the same uplink, and
@@ -50,7 +51,9 @@ class BandwidthEstimator:
     steps: int = 0  # steps detected so far (the planner exports it)
     hold_s: float = 3.0  # a bound the edge has reported nothing stuck for this long is dropped
     _pending: list[float] = field(default_factory=list)
-    _bound: float | None = None  # bytes/s
+    # the bound: (bytes, seconds on the link when reported, reported at; None: a measured rate
+    # of bytes/seconds, which does not tighten with time)
+    _bound: tuple[float, float, float | None] | None = None
     _clear_since: float | None = None  # the first report since the bound's renewal: none stuck
 
     def add(self, nbytes: float, seconds: float, now: float | None = None) -> bool:
@@ -69,27 +72,32 @@ class BandwidthEstimator:
             self.rates.append(rate)
         while len(self.rates) > self.window:
             self.rates.popleft()
-        if self._bound is not None and now is not None and self._live_bound(now) is None:
-            self._bound = self._clear_since = None  # lapsed: a slow transfer starts no bound
-        if self._bound is not None:
-            if stepped or rate > self.step_factor * self._bound:
-                self._bound = None  # the window has caught up, or the link was never that slow
-            else:  # a finished transfer as slow as the bound guessed: it holds (renewed), at
-                # the measured rate if lower, until the window has the samples to step to it;
-                # else it would lapse between two slow transfers (nothing on the link stalls
-                # against the bound's own rate) and the window's old median would come back
-                self._bound = min(rate, self._bound)
-                self._clear_since = None
+        live = self._live_bound(now) if now is not None else (
+            None if self._bound is None else self._rate(self._bound, self._bound[2] or 0.0))
+        if live is None or stepped or rate > self.step_factor * live:
+            # lapsed, or the window has caught up, or the link was never that slow
+            self._bound = self._clear_since = None
+        else:  # a finished transfer as slow as the bound guessed: the bound holds (renewed)
+            # at its measured rate, until the window has the samples to step to it; else it
+            # would lapse between two slow transfers (nothing on the link stalls against the
+            # bound's own rate) and the window's old median would come back. Measured, not the
+            # bound's own: a bound that tightened while the reports were late went past it
+            self._bound = (rate, 1.0, None)
+            self._clear_since = None
         return stepped
 
     def bound(self, nbytes: float, seconds: float, now: float) -> None:
-        """A transfer of `nbytes` still on the link after `seconds`: the link is at most that
-        fast now. A live bound only tightens (the same transfer, later; the next one stuck
-        behind it starts looser and says nothing new) and is renewed by each report; finished
-        transfers, not stalled ones, say when the link is faster again."""
+        """A transfer of `nbytes` still on the link after `seconds`, reported at `now`: the
+        link is at most that fast, and slower still the longer it stays there: until a report
+        says nothing is stuck, the bound tightens with the time since (the report that it is
+        through crosses a link that is then free, so it comes at once; those that it is still
+        stuck queue behind it). A live bound only tightens (the same transfer, later; the next
+        one stuck behind it starts looser and says nothing new) and is renewed by each report;
+        finished transfers, not stalled ones, say when the link is faster again."""
         if nbytes >= self.min_bytes and seconds > 0:
-            rate, live = nbytes / seconds, self._live_bound(now)
-            self._bound = rate if live is None else min(rate, live)
+            live = self._live_bound(now)
+            if live is None or nbytes / seconds <= live:
+                self._bound = (nbytes, seconds, now)
             self._clear_since = None
 
     def unstalled(self, now: float) -> None:
@@ -108,11 +116,20 @@ class BandwidthEstimator:
         return live is not None and (rate is None or live < rate)
 
     def _live_bound(self, now: float) -> float | None:
-        """The bound's rate, unless the edge has reported nothing stuck for `hold_s`."""
-        if self._bound is None or (self._clear_since is not None
-                                   and now - self._clear_since > self.hold_s):
+        """The bound's rate at `now`, unless the edge has reported nothing stuck for
+        `hold_s` (it stops tightening at that first report)."""
+        if self._bound is None:
             return None
-        return self._bound
+        if self._clear_since is not None:
+            if now - self._clear_since > self.hold_s:
+                return None
+            now = self._clear_since
+        return self._rate(self._bound, now)
+
+    @staticmethod
+    def _rate(bound: tuple[float, float, float | None], now: float) -> float:
+        nbytes, seconds, at = bound
+        return nbytes / (seconds + (max(now - at, 0.0) if at is not None else 0.0))
 
     def _change_test(self, rate: float) -> bool:
         current, f = self.bytes_per_second, self.step_factor

@@ -169,7 +169,8 @@ class EdgeAgent(Service):
         self.profile_sent: tuple[str, float] = ("", 0.0)  # (digest, when) last sent
         self.plan_heard = 0.0  # when a plan message last came (the planner is alive and has us)
         self.live = False  # the source runs at a rate: shed, don't queue (the pipeline's gate)
-        self.released = asyncio.Event()  # a frame left the pipeline: the gate may open
+        self.released = asyncio.Event()  # a frame left the pipeline, or a new plan: the gate
+        # may open
         self.next_take = 0.0  # a live camera sub-sampled to its plan's rate: the next frame taken
         self.probe_hint_bps = 0.0  # a probe saw the link far from the estimate: its rate (bit/s)
 
@@ -706,6 +707,7 @@ class EdgeAgent(Service):
             self.metrics.errors.labels("bad_plan").inc()
             return
         self.cut = cut  # the pipeline picks it up at the next frame boundary
+        self.released.set()  # and its gate: a cut to the edge needs no room on a stalled link
         for times in self.plan_times.values():
             times.clear()
         self.plan_waits.clear()
