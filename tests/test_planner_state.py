@@ -111,6 +111,14 @@ def test_a_bound_that_transfers_confirm_holds_until_the_window_steps() -> None:
     assert not est.bounded(18.0) and est.estimate(18.0) == pytest.approx(5e4)
 
 
+def test_one_transfer_is_no_estimate() -> None:
+    est = BandwidthEstimator()
+    est.add(65_536 * 0.28, 1.0)  # the first probe while the host loads every model: 3.5x slow
+    assert est.estimate(0.0) is None  # the planner keeps its initial rate
+    est.add(65_536, 1.0)
+    assert est.estimate(0.0) == pytest.approx(65_536 * 1.28 / 2)
+
+
 def test_link_clock_is_fifo() -> None:
     clock = LinkClock()
     assert clock.transfer(0.0, 1.0) == 1.0

@@ -275,6 +275,25 @@ def test_a_live_camera_beyond_its_plan_sheds_and_latency_stays_bounded(
     assert f"({len(shed)} shed)" in system.log("edge-shed")  # counted, and said
 
 
+def test_no_frame_queues_behind_a_transfer_stuck_on_a_slower_link(system: System) -> None:
+    """The uplink steps from 20 Mbit/s to 100 kbit/s under a 150 kB frame (12 s to cross): no
+    later frame is handed to the link behind it (the gate holds them, the freshest waiting,
+    until the plan moves), and once the plan moves to the camera frames are answered here while
+    the stuck one is still on the link (a new plan opens the gate)."""
+    lines = system.stream("edge-stall", frames=24, fps=4, shed=True,
+                          extra=["--uplink", "20mbit,100kbit@2"])
+    assert sorted(line["frame_id"] for line in lines) == list(range(24))  # every one accounted
+    answered = [line for line in lines if not line["dropped"]]
+    t0 = min(line["done_at"] - line["latency_s"] for line in answered)
+    after = [line for line in answered if line["done_at"] - line["latency_s"] - t0 >= 2.0]
+    pool = [line for line in after if line["worker"] != "edge"]
+    here = [line for line in after if line["worker"] == "edge"]
+    assert len(pool) <= 1, [(x["frame_id"], x["latency_s"]) for x in pool]  # the stuck one
+    assert here, "no frame answered on the camera after the step"
+    if pool:  # the camera answered while the stuck frame was still on the link
+        assert min(x["done_at"] for x in here) < pool[0]["done_at"], (here[:2], pool)
+
+
 def test_an_offline_source_keeps_every_frame(system: System, reference) -> None:
     """fps 0 (a folder read as fast as the pipeline takes): back-pressure, nothing shed."""
     system.control(algorithm="edge_only")
