@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from common.planning.units import PRESETS, format_bandwidth, parse_bandwidth
-from launch.up import security_env, start_service, stop_system, wait_log
+from launch.procs import security_env, start_service, stop_system, wait_log
 
 __all__ = ["Testbed", "ChainBed", "add_arguments", "main", "CLOUD_IP", "EDGE_IP", "CLOUD_MGMT_IP",
            "available"]

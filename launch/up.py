@@ -25,6 +25,7 @@ from typing import Any
 
 from common.errors import DadsError
 from launch import story
+from launch.procs import security_env, start_service, stop_system, wait_log
 from services.edge_agent.results import read_results
 
 __all__ = ["Ports", "free_base", "start_service", "wait_log", "start_cloud", "start_workers",
@@ -59,11 +60,19 @@ class Ports:
 PORT_RANGE = (20000, 32700)
 
 
+_HANDED: set[int] = set()  # the ports `free_base` has handed out in this process
+
+
 def free_base(count: int = 4) -> int:
-    """A base port with `count` free ports after it."""
+    """A base port with `count` free ports after it, none of them handed out before by this
+    process: the ZeroMQ ports and the /metrics ports of one system are asked for one after the
+    other, before any service binds them, and two ranges that overlapped gave a worker's
+    /metrics the broker's port."""
     lo, hi = PORT_RANGE
     for _ in range(200):
         base = random.randint(lo, hi - count)
+        if _HANDED.intersection(range(base, base + count)):
+            continue
         socks: list[socket.socket] = []
         try:
             for p in range(base, base + count):
@@ -75,35 +84,9 @@ def free_base(count: int = 4) -> int:
         finally:
             for s in socks:
                 s.close()
+        _HANDED.update(range(base, base + count))
         return base
     raise RuntimeError("no free ports")
-
-
-def start_service(name: str, args: list[str], log: Path, stdout: Any = "log",
-                  env: dict[str, str] | None = None, prefix: list[str] | None = None
-                  ) -> subprocess.Popen[bytes]:
-    """Start `python -m services.NAME`; stderr to `log`, stdout too unless given (None: ours).
-
-    `prefix` runs it under another command, e.g. `ip netns exec NS` in the test bed.
-    """
-    cmd = [*(prefix or []), sys.executable, "-m", f"services.{name}", *args]
-    with open(log, "ab") as err:  # the child keeps its own descriptor
-        return subprocess.Popen(cmd, stdout=err if stdout == "log" else stdout, stderr=err,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-                                start_new_session=True)
-
-
-def wait_log(log: Path, text: str, proc: subprocess.Popen[bytes] | None = None,
-             timeout: float = 120.0) -> None:
-    """Wait until a service logs `text` (it is ready); fail early, with its log, if it exits."""
-    deadline = time.monotonic() + timeout
-    read = lambda: log.read_text(errors="replace") if log.exists() else ""  # noqa: E731
-    while text not in read():
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{log.stem} exited ({proc.returncode}); {log}:\n{read()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{log.stem} never logged {text!r}; {log}:\n{read()[-3000:]}")
-        time.sleep(0.1)
 
 
 def start_broker(ports: Ports, log: Path, env: dict[str, str] | None = None
@@ -155,37 +138,6 @@ def spawn_system(ports: Ports, model: str, workers: int, log_dir: Path, edge_arg
                        "--metrics-port", str(ports.metrics_base + 2 + workers), *edge_args],
         log_dir / "edge.log", stdout=edge_stdout, env=env)
     return procs
-
-
-def security_env(log_dir: Path, insecure: bool = False) -> dict[str, str]:
-    """The env that makes every service of a one-machine run secure: throwaway CURVE keys made
-    fresh in `log_dir/keys` (or plaintext, only when asked)."""
-    if insecure:
-        return {"DADS_INSECURE": "1", "DADS_KEYS": ""}
-    from common.runtime.security import init_keys
-
-    keys = log_dir / "keys"
-    init_keys(keys, force=True)
-    return {"DADS_KEYS": str(keys), "DADS_INSECURE": ""}
-
-
-def stop_system(procs: dict[str, subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
-    """SIGINT the edge first (it finishes frames in flight), then the rest; kill stragglers."""
-    edges = [n for n in procs if n.startswith("edge")]
-    for name in edges + [n for n in procs if n not in edges]:
-        p = procs[name]
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)
-        if name in edges:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout)
-    deadline = time.monotonic() + timeout
-    for p in procs.values():
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.wait(max(0.1, deadline - time.monotonic()))
-        if p.poll() is None:
-            p.kill()
-            p.wait()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

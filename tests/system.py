@@ -52,9 +52,13 @@ class System:
                                         env=self.env))
         self.edge_port = self.ports.metrics_base + 2 + workers
         self.edges: list[str] = []  # the edge agents started on the edge port, by name
-        self.wait_log("broker", "frontend")
-        for i in range(workers):
-            self.wait_log(f"worker-{i}", "ready on")
+        try:
+            self.wait_log("broker", "frontend")
+            for i in range(workers):
+                self.wait_log(f"worker-{i}", "ready on")
+        except BaseException:  # one that never came up: the others are stopped, not left
+            self.close()
+            raise
 
     def log(self, name: str) -> str:
         path = self.tmp / f"{name}.log"

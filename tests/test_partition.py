@@ -119,7 +119,8 @@ def test_plan_json_is_the_design_document() -> None:
     for key in ("plan_id", "algorithm", "fingerprint", "edge_nodes", "transfer", "predicted",
                 "bandwidth_bps", "created_at"):
         assert key in doc
-    assert set(doc["predicted"]) == {"edge_s", "transfer_s", "cloud_s", "latency_s", "throughput_fps"}
+    assert set(doc["predicted"]) == {"edge_s", "transfer_s", "cloud_s", "latency_s",
+                                     "throughput_fps", "wait_s"}
     assert partition.Plan.from_json(doc) == plan
 
 
