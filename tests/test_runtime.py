@@ -285,13 +285,20 @@ def test_no_frame_queues_behind_a_transfer_stuck_on_a_slower_link(system: System
     assert sorted(line["frame_id"] for line in lines) == list(range(24))  # every one accounted
     answered = [line for line in lines if not line["dropped"]]
     t0 = min(line["done_at"] - line["latency_s"] for line in answered)
-    after = [line for line in answered if line["done_at"] - line["latency_s"] - t0 >= 2.0]
+    def captured(line: dict) -> float:
+        return line["done_at"] - line["latency_s"] - t0
+
+    after = [line for line in answered if captured(line) >= 2.0]
     pool = [line for line in after if line["worker"] != "edge"]
     here = [line for line in after if line["worker"] == "edge"]
-    assert len(pool) <= 1, [(x["frame_id"], x["latency_s"]) for x in pool]  # the stuck one
+    # a frame handed over before the stall shows (the transfer has taken 3x what the estimate
+    # allows, beyond the cloud's time) may queue behind it; none once it has shown, well within
+    # a second here, though the link stays stuck for 12 s
+    assert pool and not [x for x in pool if captured(x) >= 3.0], [
+        (x["frame_id"], round(captured(x), 2), x["latency_s"]) for x in pool]
     assert here, "no frame answered on the camera after the step"
-    if pool:  # the camera answered while the stuck frame was still on the link
-        assert min(x["done_at"] for x in here) < pool[0]["done_at"], (here[:2], pool)
+    # the camera answered while the stuck frame was still on the link (a new plan opens the gate)
+    assert min(x["done_at"] for x in here) < min(x["done_at"] for x in pool), (here[:2], pool)
 
 
 def test_an_offline_source_keeps_every_frame(system: System, reference) -> None:

@@ -190,6 +190,7 @@ class Service:
     """
 
     name = "service"
+    close_linger_ms = 0  # how long closing waits to flush what is queued to send (0: drop it)
 
     def __init__(self, metrics: _Metrics, keys: Keys | None, metrics_port: int,
                  metrics_host: str = "0.0.0.0") -> None:
@@ -244,7 +245,7 @@ class Service:
             task.cancel()
         await asyncio.gather(*self._links, return_exceptions=True)
         for ch in self.channels:
-            ch.close()
+            ch.close(self.close_linger_ms)
         if self.guard is not None:
             self.guard.stop()
         self.compute.close()

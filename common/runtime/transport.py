@@ -182,8 +182,9 @@ class Channel:
         """This channel's socket for a plain poll loop in one thread (the broker's hot path)."""
         return Blocking(self)
 
-    def close(self) -> None:
-        self.sock.close(linger=0)
+    def close(self, linger_ms: int = 0) -> None:
+        """Close now (0), or after up to `linger_ms` flushing what is queued to send."""
+        self.sock.close(linger=linger_ms)
 
 
 class Blocking:

@@ -92,6 +92,9 @@ def stage_of(plan: Plan, tier: str, needed: frozenset[str]
 
 class CloudWorker(Service):
     name = "cloud_worker"
+    # the answers finished while draining (close) are still queued when the socket closes:
+    # closing at once dropped one under load, and its frame waited out its deadline
+    close_linger_ms = 2000
 
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__(WorkerMetrics(), from_options(args.keys, args.insecure, "worker"),
