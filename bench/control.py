@@ -149,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         "## The control loop under real conditions (bench.control)", "",
         f"`python -m bench.control{' --quick' if args.quick else ''}`: `dads up --check` "
         f"({args.model}, the camera {args.edge_slowdown:g}x slower than this machine, two "
-        "workers) on step schedules, each quiet and with a CPU hog (one busy-looping process) "
-        "joining half way, over " + (" and ".join(_LINKS[lk] for lk in links)) + ". Per phase, "
+        "workers) on step schedules, " + ("quiet only" if args.quick else
+                                          "each quiet and with a CPU hog (one busy-looping "
+                                          "process) joining half way")
+        + ", over " + (" and ".join(_LINKS[lk] for lk in links)) + ". Per phase, "
         "judged from 4 s after its step (`launch.story`): the estimate's time to come within 2x "
         "of the new rate, plan changes after settling, p95 latency of the answered frames "
         "against twice the planner's own prediction (its stages and its frames' measured wait) "
